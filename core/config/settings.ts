@@ -1,0 +1,56 @@
+/**
+ * The settings an operator can give on the command line or in the environment, each bound to one
+ * path of the config schema. The env var of a flag is derived from it: `--s3-endpoint` is
+ * `ETCD_AUTOBACKUP_S3_ENDPOINT`. The YAML file uses the schema paths themselves.
+ */
+
+export type SettingKind = 'string' | 'list' | 'bool' | 'int';
+
+export interface Setting {
+  /** Long flag name without dashes, e.g. `s3-endpoint`. */
+  flag: string;
+  /** Dotted path in the config schema, e.g. `store.s3.endpoint`. */
+  path: string;
+  /** How the flag or env text becomes a value. Durations stay strings: the schema parses them. */
+  kind: SettingKind;
+  /** One line for --help. */
+  help: string;
+  /** Never printed, logged or echoed in errors. */
+  secret?: boolean;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { flag: 'cluster', path: 'cluster', kind: 'string', help: 'cluster name; snapshots go under this prefix (default "default")' },
+  { flag: 'endpoints', path: 'etcd.endpoints', kind: 'list', help: 'etcd client URLs, comma-separated (default http://127.0.0.1:2379)' },
+  { flag: 'cacert', path: 'etcd.cacert', kind: 'string', help: 'CA file that signed the etcd server certs' },
+  { flag: 'cert', path: 'etcd.cert', kind: 'string', help: 'etcd client certificate file' },
+  { flag: 'key', path: 'etcd.key', kind: 'string', help: 'etcd client key file' },
+  { flag: 'prefer-leader', path: 'etcd.preferLeader', kind: 'bool', help: 'snapshot from the leader instead of a follower' },
+  { flag: 'etcd-dial-timeout', path: 'etcd.dialTimeout', kind: 'string', help: 'time to wait for a member status call (default 5s)' },
+  { flag: 'etcd-username', path: 'etcd.username', kind: 'string', help: 'etcd auth user' },
+  { flag: 'etcd-password', path: 'etcd.password', kind: 'string', help: 'etcd auth password', secret: true },
+  { flag: 'etcdctl', path: 'etcd.etcdctl', kind: 'string', help: 'etcdctl binary for verify and restore (default etcdctl)' },
+  { flag: 'store', path: 'store.url', kind: 'string', help: 'where snapshots go: file:///dir, s3://bucket/prefix, ncp://bucket/prefix?region=kr' },
+  { flag: 's3-endpoint', path: 'store.s3.endpoint', kind: 'string', help: 'S3-compatible endpoint URL (MinIO, Ceph, R2...)' },
+  { flag: 's3-region', path: 'store.s3.region', kind: 'string', help: 'S3 region' },
+  { flag: 's3-force-path-style', path: 'store.s3.forcePathStyle', kind: 'bool', help: 'path-style S3 addressing (MinIO)' },
+  { flag: 's3-access-key-id', path: 'store.s3.accessKeyId', kind: 'string', help: 'S3 access key id (default: the AWS credential chain)' },
+  { flag: 's3-secret-access-key', path: 'store.s3.secretAccessKey', kind: 'string', help: 'S3 secret access key', secret: true },
+  { flag: 's3-session-token', path: 'store.s3.sessionToken', kind: 'string', help: 'S3 session token', secret: true },
+  { flag: 's3-ca-file', path: 'store.s3.caFile', kind: 'string', help: 'extra CA certificates (PEM) for the S3 endpoint' },
+  { flag: 's3-part-size-mib', path: 'store.s3.partSizeMiB', kind: 'int', help: 'multipart part size in MiB (default 8)' },
+  { flag: 'compression', path: 'snapshot.compression', kind: 'string', help: 'gzip or none (default gzip)' },
+  { flag: 'compression-level', path: 'snapshot.compressionLevel', kind: 'int', help: 'gzip level 1-9 (default 6)' },
+  { flag: 'snapshot-timeout', path: 'snapshot.timeout', kind: 'string', help: 'give up on a snapshot after this long (default 30m)' },
+  { flag: 'log-level', path: 'log.level', kind: 'string', help: 'trace, debug, info, warn, error (default info)' },
+  { flag: 'log-format', path: 'log.format', kind: 'string', help: 'json or pretty (default json)' },
+];
+
+export const ENV_PREFIX = 'ETCD_AUTOBACKUP_';
+
+export function envName(flag: string): string {
+  return ENV_PREFIX + flag.toUpperCase().replace(/-/g, '_');
+}
+
+/** The config paths that hold secrets, for log redaction and for printing config. */
+export const SECRET_PATHS: readonly string[] = SETTINGS.filter((s) => s.secret).map((s) => s.path);

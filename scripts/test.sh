@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: bootstrap, type-check, lint, then every test file with Node's test runner
+# against real etcd, Redis and s3rver started by the tests on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+
+if [ "${1:-}" != "--no-checks" ]; then
+  echo "== typecheck" >&2
+  npx tsc -p tsconfig.json --noEmit
+  echo "== lint" >&2
+  npx eslint .
+else
+  shift
+fi
+
+if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi
+echo "== tests (${#files[@]} files)" >&2
+exec node --import tsx --test --test-reporter=spec --test-timeout=300000 "${files[@]}"

@@ -1,0 +1,150 @@
+/**
+ * One backup, end to end: choose a member, stream its snapshot through verify -> compress ->
+ * store, then publish the manifest. Nothing is visible in the store unless every stage succeeded.
+ */
+import { Readable, PassThrough, type Stream } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { Logger } from 'pino';
+import type { Config } from '../core/config/index.js';
+import type { Cause } from '../core/cause.js';
+import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
+import { ByteMeter, type ProgressListener } from '../core/progress.js';
+import { TOOL } from '../core/version.js';
+import { chooseMember } from './etcd-members.js';
+import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
+import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
+import { Sha256TrailerVerifier } from './sha256-trailer.js';
+import type { Store } from './stores/store.js';
+
+export interface BackupOptions {
+  config: Pick<Config, 'cluster' | 'etcd' | 'snapshot'>;
+  store: Store;
+  log: Logger;
+  /** Why this snapshot is taken; recorded in the manifest. */
+  cause: Cause;
+  /** Cancels the snapshot; nothing is published. */
+  signal?: AbortSignal;
+  /** Progress of the bytes read from etcd. */
+  onProgress?: ProgressListener;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+export async function takeBackup(options: BackupOptions): Promise<Manifest> {
+  const { config, store, log, cause } = options;
+  const now = options.now ?? (() => new Date());
+  const started = now();
+  const timeout = AbortSignal.timeout(config.snapshot.timeout);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+
+  const chosen = await chooseMember(config.etcd);
+  const member = chosen.status;
+  for (const u of chosen.unreachable) log.warn({ endpoint: u.endpoint, error: u.error }, 'etcd member skipped');
+  log.info(
+    { endpoint: member.endpoint, memberId: member.memberId, leader: member.isLeader, revision: member.revision, dbSize: member.dbSize },
+    'snapshot starting',
+  );
+
+  try {
+    const id = newSnapshotId(started, member.revision);
+    const key = objectKey(config.cluster, id, config.snapshot.compression);
+
+    let origin: { stage: SnapshotStage; err: unknown } | undefined;
+    // The first stream to emit an error is where the failure began; the pipeline then tears
+    // down the others with the same error, which must not relabel it.
+    const tag = <S extends Stream>(stream: S, stage: SnapshotStage): S =>
+      stream.on('error', (err) => (origin ??= { stage, err }));
+
+    let source: Readable;
+    try {
+      source = tag(await openSnapshotStream(chosen.client), 'stream');
+    } catch (err) {
+      throw new SnapshotError('stream', `cannot start the snapshot on ${member.endpoint}: ${messageOf(err)}`, { cause: err });
+    }
+    const meter = new ByteMeter(options.onProgress);
+    const messages = tag(new SnapshotMessages((total) => (meter.total = total)), 'stream');
+    const verifier = tag(new Sha256TrailerVerifier(), 'verify');
+    const stored = new ByteMeter();
+    const body = tag(new PassThrough(), 'upload');
+    const transforms = ['verify-sha256'];
+    const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier];
+    if (config.snapshot.compression === 'gzip') {
+      stages.push(tag(createGzip({ level: config.snapshot.compressionLevel }), 'stream'));
+      transforms.push('gzip');
+    }
+
+    const flowing = pipeline([source, ...stages, stored, body], { signal });
+    const uploading = store.put(key, body, { signal, contentType: 'application/octet-stream' });
+    const [flow, upload] = await Promise.allSettled([flowing, uploading]);
+    if (flow.status === 'rejected' || upload.status === 'rejected') {
+      throw failure(signal, config.snapshot.timeout, origin, flow, upload, member.endpoint);
+    }
+
+    const { sha256, dbSize } = verifier.result();
+    const finished = now();
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      id,
+      cluster: config.cluster,
+      key,
+      createdAt: started.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      etcd: {
+        endpoint: member.endpoint,
+        memberId: member.memberId,
+        clusterId: member.clusterId,
+        isLeader: member.isLeader,
+        version: member.version,
+        revision: member.revision,
+      },
+      dbSize,
+      snapshotSize: meter.bytes,
+      storedSize: upload.value.size,
+      sha256,
+      compression: config.snapshot.compression,
+      transforms,
+      cause,
+      tool: TOOL,
+    };
+    try {
+      await store.put(manifestKey(config.cluster, id), Readable.from([JSON.stringify(manifest, null, 2)]), {
+        contentType: 'application/json',
+      });
+    } catch (err) {
+      // Without its manifest the object is invisible; remove it so it does not linger.
+      await store.delete(key).catch(() => undefined);
+      throw new SnapshotError('publish', `writing the manifest to ${store.location} failed: ${messageOf(err)}`, { cause: err });
+    }
+    log.info(
+      { id, key, revision: member.revision, dbSize, storedSize: manifest.storedSize, durationMs: manifest.durationMs },
+      'snapshot published',
+    );
+    return manifest;
+  } finally {
+    chosen.client.close();
+  }
+}
+
+function failure(
+  signal: AbortSignal,
+  timeoutMs: number,
+  origin: { stage: SnapshotStage; err: unknown } | undefined,
+  flow: PromiseSettledResult<unknown>,
+  upload: PromiseSettledResult<unknown>,
+  endpoint: string,
+): SnapshotError {
+  if (signal.aborted) {
+    const reason: unknown = signal.reason;
+    const timedOut = reason instanceof DOMException && reason.name === 'TimeoutError';
+    return new SnapshotError('stream', timedOut ? `timed out after ${timeoutMs} ms (snapshot.timeout); nothing was published` : 'aborted; nothing was published', {
+      cause: reason,
+    });
+  }
+  const stage = origin?.stage ?? (upload.status === 'rejected' ? 'upload' : 'stream');
+  const err: unknown = origin?.err ?? (upload.status === 'rejected' ? upload.reason : flow.status === 'rejected' ? flow.reason : undefined);
+  const where = { stream: `reading the snapshot from ${endpoint}`, verify: 'verifying the snapshot', upload: 'writing to the store' }[
+    stage as 'stream' | 'verify' | 'upload'
+  ];
+  return new SnapshotError(stage, `${where} failed: ${messageOf(err)}; nothing was published`, { cause: err });
+}

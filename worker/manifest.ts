@@ -1,0 +1,81 @@
+/**
+ * Snapshot naming and the manifest that travels beside every object. Names sort by time and sit
+ * under a per-cluster prefix, so several clusters can share one bucket:
+ *
+ *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.db.gz
+ *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.manifest.json
+ *
+ * The manifest is written after the object: a snapshot exists for readers only once its manifest
+ * does, which makes publishing atomic on every provider.
+ */
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { causeSchema } from '../core/cause.js';
+
+export const MANIFEST_FORMAT = 'etcd-autobackup/v1';
+export const MANIFEST_SUFFIX = '.manifest.json';
+
+export const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  id: z.string(),
+  cluster: z.string(),
+  /** Key of the snapshot object, relative to the store's base prefix. */
+  key: z.string(),
+  createdAt: z.string(),
+  durationMs: z.number(),
+  etcd: z.object({
+    endpoint: z.string(),
+    memberId: z.string(),
+    clusterId: z.string(),
+    isLeader: z.boolean(),
+    version: z.string(),
+    /** Revision seen just before the stream started; the snapshot holds at least this revision. */
+    revision: z.number(),
+  }),
+  /** Database bytes, without etcd's 32-byte SHA-256 trailer. */
+  dbSize: z.number(),
+  /** Bytes of the snapshot as etcd sent it (database plus trailer): what `etcdctl snapshot restore` reads. */
+  snapshotSize: z.number(),
+  /** Bytes of the stored object after compression (and encryption). */
+  storedSize: z.number(),
+  /** Hex SHA-256 of the database, as verified against etcd's trailer. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  compression: z.enum(['gzip', 'none']),
+  /** The stream stages in order, e.g. ["verify-sha256", "gzip"]. */
+  transforms: z.array(z.string()),
+  cause: causeSchema,
+  tool: z.object({ name: z.string(), version: z.string() }),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export function snapshotsPrefix(cluster: string): string {
+  return `${cluster}/snapshots/`;
+}
+
+export function newSnapshotId(at: Date, revision: number, random: () => string = () => randomBytes(2).toString('hex')): string {
+  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-r${revision}-${random()}`;
+}
+
+export function objectKey(cluster: string, id: string, compression: Manifest['compression']): string {
+  return `${snapshotsPrefix(cluster)}${id}.db${compression === 'gzip' ? '.gz' : ''}`;
+}
+
+export function manifestKey(cluster: string, id: string): string {
+  return `${snapshotsPrefix(cluster)}${id}${MANIFEST_SUFFIX}`;
+}
+
+export function parseManifest(text: string, key: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new Error(`manifest ${key} is not JSON`);
+  }
+  const result = manifestSchema.safeParse(json);
+  if (!result.success) {
+    throw new Error(`manifest ${key} is not an ${MANIFEST_FORMAT} manifest: ${result.error.issues[0]?.message ?? 'invalid'}`);
+  }
+  return result.data;
+}
