@@ -95,6 +95,68 @@ export const logSchema = z.strictObject({
   format: z.enum(['json', 'pretty']).default('json'),
 });
 
+export const redisSchema = z.strictObject({
+  /** Redis URL: redis://host:6379/0 or rediss:// for TLS. A password in the URL is treated as a secret. */
+  url: z.string().regex(/^rediss?:\/\//, 'expected a Redis URL like redis://127.0.0.1:6379').default('redis://127.0.0.1:6379'),
+  /** Password, when not in the URL. Secret: never logged. */
+  password: z.string().min(1).optional(),
+  /** Sentinel addresses (host:port); when set, `url`'s host is ignored and `sentinelName` names the master. */
+  sentinels: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port')).default([]),
+  /** Name of the master set watched by the sentinels. */
+  sentinelName: z.string().min(1).default('mymaster'),
+  /** Prefix of every key the queue writes, so several installations can share a Redis. */
+  prefix: z.string().min(1).default('etcd-autobackup'),
+});
+
+export const queueSchema = z.strictObject({
+  /** Changes within one window lead to one snapshot, taken at the window's end. */
+  debounceWindow: duration('queue.debounceWindow').default(5 * 60_000),
+  /** A snapshot at least this often even when nothing changes. 0 turns the schedule off. */
+  maxInterval: duration('queue.maxInterval').default(24 * 3_600_000),
+  /** Attempts of a failed snapshot job before it is kept as failed. */
+  attempts: z.number().int().min(1).max(100).default(5),
+  /** First retry delay; doubles on each attempt. */
+  backoff: duration('queue.backoff').default(30_000),
+  /** Completed and failed jobs kept for the dashboard. */
+  keepJobs: z.number().int().min(1).default(200),
+});
+
+export const webhookSchema = z.strictObject({
+  /** host:port the HTTP server listens on. */
+  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443').default('127.0.0.1:8080'),
+  /** Largest audit EventList body accepted, in bytes. */
+  auditBodyLimit: z.number().int().min(1024).default(10 * 1024 * 1024),
+  /** Largest AdmissionReview body accepted, in bytes. */
+  admissionBodyLimit: z.number().int().min(1024).default(3 * 1024 * 1024),
+});
+
+export const filtersSchema = z.strictObject({
+  /** Verbs that write. */
+  verbs: z.array(z.string().min(1)).default(['create', 'update', 'patch', 'delete', 'deletecollection']),
+  /** Resources that change too often to be worth a snapshot, as `group/resource` (core group: just `resource`). */
+  ignoreResources: z.array(z.string().min(1)).default(['coordination.k8s.io/leases', 'events', 'events.k8s.io/events']),
+  /** Subresources that write nothing to etcd. */
+  ignoreSubresources: z.array(z.string().min(1)).default(['exec', 'attach', 'portforward', 'proxy', 'log']),
+  /** Users whose writes never trigger (e.g. a controller that rewrites status constantly). */
+  ignoreUsers: z.array(z.string().min(1)).default([]),
+});
+
+export const watchSchema = z.strictObject({
+  /** Watch etcd itself for changes (needs etcd access from the webhook role). */
+  enabled: z.boolean().default(false),
+  /** Key prefix of the Kubernetes objects. */
+  prefix: z.string().min(1).default('/registry/'),
+  /** Key prefixes that never trigger. */
+  ignorePrefixes: z.array(z.string().min(1)).default(['/registry/leases/', '/registry/events/', '/registry/masterleases/']),
+});
+
+export const dashboardSchema = z.strictObject({
+  /** Basic-auth user of /queues; the dashboard is off unless both user and password are set. */
+  user: z.string().min(1).optional(),
+  /** Basic-auth password of /queues. Secret: never logged. */
+  password: z.string().min(1).optional(),
+});
+
 export const configSchema = z.strictObject({
   /** Name of the cluster; snapshots are stored under this prefix so clusters can share a bucket. */
   cluster: z
@@ -105,6 +167,12 @@ export const configSchema = z.strictObject({
   store: storeSchema.default(storeSchema.parse({})),
   snapshot: snapshotSchema.default(snapshotSchema.parse({})),
   log: logSchema.default(logSchema.parse({})),
+  redis: redisSchema.default(redisSchema.parse({})),
+  queue: queueSchema.default(queueSchema.parse({})),
+  webhook: webhookSchema.default(webhookSchema.parse({})),
+  filters: filtersSchema.default(filtersSchema.parse({})),
+  watch: watchSchema.default(watchSchema.parse({})),
+  dashboard: dashboardSchema.default(dashboardSchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;
