@@ -13,6 +13,9 @@ export interface EtcdTls {
   key: string;
   /** Require client certificates signed by `ca`. */
   clientCertAuth: boolean;
+  /** Client certificate and key the test's own client uses (needed with clientCertAuth). */
+  clientCert?: string;
+  clientKey?: string;
 }
 
 export interface EtcdOptions {
@@ -35,22 +38,22 @@ export interface EtcdServer {
   kill(): void;
 }
 
-export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> {
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
-  const tmp = options.dataDir ? undefined : await tempDir('etcd');
-  const dataDir = options.dataDir ?? join((tmp as { path: string }).path, 'data');
-  const name = options.name ?? 'default';
-  const scheme = options.tls ? 'https' : 'http';
-  const endpoint = `${scheme}://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+interface Member {
+  name: string;
+  endpoint: string;
+  peer: string;
+  dataDir: string;
+}
+
+function spawnMember(m: Member, initialCluster: string, options: EtcdOptions): { child: ChildProcess; stderr: () => string } {
   const args = [
-    '--name', name,
-    '--data-dir', dataDir,
-    '--listen-client-urls', endpoint,
-    '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', peer,
-    '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', `${name}=${peer}`,
+    '--name', m.name,
+    '--data-dir', m.dataDir,
+    '--listen-client-urls', m.endpoint,
+    '--advertise-client-urls', m.endpoint,
+    '--listen-peer-urls', m.peer,
+    '--initial-advertise-peer-urls', m.peer,
+    '--initial-cluster', initialCluster,
     '--logger', 'zap',
     '--log-outputs', 'stderr',
     '--log-level', 'error',
@@ -60,50 +63,83 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> 
       : []),
     ...(options.args ?? []),
   ];
-  const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: '' } });
+  const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { child, stderr: () => stderr };
+}
 
-  const client = new Etcd3({
-    hosts: [endpoint],
-    ...(options.tls ? { credentials: await tlsCredentials(options.tls) } : {}),
-  });
-  try {
-    await waitFor('etcd to start', async () => {
-      if (child.exitCode !== null) throw new Error(`etcd exited: ${stderr}`);
-      await client.maintenance.status();
-      return true;
-    });
-  } catch (err) {
-    child.kill('SIGKILL');
-    client.close();
-    await tmp?.remove();
-    throw err;
-  }
+async function newMember(name: string, scheme: string, dataDir: string): Promise<Member> {
+  return { name, dataDir, endpoint: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` };
+}
 
+function handle(m: Member, child: ChildProcess, client: Etcd3, cleanup: () => Promise<void>): EtcdServer {
+  const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
   return {
-    endpoint,
-    dataDir,
+    endpoint: m.endpoint,
+    dataDir: m.dataDir,
     process: child,
     client,
     kill: () => child.kill('SIGKILL'),
     async stop() {
       client.close();
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await tmp?.remove();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+      await cleanup();
     },
   };
 }
 
+export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> {
+  const [server] = await startEtcdCluster(1, options);
+  return server as EtcdServer;
+}
+
+/** `size` members forming one cluster; each handle's client talks to its own member. */
+export async function startEtcdCluster(size: number, options: EtcdOptions = {}): Promise<EtcdServer[]> {
+  const tmp = options.dataDir ? undefined : await tempDir('etcd');
+  const scheme = options.tls ? 'https' : 'http';
+  const members: Member[] = [];
+  for (let i = 0; i < size; i++) {
+    const name = size === 1 ? (options.name ?? 'default') : `m${i}`;
+    members.push(await newMember(name, scheme, options.dataDir ?? join((tmp as { path: string }).path, name)));
+  }
+  const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const started = members.map((m) => ({ m, ...spawnMember(m, initialCluster, options) }));
+  const credentials = options.tls ? await tlsCredentials(options.tls) : undefined;
+  const clients = members.map((m) => new Etcd3({ hosts: [m.endpoint], ...(credentials ? { credentials } : {}) }));
+  try {
+    await Promise.all(
+      started.map(({ child, stderr }, i) =>
+        waitFor('etcd to start', async () => {
+          if (child.exitCode !== null) throw new Error(`etcd exited: ${stderr()}`);
+          await (clients[i] as Etcd3).maintenance.status();
+          return true;
+        }),
+      ),
+    );
+  } catch (err) {
+    for (const s of started) s.child.kill('SIGKILL');
+    for (const c of clients) c.close();
+    await tmp?.remove();
+    throw err;
+  }
+  let stopped = 0;
+  // The temp dir holds every member's data: remove it once the last member has stopped.
+  const cleanup = async () => {
+    if (++stopped === size) await tmp?.remove();
+  };
+  return started.map(({ m, child }, i) => handle(m, child, clients[i] as Etcd3, cleanup));
+}
+
 async function tlsCredentials(tls: EtcdTls) {
   const { readFile } = await import('node:fs/promises');
-  return { rootCertificate: await readFile(tls.ca) };
+  return {
+    rootCertificate: await readFile(tls.ca),
+    ...(tls.clientCert && tls.clientKey ? { certChain: await readFile(tls.clientCert), privateKey: await readFile(tls.clientKey) } : {}),
+  };
 }
 
 /** Writes `count` keys of `valueSize` bytes under `prefix`, in batches, and returns the last revision. */

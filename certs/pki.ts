@@ -1,0 +1,84 @@
+/**
+ * A small PKI with node-forge: a CA and certificates it signs. Used for the webhook's serving
+ * certificate and, in tests, for etcd's server and client certificates.
+ */
+import forge from 'node-forge';
+
+export interface Pem {
+  cert: string;
+  key: string;
+}
+
+export interface CertOptions {
+  commonName: string;
+  /** DNS names and IP addresses the certificate is valid for. */
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  /** Extended key usages: server auth, client auth, or both. */
+  usage?: ('server' | 'client')[];
+  /** Validity in days from `now`. */
+  days?: number;
+  now?: Date;
+}
+
+const KEY_BITS = 2048;
+
+function serial(): string {
+  // Positive 128-bit serial; a leading 0-7 nibble keeps the DER integer positive.
+  return '0' + forge.util.bytesToHex(forge.random.getBytesSync(15));
+}
+
+function validity(cert: forge.pki.Certificate, days: number, now: Date): void {
+  // Backdate a little so a peer whose clock is slightly behind still accepts a fresh cert.
+  cert.validity.notBefore = new Date(now.getTime() - 5 * 60_000);
+  cert.validity.notAfter = new Date(now.getTime() + days * 86_400_000);
+}
+
+export function createCa(commonName: string, days = 3650, now = new Date()): Pem {
+  const keys = forge.pki.rsa.generateKeyPair(KEY_BITS);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = serial();
+  validity(cert, days, now);
+  const attrs = [{ name: 'commonName', value: commonName }];
+  cert.setSubject(attrs);
+  cert.setIssuer(attrs);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+}
+
+export function issueCert(ca: Pem, options: CertOptions): Pem {
+  const caCert = forge.pki.certificateFromPem(ca.cert);
+  const caKey = forge.pki.privateKeyFromPem(ca.key);
+  const keys = forge.pki.rsa.generateKeyPair(KEY_BITS);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = serial();
+  validity(cert, options.days ?? 365, options.now ?? new Date());
+  cert.setSubject([{ name: 'commonName', value: options.commonName }]);
+  cert.setIssuer(caCert.subject.attributes);
+  const usage = options.usage ?? ['server'];
+  const altNames = [
+    ...(options.dnsNames ?? []).map((value) => ({ type: 2, value })),
+    ...(options.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
+  ];
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: usage.includes('server'), clientAuth: usage.includes('client') },
+    ...(altNames.length > 0 ? [{ name: 'subjectAltName', altNames }] : []),
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(caKey, forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+}
+
+/** When the certificate stops being valid. */
+export function certExpiry(certPem: string): Date {
+  return forge.pki.certificateFromPem(certPem).validity.notAfter;
+}

@@ -1,0 +1,131 @@
+/**
+ * The one Prometheus registry of a process. Every metric the service exposes is defined here, so
+ * names, labels and help texts stay consistent between the webhook, the queue and the worker.
+ * Labels carry only bounded, non-secret values (sources, reasons, states, cluster names).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { TRIGGER_SOURCES, type TriggerSource } from './cause.js';
+
+const PREFIX = 'etcd_autobackup_';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Trigger signals seen, by source and whether they counted toward a snapshot. */
+  readonly triggers: Counter<'source' | 'result'>;
+  /** Trigger signals dropped by the filters, by the filter that dropped them. */
+  readonly triggersIgnored: Counter<'source' | 'reason'>;
+  /** Triggers held in memory while Redis is unreachable. */
+  readonly pendingTriggers: Gauge;
+  /** 1 when Redis answered the last check, else 0. */
+  readonly redisUp: Gauge;
+  /** Snapshot jobs in the queue by state: waiting, delayed, active, failed, completed. */
+  readonly queueJobs: Gauge<'state'>;
+  readonly snapshotLastSuccess: Gauge<'cluster'>;
+  readonly snapshotDuration: Histogram<'cluster'>;
+  /** Size of the last snapshot: kind=db as read from etcd, kind=stored after transforms. */
+  readonly snapshotSize: Gauge<'cluster' | 'kind'>;
+  readonly snapshotFailures: Counter<'cluster' | 'stage'>;
+  readonly snapshots: Counter<'cluster' | 'result'>;
+  /** HTTP requests by route (a fixed set, never the raw path) and status code. */
+  readonly httpRequests: Counter<'route' | 'code'>;
+}
+
+export interface MetricsOptions {
+  /** Node process metrics (CPU, memory, event loop, GC) under their standard names; on by default. */
+  defaultMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  // Standard process_* / nodejs_* names, unprefixed, so stock Node.js dashboards work as they are.
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const metrics: Metrics = {
+    registry,
+    triggers: new Counter({
+      name: `${PREFIX}triggers_total`,
+      help: 'Change signals received, by source and result (counted or ignored).',
+      labelNames: ['source', 'result'] as const,
+      registers,
+    }),
+    triggersIgnored: new Counter({
+      name: `${PREFIX}triggers_ignored_total`,
+      help: 'Change signals ignored by the filters, by source and reason.',
+      labelNames: ['source', 'reason'] as const,
+      registers,
+    }),
+    pendingTriggers: new Gauge({
+      name: `${PREFIX}pending_triggers`,
+      help: 'Triggers held in memory while Redis is unreachable.',
+      registers,
+    }),
+    redisUp: new Gauge({
+      name: `${PREFIX}redis_up`,
+      help: 'Whether Redis is reachable (1) or not (0).',
+      registers,
+    }),
+    queueJobs: new Gauge({
+      name: `${PREFIX}queue_jobs`,
+      help: 'Snapshot jobs in the queue, by state.',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    snapshotLastSuccess: new Gauge({
+      name: `${PREFIX}snapshot_last_success_timestamp_seconds`,
+      help: 'Unix time of the last successful snapshot.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    snapshotDuration: new Histogram({
+      name: `${PREFIX}snapshot_duration_seconds`,
+      help: 'Time to take, verify and store one snapshot.',
+      labelNames: ['cluster'] as const,
+      buckets: [1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+      registers,
+    }),
+    snapshotSize: new Gauge({
+      name: `${PREFIX}snapshot_size_bytes`,
+      help: 'Size of the last snapshot: kind=db as read from etcd, kind=stored as written to the store.',
+      labelNames: ['cluster', 'kind'] as const,
+      registers,
+    }),
+    snapshotFailures: new Counter({
+      name: `${PREFIX}snapshot_failures_total`,
+      help: 'Failed snapshot attempts, by the stage that failed.',
+      labelNames: ['cluster', 'stage'] as const,
+      registers,
+    }),
+    snapshots: new Counter({
+      name: `${PREFIX}snapshots_total`,
+      help: 'Snapshot jobs finished, by result.',
+      labelNames: ['cluster', 'result'] as const,
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: `${PREFIX}http_requests_total`,
+      help: 'HTTP requests served, by route and status code.',
+      labelNames: ['route', 'code'] as const,
+      registers,
+    }),
+  };
+
+  // Zero series from the start, so rate() and alerts see a source before its first signal.
+  for (const source of TRIGGER_SOURCES) {
+    for (const result of ['counted', 'ignored']) metrics.triggers.inc({ source, result }, 0);
+  }
+  return metrics;
+}
+
+/**
+ * Counts one trigger signal: counted when `ignoredFor` is undefined, else ignored for that reason.
+ * Every trigger source counts through here so the two counters never disagree.
+ */
+export function countTrigger(metrics: Metrics, source: TriggerSource, ignoredFor?: string): void {
+  if (ignoredFor === undefined) {
+    metrics.triggers.inc({ source, result: 'counted' });
+    return;
+  }
+  metrics.triggers.inc({ source, result: 'ignored' });
+  metrics.triggersIgnored.inc({ source, reason: ignoredFor });
+}
