@@ -4,6 +4,7 @@ const PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /** Milliseconds in a duration string, or undefined when it is not one. */
 export function parseDuration(text: string): number | undefined {
+  if (text.trim() === '0') return 0;
   const parts = text.trim().match(/\d+(?:\.\d+)?(?:ms|s|m|h|d)/g);
   if (!parts || parts.join('') !== text.trim()) return undefined;
   let total = 0;
