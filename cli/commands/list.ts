@@ -1,0 +1,56 @@
+/** `etcd-autobackup list`: the published snapshots of the cluster, newest first. */
+import type { Command } from 'commander';
+import { formatBytes } from '../../core/duration.js';
+import { listSnapshots } from '../../worker/catalog.js';
+import type { Manifest } from '../../worker/manifest.js';
+import { openStore } from '../../worker/stores/open.js';
+import { setup, withConfigOptions, type CliContext } from '../options.js';
+
+export function registerList(program: Command, context: CliContext): void {
+  withConfigOptions(
+    program
+      .command('list')
+      .alias('ls')
+      .description('list the snapshots of the cluster in the store, newest first')
+      .option('--json', 'print the manifests as a JSON array'),
+  ).action(async (opts: { json?: boolean }, cmd: Command) => {
+    const { config, log } = setup(cmd);
+    const store = openStore(config);
+    try {
+      const snapshots = await listSnapshots(store, config.cluster, {
+        onInvalid: (key, problem) => log.warn({ key }, `skipping manifest ${key}: ${problem}`),
+      });
+      if (opts.json) {
+        context.print(JSON.stringify(snapshots, null, 2));
+      } else if (snapshots.length === 0) {
+        process.stderr.write(`no snapshots of cluster "${config.cluster}" in ${store.location}\n`);
+      } else {
+        context.print(table(snapshots));
+      }
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+function table(snapshots: readonly Manifest[]): string {
+  const rows = [
+    ['ID', 'CREATED', 'REVISION', 'DB SIZE', 'STORED', 'COMPRESSION', 'CAUSE'],
+    ...snapshots.map((m) => [
+      m.id,
+      m.createdAt.replace(/\.\d+Z$/, 'Z'),
+      String(m.etcd.revision),
+      formatBytes(m.dbSize),
+      formatBytes(m.storedSize),
+      m.compression,
+      describeCause(m.cause),
+    ]),
+  ];
+  const widths = rows.reduce<number[]>((w, r) => r.map((cell, col) => Math.max(w[col] ?? 0, cell.length)), []);
+  return rows.map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ')).join('\n');
+}
+
+function describeCause(cause: Manifest['cause']): string {
+  const counts = Object.entries(cause.counts ?? {}).map(([source, n]) => `${source}:${n}`);
+  return counts.length > 0 ? `${cause.source} (${counts.join(', ')})` : cause.source;
+}

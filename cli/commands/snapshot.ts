@@ -1,0 +1,46 @@
+/** `etcd-autobackup snapshot`: one backup now, with the same path as the service's. */
+import type { Command } from 'commander';
+import { formatBytes, formatDuration } from '../../core/duration.js';
+import { progressReporter } from '../../core/progress.js';
+import { takeBackup } from '../../worker/backup.js';
+import { openStore } from '../../worker/stores/open.js';
+import { setup, withConfigOptions, type CliContext } from '../options.js';
+
+export function registerSnapshot(program: Command, context: CliContext): void {
+  withConfigOptions(
+    program
+      .command('snapshot')
+      .description('take a verified snapshot of etcd now and store it')
+      .option('--json', 'print the manifest as JSON'),
+  ).action(async (opts: { json?: boolean }, cmd: Command) => {
+    const { config, log } = setup(cmd);
+    const store = openStore(config);
+    try {
+      const manifest = await takeBackup({
+        config,
+        store,
+        log,
+        cause: { source: 'manual' },
+        signal: context.signal,
+        onProgress: progressReporter('snapshot', log),
+      });
+      if (opts.json) {
+        context.print(JSON.stringify(manifest, null, 2));
+        return;
+      }
+      context.print(
+        [
+          `snapshot ${manifest.id}`,
+          `  key          ${manifest.key} in ${store.location}`,
+          `  revision     ${manifest.etcd.revision} (member ${manifest.etcd.endpoint}${manifest.etcd.isLeader ? ', leader' : ''})`,
+          `  db size      ${formatBytes(manifest.dbSize)}`,
+          `  stored size  ${formatBytes(manifest.storedSize)} (${manifest.compression})`,
+          `  sha256       ${manifest.sha256}`,
+          `  took         ${formatDuration(manifest.durationMs)}`,
+        ].join('\n'),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+}

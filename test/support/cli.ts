@@ -1,0 +1,55 @@
+/**
+ * Runs the etcd-autobackup CLI from source as a child process, the way an operator would, with an
+ * environment free of the caller's ETCD_AUTOBACKUP_* settings.
+ */
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** ETCD_AUTOBACKUP_* and other variables for the child, on top of a cleaned process.env. */
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Killed after this long, so a hung CLI fails its test instead of the whole run. */
+  timeoutMs?: number;
+}
+
+export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ETCD_AUTOBACKUP_')) env[k] = v;
+  Object.assign(env, options.env);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args], {
+    cwd: options.cwd ?? ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c) => resolve(c));
+    });
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the CLI and fails with its output when the exit code is not 0. */
+export async function runCliOk(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  const r = await runCli(args, options);
+  if (r.code !== 0) throw new Error(`etcd-autobackup ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+}

@@ -1,0 +1,83 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig } from '../../core/config/index.js';
+import { createLogger } from '../../core/logger.js';
+import { takeBackup } from '../../worker/backup.js';
+import type { Manifest } from '../../worker/manifest.js';
+import { restoreNextSteps, restoreSnapshot, RestoreTargetError } from '../../worker/restore.js';
+import { FileStore } from '../../worker/stores/file.js';
+import { fillEtcd, startEtcd, type EtcdServer } from '../support/etcd.js';
+import { tempDir } from '../support/tmp.js';
+
+let etcd: EtcdServer;
+let work: { path: string; remove: () => Promise<void> };
+let store: FileStore;
+let manifest: Manifest;
+
+before(async () => {
+  etcd = await startEtcd();
+  work = await tempDir('restore');
+  store = new FileStore(join(work.path, 'store'));
+  await fillEtcd(etcd.client, 200, 32);
+  const config = loadConfig({ env: {}, flags: { endpoints: etcd.endpoint } });
+  manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+});
+
+after(async () => {
+  await etcd?.stop();
+  await work?.remove();
+});
+
+test('restoreSnapshot: into a directory that does not exist yet, parents included', async () => {
+  const dataDir = join(work.path, 'new', 'nested', 'etcd');
+  const report = await restoreSnapshot({ store, manifest, dataDir, etcdctl: 'etcdctl', member: { name: 'm1' } });
+  assert.equal(report.dataDir, dataDir);
+  assert.equal(report.sha256, manifest.sha256);
+  assert.deepEqual(await readdir(dataDir), ['member']);
+  assert.deepEqual(await readdir(join(work.path, 'new', 'nested')), ['etcd'], 'no temporary sibling left');
+  assert.match(restoreNextSteps(report).join('\n'), new RegExp(`etcd --name m1 --data-dir ${dataDir}`));
+});
+
+test('restoreSnapshot: refuses a non-empty directory or a file before downloading anything', async () => {
+  const busy = join(work.path, 'busy');
+  await mkdir(busy);
+  await writeFile(join(busy, 'wal'), 'x');
+  const file = join(work.path, 'a-file');
+  await writeFile(file, 'x');
+  // The manifest points at an object that does not exist: refusing first means the download is never tried.
+  const missing = { ...manifest, key: 'default/snapshots/nothing-here.db.gz' };
+  await assert.rejects(restoreSnapshot({ store, manifest: missing, dataDir: busy, etcdctl: 'etcdctl' }), (err: unknown) => {
+    assert.ok(err instanceof RestoreTargetError);
+    assert.match(err.message, /busy is not empty \(1 entry\); restore into a new or empty directory/);
+    return true;
+  });
+  await assert.rejects(restoreSnapshot({ store, manifest: missing, dataDir: file, etcdctl: 'etcdctl' }), /a-file is a file, not a directory/);
+  assert.deepEqual(await readdir(busy), ['wal']);
+});
+
+test('restoreSnapshot: when etcdctl fails half-way, nothing is left and an empty target stays empty', async () => {
+  // Stand-in for an etcdctl that dies mid-restore (disk full, killed): it writes part of a data dir and fails.
+  const fake = join(work.path, 'etcdctl-dies');
+  await writeFile(
+    fake,
+    '#!/bin/sh\nif [ "$2" = restore ]; then mkdir -p "$5/member/wal" && echo half > "$5/member/wal/0.wal"; echo "Error: no space left on device" >&2; exit 1; fi\nexec etcdctl "$@"\n',
+  );
+  await chmod(fake, 0o755);
+  const parent = join(work.path, 'half');
+  const dataDir = join(parent, 'etcd');
+  await mkdir(dataDir, { recursive: true });
+  await assert.rejects(restoreSnapshot({ store, manifest, dataDir, etcdctl: fake }), /etcdctl snapshot restore failed: .*no space left on device/);
+  assert.deepEqual(await readdir(parent), ['etcd']);
+  assert.deepEqual(await readdir(dataDir), []);
+});
+
+test('restoreSnapshot: an aborted restore leaves nothing', async () => {
+  const parent = join(work.path, 'aborted');
+  await mkdir(parent);
+  const controller = new AbortController();
+  controller.abort(new Error('interrupted'));
+  await assert.rejects(restoreSnapshot({ store, manifest, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl', signal: controller.signal }));
+  assert.deepEqual(await readdir(parent), []);
+});

@@ -1,0 +1,112 @@
+/**
+ * The webhook role's HTTP app: the audit and admission trigger sources, health, readiness and
+ * metrics. Listening (TLS, address) and the dashboard are wired by the caller; more routers
+ * (e.g. the bull-board UI at /queues) come in through `extraRoutes`.
+ */
+import express, { type Express, type Request, type RequestHandler } from 'express';
+import type { Config } from '../core/config/index.js';
+import type { ChangeRecorder } from '../core/queue/contract.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import { admissionRoute } from './admission.js';
+import { auditRoute } from './audit.js';
+import { errorHandler, methodNotAllowed, notFound } from './errors.js';
+import { readinessRoute, type ReadyCheck } from './health.js';
+import { jsonBody } from './json-body.js';
+import type { TriggerRouteOptions } from './route-options.js';
+
+export interface ExtraRoute {
+  /** Mount path, e.g. `/queues`; also the `route` label of its requests in the metrics. */
+  path: string;
+  handler: RequestHandler;
+}
+
+export interface WebhookAppOptions {
+  config: Pick<Config, 'webhook' | 'filters'>;
+  recorder: ChangeRecorder;
+  log: Logger;
+  metrics: Metrics;
+  /** Whether the process can do its job now (the queue passes "Redis reachable"). */
+  ready: ReadyCheck;
+  extraRoutes?: readonly ExtraRoute[];
+  /** Clock for changes without a timestamp of their own; for tests. */
+  now?: () => Date;
+  /** A readiness check that has not answered in this time counts as not ready. */
+  readyTimeoutMs?: number;
+}
+
+const ROUTES = ['POST /audit', 'POST /admission', 'GET /healthz', 'GET /readyz', 'GET /metrics'];
+
+export function createWebhookApp(options: WebhookAppOptions): Express {
+  const { config, metrics, log } = options;
+  const extraRoutes = options.extraRoutes ?? [];
+  const app = express();
+  app.disable('x-powered-by');
+
+  const routeOf = routeLabeler(
+    ROUTES.map((r) => r.slice(r.indexOf(' ') + 1)),
+    extraRoutes.map((r) => r.path),
+  );
+  app.use((req, res, next) => {
+    res.on('finish', () => metrics.httpRequests.inc({ route: routeOf(req), code: String(res.statusCode) }));
+    next();
+  });
+
+  const triggers: TriggerRouteOptions = {
+    filters: config.filters,
+    recorder: options.recorder,
+    metrics,
+    log,
+    now: options.now ?? (() => new Date()),
+  };
+  app
+    .route('/audit')
+    .post(
+      jsonBody({ limit: config.webhook.auditBodyLimit, limitField: 'webhook.auditBodyLimit', expected: 'an audit.k8s.io/v1 EventList' }),
+      auditRoute(triggers),
+    )
+    .all(methodNotAllowed('POST'));
+  app
+    .route('/admission')
+    .post(
+      jsonBody({
+        limit: config.webhook.admissionBodyLimit,
+        limitField: 'webhook.admissionBodyLimit',
+        expected: 'an admission.k8s.io/v1 AdmissionReview',
+      }),
+      admissionRoute(triggers),
+    )
+    .all(methodNotAllowed('POST'));
+  app
+    .route('/healthz')
+    .get((_req, res) => {
+      res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed('GET'));
+  app
+    .route('/readyz')
+    .get(readinessRoute(options.ready, log, options.readyTimeoutMs))
+    .all(methodNotAllowed('GET'));
+  app
+    .route('/metrics')
+    .get(async (_req, res) => {
+      const text = await metrics.registry.metrics();
+      res.type(metrics.registry.contentType).send(text);
+    })
+    .all(methodNotAllowed('GET'));
+
+  for (const extra of extraRoutes) app.use(extra.path, extra.handler);
+
+  app.use(notFound([...ROUTES, ...extraRoutes.map((r) => `${r.path}/*`)]));
+  app.use(errorHandler(log));
+  return app;
+}
+
+/** A bounded `route` label: a known path or mount, else `other`, never the raw path. */
+function routeLabeler(exact: readonly string[], mounts: readonly string[]): (req: Request) => string {
+  return (req) => {
+    const path = (req.originalUrl.split('?')[0] ?? '').replace(/\/+$/, '') || '/';
+    if (exact.includes(path)) return path;
+    return mounts.find((m) => path === m || path.startsWith(`${m}/`)) ?? 'other';
+  };
+}

@@ -1,0 +1,139 @@
+/**
+ * Restores a verified snapshot into an etcd data directory, all or nothing: etcdctl writes into a
+ * temporary sibling of the target, which is renamed into place only when everything succeeded.
+ * A sibling shares the target's filesystem, so the rename is atomic and no copy is needed; it also
+ * works around etcdctl 3.4 refusing a data dir that already exists, even an empty one.
+ */
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { ProgressListener } from '../core/progress.js';
+import type { Manifest } from './manifest.js';
+import type { Store } from './stores/store.js';
+import { runEtcdctl, verifyInto, type VerifyReport } from './verify.js';
+
+/** The data dir cannot be used: it is a file, or a directory with something in it. */
+export class RestoreTargetError extends Error {
+  override readonly name = 'RestoreTargetError';
+}
+
+/** Member settings for `etcdctl snapshot restore`; each left out uses etcdctl's default. */
+export interface MemberSettings {
+  /** Member name (etcdctl default: "default"). */
+  name?: string;
+  /** name=peerURL,... of every member of the restored cluster. */
+  initialCluster?: string;
+  initialClusterToken?: string;
+  /** This member's peer URLs, comma-separated. */
+  initialAdvertisePeerUrls?: string;
+}
+
+export interface RestoreOptions {
+  store: Store;
+  manifest: Manifest;
+  /** Target data dir: must not exist or be empty. */
+  dataDir: string;
+  etcdctl: string;
+  member?: MemberSettings;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+export interface RestoreReport extends VerifyReport {
+  dataDir: string;
+  member: MemberSettings;
+}
+
+export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreReport> {
+  const dataDir = resolve(options.dataDir);
+  // Checked before the download so a mistake costs nothing, and again before the rename.
+  await assertUsableTarget(dataDir);
+  const parent = dirname(dataDir);
+  await mkdir(parent, { recursive: true });
+  const work = await mkdtemp(join(parent, `.${basename(dataDir)}.restoring-`));
+  try {
+    const report = await verifyInto(work, options);
+    const staged = join(work, 'data');
+    const member = effectiveMember(options.member ?? {});
+    await runEtcdctl(options.etcdctl, ['snapshot', 'restore', report.file, '--data-dir', staged, ...memberArgs(member)], options.signal);
+    options.signal?.throwIfAborted();
+    await assertUsableTarget(dataDir);
+    try {
+      // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
+      await rename(staged, dataDir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new RestoreTargetError(`${dataDir} changed during the restore and is no longer empty; nothing was restored`);
+      }
+      throw err;
+    }
+    const { file: _file, ...verified } = report;
+    return { ...verified, dataDir, member };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function assertUsableTarget(dataDir: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(dataDir)).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!isDir) throw new RestoreTargetError(`--data-dir ${dataDir} is a file, not a directory; give a new or empty directory`);
+  const entries = await readdir(dataDir);
+  if (entries.length > 0) {
+    throw new RestoreTargetError(
+      `--data-dir ${dataDir} is not empty (${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}); ` +
+        'restore into a new or empty directory, never over a live etcd data dir',
+    );
+  }
+}
+
+const ETCD_DEFAULT_PEER_URL = 'http://localhost:2380';
+
+/**
+ * etcdctl needs the member's own name in --initial-cluster; for a single member that entry follows
+ * from the name and peer URLs, so the operator does not have to repeat them.
+ */
+export function effectiveMember(member: MemberSettings): MemberSettings {
+  if (!member.name || member.initialCluster) return member;
+  const peers = (member.initialAdvertisePeerUrls ?? ETCD_DEFAULT_PEER_URL).split(',').map((u) => u.trim()).filter(Boolean);
+  return { ...member, initialCluster: peers.map((u) => `${member.name}=${u}`).join(',') };
+}
+
+function memberArgs(member: MemberSettings): string[] {
+  const args: string[] = [];
+  if (member.name) args.push('--name', member.name);
+  if (member.initialCluster) args.push('--initial-cluster', member.initialCluster);
+  if (member.initialClusterToken) args.push('--initial-cluster-token', member.initialClusterToken);
+  if (member.initialAdvertisePeerUrls) args.push('--initial-advertise-peer-urls', member.initialAdvertisePeerUrls);
+  return args;
+}
+
+/** What to do after a restore, as lines for the operator. */
+export function restoreNextSteps(report: Pick<RestoreReport, 'dataDir' | 'member'>): string[] {
+  const m = report.member;
+  const name = m.name ?? 'default';
+  const peer = m.initialAdvertisePeerUrls ?? ETCD_DEFAULT_PEER_URL;
+  const start = [
+    `etcd --name ${name} --data-dir ${report.dataDir}`,
+    `--initial-advertise-peer-urls ${peer}`,
+    `--initial-cluster ${m.initialCluster ?? `${name}=${peer}`}`,
+    '--listen-peer-urls ... --listen-client-urls ... --advertise-client-urls ...',
+    '(plus your usual TLS flags)',
+  ].join(' \\\n      ');
+  return [
+    'next steps:',
+    '  1. stop etcd and every kube-apiserver that talks to it (kubeadm: move /etc/kubernetes/manifests/etcd.yaml',
+    '     and kube-apiserver.yaml out of /etc/kubernetes/manifests, and wait for the containers to stop)',
+    '  2. start etcd on the restored data dir; its member settings must match the ones given to restore:',
+    `      ${start}`,
+    '     kubeadm: point the etcd-data hostPath in etcd.yaml at this directory (or move it to /var/lib/etcd),',
+    '     make sure it is owned by the user etcd runs as, then move the manifests back',
+    '  3. in a multi-member cluster, restore the same snapshot on every member, each with its own --name and',
+    '     --initial-advertise-peer-urls and the same --initial-cluster and --initial-cluster-token',
+  ];
+}

@@ -1,0 +1,193 @@
+/**
+ * Reads a stored snapshot back and proves it is the one that was written: the bytes are
+ * decompressed and checked against etcd's SHA-256 trailer on the fly, then against the manifest,
+ * and finally etcdctl opens the database. The result is a file `etcdctl snapshot restore` can use.
+ */
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Stream } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { IntegrityError, messageOf } from '../core/errors.js';
+import { ByteMeter, type ProgressListener } from '../core/progress.js';
+import type { Manifest } from './manifest.js';
+import { Sha256TrailerVerifier } from './sha256-trailer.js';
+import { NotFoundError, type Store } from './stores/store.js';
+
+/** The stages this version knows how to undo, by the names backup.ts records. */
+const KNOWN_TRANSFORMS = new Set(['verify-sha256', 'gzip']);
+
+export interface DownloadOptions {
+  store: Store;
+  manifest: Manifest;
+  /** File to write the snapshot to (as etcd sent it: database plus trailer); must not exist. */
+  dest: string;
+  signal?: AbortSignal;
+  /** Progress of the bytes read from the store. */
+  onProgress?: ProgressListener;
+}
+
+export interface DownloadFacts {
+  sha256: string;
+  dbSize: number;
+  snapshotSize: number;
+}
+
+/** Writes the snapshot of `manifest` to `dest`, failing with an IntegrityError on any mismatch. */
+export async function downloadVerified(options: DownloadOptions): Promise<DownloadFacts> {
+  const { store, manifest, dest } = options;
+  const what = `snapshot ${manifest.id} (${manifest.key} in ${store.location})`;
+  const unknown = manifest.transforms.filter((t) => !KNOWN_TRANSFORMS.has(t));
+  if (unknown.length > 0) {
+    throw new IntegrityError(`${what} was written with ${unknown.join(', ')}, which this version cannot read back; use a newer etcd-autobackup`);
+  }
+
+  let object: { body: Readable; size: number };
+  try {
+    object = await store.get(manifest.key);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new IntegrityError(`${what} is missing: its manifest exists but the object does not`);
+    throw new Error(`reading ${what} failed: ${messageOf(err)}`, { cause: err });
+  }
+  if (object.size !== manifest.storedSize) {
+    object.body.destroy();
+    throw new IntegrityError(
+      `${what} is ${object.size} bytes but its manifest says ${manifest.storedSize}: the object is truncated or was replaced`,
+    );
+  }
+
+  type Stage = 'read' | 'gunzip' | 'verify' | 'write';
+  let origin: { stage: Stage; err: unknown } | undefined;
+  // The first failing stream names the cause; the pipeline then destroys the rest with it.
+  const tag = <S extends Stream>(stream: S, stage: Stage): S => stream.on('error', (err) => (origin ??= { stage, err }));
+
+  const meter = new ByteMeter(options.onProgress);
+  meter.total = object.size;
+  const stages: NodeJS.ReadWriteStream[] = [meter];
+  if (manifest.compression === 'gzip') stages.push(tag(createGunzip(), 'gunzip'));
+  const verifier = tag(new Sha256TrailerVerifier(), 'verify');
+  const counter = new ByteMeter();
+  try {
+    await pipeline([tag(object.body, 'read'), ...stages, verifier, counter, tag(createWriteStream(dest, { flags: 'wx' }), 'write')], {
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (err) {
+    if (options.signal?.aborted) throw new Error(`download of ${what} interrupted`, { cause: err });
+    const stage = origin?.stage ?? 'read';
+    const why = messageOf(origin?.err ?? err);
+    switch (stage) {
+      case 'gunzip':
+        throw new IntegrityError(`${what} is corrupt: it does not decompress (${why})`, { cause: err });
+      case 'verify':
+        throw new IntegrityError(`${what} is corrupt: ${why}`, { cause: err });
+      case 'write':
+        throw new Error(`writing the snapshot to ${dest} failed: ${why}`, { cause: err });
+      case 'read':
+        throw new Error(`reading ${what} failed: ${why}`, { cause: err });
+    }
+  }
+
+  const { sha256, dbSize } = verifier.result();
+  const snapshotSize = counter.bytes;
+  if (sha256 !== manifest.sha256) {
+    throw new IntegrityError(
+      `${what} does not match its manifest: the database hashes to ${sha256} but the manifest says ${manifest.sha256}`,
+    );
+  }
+  if (dbSize !== manifest.dbSize || snapshotSize !== manifest.snapshotSize) {
+    throw new IntegrityError(
+      `${what} does not match its manifest: ${snapshotSize} snapshot bytes (${dbSize} database) but the manifest says ${manifest.snapshotSize} (${manifest.dbSize})`,
+    );
+  }
+  return { sha256, dbSize, snapshotSize };
+}
+
+/** What `etcdctl snapshot status -w json` reports. */
+export interface SnapshotStatus {
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+}
+
+/** Runs etcdctl (API v3) and returns its stdout; a failure carries etcdctl's own last words. */
+export async function runEtcdctl(etcdctl: string, args: string[], signal?: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      etcdctl,
+      args,
+      { env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 16 * 1024 * 1024, ...(signal ? { signal } : {}) },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') {
+          return reject(new Error(`cannot run etcdctl: "${etcdctl}" not found; install etcdctl 3.4 or newer or set --etcdctl (etcd.etcdctl)`));
+        }
+        const said = lastLines(stderr || stdout);
+        reject(new Error(`etcdctl ${args.slice(0, 2).join(' ')} failed${said ? `: ${said}` : ` (${err.message})`}`, { cause: err }));
+      },
+    );
+  });
+}
+
+export async function snapshotStatus(etcdctl: string, file: string, signal?: AbortSignal): Promise<SnapshotStatus> {
+  let out: string;
+  try {
+    out = await runEtcdctl(etcdctl, ['snapshot', 'status', file, '-w', 'json'], signal);
+  } catch (err) {
+    throw new IntegrityError(`etcdctl cannot read the snapshot database: ${messageOf(err)}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new Error(`etcdctl snapshot status printed something other than JSON: ${lastLines(out)}`);
+  }
+  const s = parsed as Partial<Record<keyof SnapshotStatus, unknown>>;
+  const fields = ['hash', 'revision', 'totalKey', 'totalSize'] as const;
+  if (typeof parsed !== 'object' || parsed === null || fields.some((f) => typeof s[f] !== 'number')) {
+    throw new Error(`etcdctl snapshot status gave unexpected JSON: ${lastLines(out)}`);
+  }
+  return parsed as SnapshotStatus;
+}
+
+export interface VerifyOptions {
+  store: Store;
+  manifest: Manifest;
+  /** etcdctl binary (config etcd.etcdctl). */
+  etcdctl: string;
+  /** Where the temporary copy goes; the system temp dir by default. It needs room for the uncompressed snapshot. */
+  tempDir?: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+export interface VerifyReport extends DownloadFacts {
+  manifest: Manifest;
+  status: SnapshotStatus;
+}
+
+/** Downloads, checks and opens the snapshot, then removes the temporary copy whatever happened. */
+export async function verifySnapshot(options: VerifyOptions): Promise<VerifyReport> {
+  const dir = await mkdtemp(join(options.tempDir ?? tmpdir(), 'etcd-autobackup-verify-'));
+  try {
+    return await verifyInto(dir, options);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The verify steps with the snapshot left in `dir/snapshot.db`, for restore to use. */
+export async function verifyInto(dir: string, options: VerifyOptions): Promise<VerifyReport & { file: string }> {
+  const file = join(dir, 'snapshot.db');
+  const facts = await downloadVerified({ ...options, dest: file });
+  const status = await snapshotStatus(options.etcdctl, file, options.signal);
+  return { ...facts, manifest: options.manifest, status, file };
+}
+
+function lastLines(text: string, n = 3): string {
+  return text.trim().split('\n').slice(-n).join(' | ').slice(0, 1000);
+}
