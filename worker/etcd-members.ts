@@ -2,9 +2,9 @@
  * Connecting to etcd and choosing the member to snapshot from. Followers are preferred: a
  * snapshot reads the whole database and a follower spares the leader that load.
  */
-import { readFileSync } from 'node:fs';
 import { Etcd3, type IOptions, type IStatusResponse } from 'etcd3';
 import type { EtcdConfig } from '../core/config/index.js';
+import { etcdClientOptions } from '../core/etcd-client.js';
 import { messageOf, SnapshotError } from '../core/errors.js';
 
 export interface MemberStatus {
@@ -29,29 +29,12 @@ export interface ChosenMember {
   unreachable: { endpoint: string; error: string }[];
 }
 
-export function etcdClientOptions(etcd: EtcdConfig, endpoint: string): IOptions {
-  const options: IOptions = { hosts: [endpoint] };
-  if (endpoint.startsWith('https://')) {
-    options.credentials = {
-      rootCertificate: readCredential(etcd.cacert, 'etcd.cacert', 'CA certificate'),
-      ...(etcd.key ? { privateKey: readCredential(etcd.key, 'etcd.key', 'client key') } : {}),
-      ...(etcd.cert ? { certChain: readCredential(etcd.cert, 'etcd.cert', 'client certificate') } : {}),
-    };
-  }
-  if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
-  // Streams have no deadline (a large snapshot takes minutes); unary calls get the dial timeout.
-  options.defaultCallOptions = (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + etcd.dialTimeout });
-  return options;
-}
-
-function readCredential(path: string | undefined, field: string, what: string): Buffer {
-  if (!path) {
-    throw new SnapshotError('connect', `an https:// endpoint needs ${field} (the etcd ${what} file)`);
-  }
+/** Client options for one member; unreadable TLS files are a connect-stage failure. */
+function memberClientOptions(etcd: EtcdConfig, endpoint: string): IOptions {
   try {
-    return readFileSync(path);
+    return etcdClientOptions(etcd, [endpoint]);
   } catch (err) {
-    throw new SnapshotError('connect', `cannot read ${field} ${path}: ${messageOf(err)}`);
+    throw new SnapshotError('connect', messageOf(err), { cause: err });
   }
 }
 
@@ -83,7 +66,7 @@ export async function memberStatus(client: Etcd3, endpoint: string): Promise<Mem
 export async function chooseMember(etcd: EtcdConfig): Promise<ChosenMember> {
   const attempts = await Promise.all(
     etcd.endpoints.map(async (endpoint) => {
-      const client = new Etcd3(etcdClientOptions(etcd, endpoint));
+      const client = new Etcd3(memberClientOptions(etcd, endpoint));
       try {
         return { endpoint, client, status: await memberStatus(client, endpoint) };
       } catch (err) {

@@ -25,6 +25,8 @@ export interface EtcdOptions {
   name?: string;
   /** Extra etcd flags. */
   args?: string[];
+  /** Client port of a single member (default: a free one); to restart etcd where clients expect it. */
+  clientPort?: number;
 }
 
 export interface EtcdServer {
@@ -71,8 +73,8 @@ function spawnMember(m: Member, initialCluster: string, options: EtcdOptions): {
   return { child, stderr: () => stderr };
 }
 
-async function newMember(name: string, scheme: string, dataDir: string): Promise<Member> {
-  return { name, dataDir, endpoint: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` };
+async function newMember(name: string, scheme: string, dataDir: string, clientPort?: number): Promise<Member> {
+  return { name, dataDir, endpoint: `${scheme}://127.0.0.1:${clientPort ?? (await freePort())}`, peer: `http://127.0.0.1:${await freePort()}` };
 }
 
 function handle(m: Member, child: ChildProcess, client: Etcd3, cleanup: () => Promise<void>): EtcdServer {
@@ -104,7 +106,8 @@ export async function startEtcdCluster(size: number, options: EtcdOptions = {}):
   const members: Member[] = [];
   for (let i = 0; i < size; i++) {
     const name = size === 1 ? (options.name ?? 'default') : `m${i}`;
-    members.push(await newMember(name, scheme, options.dataDir ?? join((tmp as { path: string }).path, name)));
+    const clientPort = size === 1 ? options.clientPort : undefined;
+    members.push(await newMember(name, scheme, options.dataDir ?? join((tmp as { path: string }).path, name), clientPort));
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const started = members.map((m) => ({ m, ...spawnMember(m, initialCluster, options) }));

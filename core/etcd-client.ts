@@ -1,0 +1,39 @@
+/**
+ * etcd client options from the `etcd` config section, shared by every role that talks to etcd
+ * (the worker's snapshots, the webhook's watch), so TLS, auth and timeouts behave the same.
+ */
+import { readFileSync } from 'node:fs';
+import type { IOptions } from 'etcd3';
+import type { EtcdConfig } from './config/index.js';
+import { ConfigError, messageOf } from './errors.js';
+
+/**
+ * Options for an `Etcd3` client on `endpoints` (one member, or several to fail over between).
+ * Reads the TLS files now, so a missing or unreadable file fails at startup naming its field.
+ */
+export function etcdClientOptions(etcd: EtcdConfig, endpoints: readonly string[]): IOptions {
+  const options: IOptions = { hosts: [...endpoints] };
+  if (endpoints.some((e) => e.startsWith('https://'))) {
+    options.credentials = {
+      rootCertificate: readCredential(etcd.cacert, 'etcd.cacert', 'CA certificate'),
+      ...(etcd.key ? { privateKey: readCredential(etcd.key, 'etcd.key', 'client key') } : {}),
+      ...(etcd.cert ? { certChain: readCredential(etcd.cert, 'etcd.cert', 'client certificate') } : {}),
+    };
+  }
+  if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
+  // Streams have no deadline (a large snapshot takes minutes, a watch lives for days); unary
+  // calls get the dial timeout.
+  options.defaultCallOptions = (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + etcd.dialTimeout });
+  return options;
+}
+
+function readCredential(path: string | undefined, field: string, what: string): Buffer {
+  if (!path) {
+    throw new ConfigError(`an https:// endpoint needs ${field} (the etcd ${what} file)`);
+  }
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${field} ${path}: ${messageOf(err)}`);
+  }
+}
