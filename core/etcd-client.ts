@@ -20,6 +20,10 @@ export function etcdClientOptions(etcd: EtcdConfig, endpoints: readonly string[]
       ...(etcd.cert ? { certChain: readCredential(etcd.cert, 'etcd.cert', 'client certificate') } : {}),
     };
   }
+  // grpc-js's default 64 KiB HTTP/2 window leaves the snapshot stream idle half the time on a
+  // round trip per window; etcdctl (Go) grows its window. 16 MiB bounds what may sit in memory
+  // beyond the pipeline's backpressure and brought our snapshot to within ~1.1x of etcdctl.
+  options.grpcOptions = { 'grpc-node.flow_control_window': 16 * 1024 * 1024 };
   if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
   // Streams have no deadline (a large snapshot takes minutes, a watch lives for days); unary
   // calls get the dial timeout.

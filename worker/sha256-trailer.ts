@@ -31,16 +31,21 @@ export class Sha256TrailerVerifier extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    const joined = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
-    const cut = joined.length - TRAILER_SIZE;
-    if (cut > 0) {
-      const body = joined.subarray(0, cut);
-      this.hash.update(body);
-      this.hashed += body.length;
-      // Copy: `joined` may be the caller's buffer, which must not be kept alive or mutated.
-      this.tail = Buffer.from(joined.subarray(cut));
+    // Hash what can no longer be part of the trailer without copying the chunk: the held tail
+    // (or its front part) and then all of the chunk but its last 32 bytes.
+    const total = this.tail.length + chunk.length;
+    const hashable = total - TRAILER_SIZE;
+    if (hashable > 0) {
+      const fromTail = Math.min(hashable, this.tail.length);
+      if (fromTail > 0) this.hash.update(this.tail.subarray(0, fromTail));
+      const fromChunk = hashable - fromTail;
+      if (fromChunk > 0) this.hash.update(chunk.subarray(0, fromChunk));
+      this.hashed += hashable;
+      const keepFromTail = this.tail.subarray(fromTail);
+      // Copy the 32 kept bytes: the chunk belongs to the next stream stage from here on.
+      this.tail = Buffer.concat([keepFromTail, chunk.subarray(fromChunk)], TRAILER_SIZE);
     } else {
-      this.tail = Buffer.from(joined);
+      this.tail = Buffer.concat([this.tail, chunk]);
     }
     done(null, chunk);
   }

@@ -5,10 +5,11 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { messageOf } from '../../core/errors.js';
 import { assertSafeKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
 
 const TEMP_MARK = '.partial-';
@@ -26,11 +27,13 @@ export class FileStore implements Store {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
-    const target = this.path(key);
-    await mkdir(dirname(target), { recursive: true });
-    const temp = `${target}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
+    let temp: string | undefined;
     try {
-      const out = createWriteStream(temp, { flags: 'wx' });
+      const target = this.path(key);
+      await mkdir(dirname(target), { recursive: true });
+      temp = `${target}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
+      // A 1 MiB buffer batches the 32 KiB chunks etcd sends into fewer, larger writes.
+      const out = createWriteStream(temp, { flags: 'wx', highWaterMark: 1024 * 1024 });
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       await fsyncPath(temp);
       const { size } = await stat(temp);
@@ -38,9 +41,11 @@ export class FileStore implements Store {
       await fsyncPath(dirname(target));
       return { size };
     } catch (err) {
+      // Every failure, the directory or key included, must stop the producer.
       body.destroy(err instanceof Error ? err : new Error(String(err)));
-      await rm(temp, { force: true });
-      throw err;
+      // A failed clean-up must not hide why the write failed; list ignores temp files anyway.
+      if (temp !== undefined) await rm(temp, { force: true }).catch(() => undefined);
+      throw new Error(`writing "${key}" to ${this.location} failed: ${messageOf(err)}${hint(err)}`, { cause: err });
     }
   }
 
@@ -48,8 +53,15 @@ export class FileStore implements Store {
     const start = prefix ? this.path(prefix.replace(/\/+$/, '')) : this.root;
     const out: ObjectInfo[] = [];
     await walk(start, async (file) => {
-      if (file.includes(TEMP_MARK)) return;
-      const s = await stat(file);
+      if (basename(file).includes(TEMP_MARK)) return;
+      let s;
+      try {
+        s = await stat(file);
+      } catch (err) {
+        // Deleted (e.g. by retention) between readdir and stat: it is simply not there any more.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
       out.push({ key: relative(this.root, file).split(sep).join('/'), size: s.size, modified: s.mtime });
     });
     return out.sort((a, b) => a.key.localeCompare(b.key));
@@ -95,5 +107,21 @@ async function walk(dir: string, visit: (file: string) => Promise<void>): Promis
     const full = join(dir, entry.name);
     if (entry.isDirectory()) await walk(full, visit);
     else if (entry.isFile()) await visit(full);
+  }
+}
+
+/** What an operator can do about the usual filesystem failures. */
+function hint(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException | undefined)?.code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return '; the volume is full: free space, enlarge the volume or lower retention (nothing was stored)';
+    case 'EACCES':
+    case 'EPERM':
+      return '; the service may not write there: check the directory owner and mode';
+    case 'EROFS':
+      return '; the volume is mounted read-only';
+    default:
+      return '';
   }
 }

@@ -1,0 +1,76 @@
+/**
+ * One snapshot by our worker code, alone in its process so that its peak RSS is its own.
+ * argv[2] is a JSON object of config flags (`{"endpoints": "...", "store": "...", ...}`); prints one
+ * JSON line: the time of takeBackup itself, the peak and starting RSS, and the sizes. The objects
+ * it wrote are deleted afterwards so the next run starts from an empty store.
+ */
+import { loadConfig } from '../core/config/index.js';
+import { createLogger } from '../core/logger.js';
+import { takeBackup } from '../worker/backup.js';
+import { openStore } from '../worker/stores/open.js';
+import { manifestKey } from '../worker/manifest.js';
+
+export interface RunResult {
+  /** Wall time of takeBackup, from just before the call to just after it resolved. */
+  ms: number;
+  /** Peak resident set of this process, bytes. */
+  maxRss: number;
+  /** Resident set once the modules were loaded, before the snapshot, bytes. */
+  startRss: number;
+  dbSize: number;
+  storedSize: number;
+  /** Peaks of process.memoryUsage() sampled every 50 ms, bytes: where the RSS went. */
+  peaks: { heapTotal: number; external: number; arrayBuffers: number };
+}
+
+/** Samples memoryUsage while the snapshot runs; a sampler is coarse but costs nothing measurable. */
+function memorySampler(): { stop: () => RunResult['peaks'] } {
+  const peaks = { heapTotal: 0, external: 0, arrayBuffers: 0 };
+  const sample = (): void => {
+    const m = process.memoryUsage();
+    peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal);
+    peaks.external = Math.max(peaks.external, m.external);
+    peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers);
+  };
+  const timer = setInterval(sample, 50);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return peaks;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string | boolean>;
+  const startRss = process.memoryUsage.rss();
+  const config = loadConfig({ env: {}, flags });
+  const store = openStore(config);
+  try {
+    const log = createLogger({ level: 'warn' });
+    const sampler = memorySampler();
+    const started = performance.now();
+    const manifest = await takeBackup({ config, store, log, cause: { source: 'manual' } });
+    const ms = performance.now() - started;
+    const peaks = sampler.stop();
+    const result: RunResult = {
+      ms,
+      maxRss: process.resourceUsage().maxRSS * 1024,
+      startRss,
+      dbSize: manifest.dbSize,
+      storedSize: manifest.storedSize,
+      peaks,
+    };
+    await store.delete(manifest.key);
+    await store.delete(manifestKey(manifest.cluster, manifest.id));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    await store.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`run-ours: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

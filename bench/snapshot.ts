@@ -1,0 +1,281 @@
+/**
+ * `npm run bench`: our snapshot against `etcdctl snapshot save` measured in the same run, on the
+ * same etcd, alternating the variants within each round so that drift on a shared machine (page
+ * cache, neighbours' CPU) hits every variant alike. Absolute times mean little on a noisy machine;
+ * the ratios to the floor of the same round are the result.
+ *
+ * Before every run the page cache is flushed (`sync`, outside the timing): both sides fsync their
+ * output, and dirty pages left by the previous run or the fill would otherwise be paid by whoever
+ * runs next. One untimed warm-up round settles etcd and the page cache first.
+ *
+ * Env: BENCH_SIZE_MIB (default 256), BENCH_ROUNDS (default 3), BENCH_WARMUP (warm-up rounds,
+ * default 1, 0 for none), BENCH_VARIANTS (comma list, default all), BENCH_NODE_ARGS (extra node
+ * flags for our runner, space-separated, e.g. --max-semi-space-size=2), BENCH_FLAGS (JSON object of
+ * extra config flags for our runner, e.g. {"s3-part-size-mib":"5"}), BENCH_RUNNER_JS (our runner compiled to JS; without it the runner runs under tsx, whose
+ * loader adds ~50 MiB of RSS that production does not have).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { rm, stat } from 'node:fs/promises';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { tempDir } from '../test/support/tmp.js';
+import { fillEtcd } from './fill.js';
+import type { RunResult } from './run-ours.js';
+import { startS3rver, type LocalS3 } from './s3rver.js';
+
+const MiB = 1024 * 1024;
+const FLOOR = 'etcdctl';
+const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip'] as const;
+type Variant = (typeof ALL_VARIANTS)[number];
+
+/** What one run measured: `ms` is the figure compared with the floor. */
+interface Sample {
+  round: number;
+  /** Ours: takeBackup alone. Floor: the whole etcdctl process. */
+  ms: number;
+  /** The whole child process, start to exit. */
+  wallMs: number;
+  maxRss?: number;
+  startRss?: number;
+  storedSize?: number;
+  peaks?: RunResult['peaks'];
+}
+
+const TARGET_RATIO = 1.2;
+const TARGET_RSS = 150 * MiB;
+
+function envInt(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
+  return n;
+}
+
+function selectedVariants(): Variant[] {
+  const raw = process.env.BENCH_VARIANTS;
+  if (!raw) return [...ALL_VARIANTS];
+  const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((w) => !(ALL_VARIANTS as readonly string[]).includes(w));
+  if (unknown.length > 0) throw new Error(`BENCH_VARIANTS: unknown ${unknown.join(', ')} (known: ${ALL_VARIANTS.join(', ')})`);
+  // The floor is what every ratio is taken against, so it always runs.
+  return ALL_VARIANTS.filter((v) => v === FLOOR || wanted.includes(v));
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
+const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+
+function firstLine(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0]?.trim() ?? '?';
+  } catch {
+    return '?';
+  }
+}
+
+interface Child {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  wallMs: number;
+}
+
+function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, wallMs: performance.now() - started }));
+  });
+}
+
+async function flushPageCache(): Promise<void> {
+  const r = await runChild('sync', []);
+  if (r.code !== 0) throw new Error(`sync exited with ${r.code}: ${r.stderr.trim()}`);
+}
+
+async function runFloor(etcd: EtcdServer, file: string, round: number): Promise<Sample> {
+  const r = await runChild('etcdctl', ['--endpoints', etcd.endpoint, 'snapshot', 'save', file], { ...process.env, ETCDCTL_API: '3' });
+  if (r.code !== 0) throw new Error(`etcdctl snapshot save exited with ${r.code}: ${r.stderr.trim()}`);
+  const { size } = await stat(file);
+  await rm(file, { force: true });
+  return { round, ms: r.wallMs, wallMs: r.wallMs, storedSize: size };
+}
+
+async function runOurs(flags: Record<string, string | boolean>, round: number): Promise<Sample> {
+  const runner = process.env.BENCH_RUNNER_JS;
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const args = runner ? [runner] : ['--import', 'tsx', join(import.meta.dirname, 'run-ours.ts')];
+  const extra = JSON.parse(process.env.BENCH_FLAGS ?? '{}') as Record<string, string | boolean>;
+  const r = await runChild(process.execPath, [...nodeArgs, ...args, JSON.stringify({ ...flags, ...extra })]);
+  if (r.code !== 0) throw new Error(`our runner exited with ${r.code}: ${r.stderr.trim()}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as RunResult;
+  return { round, ms: out.ms, wallMs: r.wallMs, maxRss: out.maxRss, startRss: out.startRss, storedSize: out.storedSize, peaks: out.peaks };
+}
+
+function flagsFor(variant: Exclude<Variant, typeof FLOOR>, etcd: EtcdServer, outDir: string, s3: LocalS3 | undefined): Record<string, string | boolean> {
+  const compression = variant.endsWith('-gzip') ? 'gzip' : 'none';
+  const base = { endpoints: etcd.endpoint, cluster: 'bench', compression };
+  if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
+  if (!s3) throw new Error('s3rver is not running');
+  return {
+    ...base,
+    store: `s3://${s3.bucket}/snap`,
+    's3-endpoint': s3.endpoint,
+    's3-force-path-style': true,
+    's3-access-key-id': 'S3RVER',
+    's3-secret-access-key': 'S3RVER',
+    's3-region': 'us-east-1',
+  };
+}
+
+async function main(): Promise<void> {
+  const sizeMiB = envInt('BENCH_SIZE_MIB', 256);
+  const rounds = envInt('BENCH_ROUNDS', 3);
+  const warmup = envInt('BENCH_WARMUP', 1, 0);
+  const variants = selectedVariants();
+  const cpu = cpus();
+
+  console.log('== machine');
+  console.log(`cores: ${cpu.length} x ${cpu[0]?.model ?? '?'}`);
+  console.log(`memory: ${mib(totalmem())}, linux ${release()}`);
+  console.log(`node: ${process.version}; ${firstLine('etcd', ['--version'])}; ${firstLine('etcdctl', ['version'])}`);
+  console.log(
+    `runner: ${process.env.BENCH_RUNNER_JS ? 'compiled JS (plain node)' : 'tsx (RSS includes the tsx loader)'}${process.env.BENCH_NODE_ARGS ? `, node ${process.env.BENCH_NODE_ARGS}` : ''}${process.env.BENCH_FLAGS ? `, flags ${process.env.BENCH_FLAGS}` : ''}`,
+  );
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    cleanups.length = 0;
+  };
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+
+  const failures: string[] = [];
+  const samples = new Map<Variant, Sample[]>(variants.map((v) => [v, []]));
+  let dbSize: number | undefined;
+  try {
+    // bbolt needs headroom over the values (pages, freelist); the 2 GiB default is too tight for big runs.
+    const quota = Math.max(2048, sizeMiB * 4) * MiB;
+    const etcd = await startEtcd({ args: ['--quota-backend-bytes', String(quota)] });
+    cleanups.push(() => etcd.stop());
+    const out = await tempDir('bench-out');
+    cleanups.push(() => out.remove());
+    const s3 = variants.some((v) => v.startsWith('s3-')) ? await startS3rver('bench') : undefined;
+    if (s3) cleanups.push(() => s3.stop());
+
+    console.log(`\n== fill: ${sizeMiB} MiB of 64 KiB values`);
+    let shown = 0;
+    const fill = await fillEtcd(etcd.client, sizeMiB * MiB, {
+      onProgress: (b) => {
+        if (b - shown < 64 * MiB) return;
+        shown = b;
+        process.stderr.write(`filled ${mib(b)}\n`);
+      },
+    });
+    dbSize = Number((await etcd.client.maintenance.status()).dbSize);
+    console.log(
+      `${fill.keys} keys, ${mib(fill.bytes)} of values in ${secs(fill.ms)}; etcd db ${mib(dbSize)}; values gzip to 1/${fill.sampleGzipRatio.toFixed(2)} (sample, level 6)`,
+    );
+
+    console.log(`\n== ${warmup} warm-up + ${rounds} rounds of: ${variants.join(', ')}`);
+    for (let round = 1 - warmup; round <= rounds; round++) {
+      for (const variant of variants) {
+        try {
+          await flushPageCache();
+          const s =
+            variant === FLOOR
+              ? await runFloor(etcd, join(out.path, 'floor.db'), round)
+              : await runOurs(flagsFor(variant, etcd, out.path, s3), round);
+          if (round < 1) {
+            console.log(`warm-up  ${variant.padEnd(12)} ${secs(s.ms).padStart(8)}  (not counted)`);
+            continue;
+          }
+          samples.get(variant)?.push(s);
+          const rss =
+            s.maxRss !== undefined && s.peaks
+              ? `  peak RSS ${mib(s.maxRss)} (start ${mib(s.startRss ?? 0)}; peaks: heap ${mib(s.peaks.heapTotal)}, external ${mib(s.peaks.external)}, buffers ${mib(s.peaks.arrayBuffers)})`
+              : '';
+          console.log(`round ${round} ${variant.padEnd(12)} ${secs(s.ms).padStart(8)}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`);
+        } catch (err) {
+          const msg = err instanceof Error ? err.message : String(err);
+          failures.push(`${variant} (${round < 1 ? 'warm-up' : `round ${round}`}): ${msg}`);
+          console.log(`round ${round} ${variant.padEnd(12)} FAILED: ${msg.split('\n')[0] ?? ''}`);
+        }
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+
+  report(variants, samples, dbSize ?? 0);
+  if (failures.length > 0) {
+    console.log('\n== failures');
+    for (const f of failures) console.log(f);
+    process.exitCode = 1;
+  }
+}
+
+function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: number): void {
+  const floors = samples.get(FLOOR) ?? [];
+  const floorByRound = new Map(floors.map((s) => [s.round, s]));
+  // Throughput is of the snapshot as etcd sends it (the floor's file), not of the stored bytes.
+  const snapshotBytes = floors.length > 0 ? median(floors.map((s) => s.storedSize ?? 0)) : dbSize;
+  console.log(`\n== results (median of rounds; ratio = median of per-round ratios to the etcdctl floor; snapshot ${mib(snapshotBytes)})`);
+  console.log(`${'variant'.padEnd(12)} ${'time'.padStart(8)} ${'vs floor'.padStart(9)} ${'process'.padStart(9)} ${'vs floor'.padStart(9)} ${'MiB/s'.padStart(7)} ${'peak RSS'.padStart(10)} ${'stored'.padStart(11)}`);
+  const ratios = new Map<Variant, number>();
+  for (const variant of variants) {
+    const ss = samples.get(variant) ?? [];
+    if (ss.length === 0) {
+      console.log(`${variant.padEnd(12)} no successful run`);
+      continue;
+    }
+    const paired = ss.filter((s) => floorByRound.has(s.round));
+    const ratio = median(paired.map((s) => s.ms / (floorByRound.get(s.round) as Sample).ms));
+    const wallRatio = median(paired.map((s) => s.wallMs / (floorByRound.get(s.round) as Sample).wallMs));
+    ratios.set(variant, ratio);
+    const ms = median(ss.map((s) => s.ms));
+    const rss = Math.max(...ss.map((s) => s.maxRss ?? 0));
+    console.log(
+      `${variant.padEnd(12)} ${secs(ms).padStart(8)} ${`${ratio.toFixed(2)}x`.padStart(9)} ${secs(median(ss.map((s) => s.wallMs))).padStart(9)} ${`${wallRatio.toFixed(2)}x`.padStart(9)} ${(snapshotBytes / MiB / (ms / 1000)).toFixed(0).padStart(7)} ${(rss ? mib(rss) : '-').padStart(10)} ${mib(median(ss.map((s) => s.storedSize ?? 0))).padStart(11)}`,
+    );
+  }
+  console.log('(time: ours = takeBackup in a warm process; etcdctl = whole process. process = whole child process, incl. node start-up and module loading)');
+
+  console.log('\n== targets');
+  const fileRatio = ratios.get('file-nogzip');
+  console.log(
+    fileRatio === undefined
+      ? 'file-nogzip within 1.2x of the floor: NOT MEASURED'
+      : `file-nogzip within ${TARGET_RATIO}x of the floor: ${fileRatio <= TARGET_RATIO ? 'MET' : 'NOT MET'} (${fileRatio.toFixed(2)}x)`,
+  );
+  const rssOf = new Map(
+    variants.filter((v) => v !== FLOOR && (samples.get(v)?.length ?? 0) > 0).map((v) => [v, Math.max(...(samples.get(v) ?? []).map((s) => s.maxRss ?? 0))]),
+  );
+  const over = [...rssOf].filter(([, r]) => r >= TARGET_RSS);
+  console.log(
+    rssOf.size === 0
+      ? 'peak RSS under 150 MiB: NOT MEASURED'
+      : `peak RSS under 150 MiB: ${over.length === 0 ? 'MET' : 'NOT MET'} (${[...rssOf].map(([v, r]) => `${v} ${mib(r)}`).join(', ')})`,
+  );
+  for (const v of ['s3-nogzip', 's3-gzip'] as const) {
+    const r = ratios.get(v);
+    if (r !== undefined) console.log(`${v}: ${r.toFixed(2)}x the floor (s3rver writes through its own disk layer; no target)`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exit(1);
+});
