@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string | boolean>;
   const startRss = process.memoryUsage.rss();
   const config = loadConfig({ env: {}, flags });
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const log = createLogger({ level: 'warn' });
     const sampler = memorySampler();

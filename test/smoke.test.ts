@@ -13,7 +13,7 @@ test('smoke: snapshot to a file store', async () => {
   try {
     const rev = await fillEtcd(etcd.client, 2000);
     const config = loadConfig({ env: {}, flags: { endpoints: etcd.endpoint, store: `file://${dir.path}` } });
-    const store = openStore(config);
+    const store = await openStore(config);
     const manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
     assert.ok(manifest.etcd.revision >= rev);
     const listed = await store.list('');

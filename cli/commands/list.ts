@@ -15,7 +15,7 @@ export function registerList(program: Command, context: CliContext): void {
       .option('--json', 'print the manifests as a JSON array'),
   ).action(async (opts: { json?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       const snapshots = await listSnapshots(store, config.cluster, {
         onInvalid: (key, problem) => log.warn({ key }, `skipping manifest ${key}: ${problem}`),

@@ -28,7 +28,7 @@ export function registerRestore(program: Command, context: CliContext): void {
       .option('--initial-advertise-peer-urls <urls>', "this member's peer URLs"),
   ).action(async (id: string, opts: RestoreFlags, cmd: Command) => {
     const { config, log } = setup(cmd);
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       const manifest = await findSnapshot(store, config.cluster, id);
       const member: MemberSettings = {

@@ -14,7 +14,7 @@ export function registerSnapshot(program: Command, context: CliContext): void {
       .option('--json', 'print the manifest as JSON'),
   ).action(async (opts: { json?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       const manifest = await takeBackup({
         config,

@@ -17,7 +17,7 @@ export function registerVerify(program: Command, context: CliContext): void {
       .option('--json', 'print the report as JSON'),
   ).action(async (id: string, opts: { json?: boolean; tempDir?: string }, cmd: Command) => {
     const { config, log } = setup(cmd);
-    const store = openStore(config);
+    const store = await openStore(config);
     try {
       const manifest = await findSnapshot(store, config.cluster, id);
       log.info({ id: manifest.id, key: manifest.key }, 'verifying snapshot');

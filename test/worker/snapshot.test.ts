@@ -89,7 +89,7 @@ describe('snapshot from real etcd', () => {
     const dir = await tempDir('store');
     try {
       const config = configFor({ endpoints: etcd.endpoint }, dir.path);
-      const store = openStore(config);
+      const store = await openStore(config);
       const m = await takeBackup({ config, store, log, cause: { source: 'manual' } });
       assert.ok(m.etcd.revision >= revision);
       assert.equal(m.compression, 'gzip');
@@ -110,7 +110,7 @@ describe('snapshot from real etcd', () => {
     const proxy = await startTamperProxy(etcd.endpoint);
     try {
       const config = configFor({ endpoints: proxy.endpoint, compression: 'none' }, dir.path);
-      const err = await takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } }).then(
+      const err = await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }).then(
         () => assert.fail('snapshot should fail'),
         (e: unknown) => e,
       );
@@ -121,7 +121,7 @@ describe('snapshot from real etcd', () => {
       assert.deepEqual(await allFiles(dir.path), []);
       // The proxy itself is faithful: with tampering off the same path succeeds.
       proxy.corruptTrailer = false;
-      await takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } });
+      await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
     } finally {
       await proxy.close();
       await dir.remove();
@@ -133,7 +133,7 @@ describe('snapshot from real etcd', () => {
     try {
       const dead = `http://127.0.0.1:${await freePort()}`;
       const config = configFor({ endpoints: `${dead},${etcd.endpoint}`, 'etcd-dial-timeout': '2s' }, dir.path);
-      const m = await takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } });
+      const m = await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
       assert.equal(m.etcd.endpoint, etcd.endpoint);
     } finally {
       await dir.remove();
@@ -145,7 +145,7 @@ describe('snapshot from real etcd', () => {
     try {
       const dead = `http://127.0.0.1:${await freePort()}`;
       const config = configFor({ endpoints: dead, 'etcd-dial-timeout': '1s' }, dir.path);
-      await assert.rejects(takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
+      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
         assert.ok(e instanceof SnapshotError);
         assert.equal(e.stage, 'connect');
         assert.ok(e.message.includes(dead));
@@ -248,7 +248,7 @@ describe('TLS with client-certificate auth', () => {
     const dir = await tempDir('store');
     try {
       const config = configFor({ endpoints: etcd.endpoint, cacert: files.ca, cert: files.clientCert, key: files.clientKey }, dir.path);
-      const m = await takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } });
+      const m = await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
       assert.ok(m.dbSize > 0);
     } finally {
       await dir.remove();
@@ -262,7 +262,7 @@ describe('TLS with client-certificate auth', () => {
         { endpoints: etcd.endpoint, cacert: files.otherCa, cert: files.clientCert, key: files.clientKey, 'etcd-dial-timeout': '3s' },
         dir.path,
       );
-      await assert.rejects(takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
+      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
         assert.ok(e instanceof SnapshotError);
         assert.equal(e.stage, 'connect');
         assert.match(e.message, /etcd\.cacert/);
@@ -278,7 +278,7 @@ describe('TLS with client-certificate auth', () => {
     const dir = await tempDir('store');
     try {
       const config = configFor({ endpoints: etcd.endpoint }, dir.path);
-      await assert.rejects(takeBackup({ config, store: openStore(config), log, cause: { source: 'manual' } }), /needs etcd\.cacert/);
+      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), /needs etcd\.cacert/);
     } finally {
       await dir.remove();
     }

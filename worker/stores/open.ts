@@ -8,13 +8,21 @@ import type { Config } from '../../core/config/index.js';
 import { FileStore } from './file.js';
 import type { Store } from './store.js';
 
-export function openStore(config: Pick<Config, 'store'>): Store {
+/**
+ * The store named by `store.url`. Providers load on first use: the AWS SDK alone adds 10-15 MiB
+ * to a process that only ever writes to a local directory.
+ */
+export async function openStore(config: Pick<Config, 'store'>): Promise<Store> {
   const url = config.store.url;
   if (!url.includes('://')) return new FileStore(resolve(url));
   const scheme = url.slice(0, url.indexOf('://'));
   switch (scheme) {
     case 'file':
       return new FileStore(filePath(url));
+    case 's3':
+      return (await import('./s3.js')).openS3Store(url, config.store.s3);
+    case 'ncp':
+      return (await import('./ncp.js')).openNcpStore(url, config.store.s3);
     default:
       throw new ConfigError(`store.url: unsupported scheme "${scheme}://" (expected file://, s3://, ncp:// or oci://)`);
   }
