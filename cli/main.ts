@@ -11,9 +11,20 @@ import { registerList } from './commands/list.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerVerify } from './commands/verify.js';
+import { registerServe } from './commands/serve.js';
+import { registerWebhook } from './commands/webhook.js';
+import { registerWorker } from './commands/worker.js';
 import { redact, secretValues, type CliContext, type Register } from './options.js';
 
-const COMMANDS: readonly Register[] = [registerSnapshot, registerList, registerVerify, registerRestore];
+const COMMANDS: readonly Register[] = [
+  registerServe,
+  registerWebhook,
+  registerWorker,
+  registerSnapshot,
+  registerList,
+  registerVerify,
+  registerRestore,
+];
 
 function buildProgram(context: CliContext, secrets: readonly string[]): Command {
   const program = new Command('etcd-autobackup')

@@ -11,7 +11,7 @@ import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
-import { readinessRoute, type ReadyCheck } from './health.js';
+import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
 import { jsonBody } from './json-body.js';
 import type { TriggerRouteOptions } from './route-options.js';
 

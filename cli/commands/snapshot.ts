@@ -4,6 +4,7 @@ import { formatBytes, formatDuration } from '../../core/duration.js';
 import { progressReporter } from '../../core/progress.js';
 import { takeBackup } from '../../worker/backup.js';
 import { openStore } from '../../worker/stores/open.js';
+import { enqueueSnapshot } from '../../core/queue/enqueue.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
 export function registerSnapshot(program: Command, context: CliContext): void {
@@ -11,9 +12,15 @@ export function registerSnapshot(program: Command, context: CliContext): void {
     program
       .command('snapshot')
       .description('take a verified snapshot of etcd now and store it')
-      .option('--json', 'print the manifest as JSON'),
-  ).action(async (opts: { json?: boolean }, cmd: Command) => {
+      .option('--json', 'print the manifest as JSON')
+      .option('--enqueue', 'queue a snapshot for the running workers (via Redis) instead of taking it here'),
+  ).action(async (opts: { json?: boolean; enqueue?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
+    if (opts.enqueue) {
+      const jobId = await enqueueSnapshot(config, { resource: 'cli' });
+      context.print(opts.json ? JSON.stringify({ jobId }) : `queued snapshot job ${jobId}; follow it on the dashboard or with \`etcd-autobackup list\``);
+      return;
+    }
     const store = await openStore(config);
     try {
       const manifest = await takeBackup({

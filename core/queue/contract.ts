@@ -30,4 +30,20 @@ export interface SnapshotJobData {
   causes: Partial<Record<TriggerSource, number>>;
   /** A few sample resources. */
   samples: string[];
+  /** The source of the window's first trigger, when known. */
+  source?: TriggerSource;
+  /**
+   * Which job of the window this is: 0 for the window's job, 1+ for follow-ups made by triggers
+   * that arrived after an earlier job of the same window had started. Absent for manual and
+   * scheduled jobs, which have no window ledger.
+   */
+  generation?: number;
+}
+
+/** What a finished snapshot job returns; shown on the dashboard. */
+export interface SnapshotJobResult {
+  id: string;
+  key: string;
+  revision: number;
+  storedSize: number;
 }

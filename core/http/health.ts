@@ -1,7 +1,7 @@
 /** GET /readyz: ready only while the process can do its job (for the queue: Redis reachable). */
-import type { RequestHandler } from 'express';
-import type { Logger } from '../core/logger.js';
-import { messageOf } from '../core/errors.js';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Logger } from '../logger.js';
+import { messageOf } from '../errors.js';
 
 export type ReadyCheck = () => boolean | Promise<boolean>;
 
@@ -32,4 +32,30 @@ export function readinessRoute(ready: ReadyCheck, log: Logger, timeoutMs = 5_000
     if (readiness.ready) res.json({ status: 'ready' });
     else res.status(503).json({ status: 'not ready', reason: readiness.reason });
   };
+}
+
+export interface HealthAppOptions {
+  metrics: { registry: { metrics(): Promise<string>; contentType: string } };
+  ready: ReadyCheck;
+  log: Logger;
+}
+
+/**
+ * /healthz, /readyz and /metrics for a process that serves nothing else (the worker role on its
+ * own); the webhook role serves the same routes from its own app.
+ */
+export function createHealthApp(options: HealthAppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', readinessRoute(options.ready, options.log));
+  app.get('/metrics', async (_req, res) => {
+    res.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found: this process serves GET /healthz, /readyz and /metrics' });
+  });
+  return app;
 }

@@ -1,0 +1,60 @@
+/**
+ * Wiring for the long-running commands (serve, webhook, worker): start the roles, serve HTTP,
+ * and on SIGTERM/SIGINT stop taking work, finish or cleanly abandon what runs, and exit.
+ */
+import type { Command } from 'commander';
+import { createHealthApp } from '../core/http/health.js';
+import { listen } from '../core/http/listen.js';
+import { createMetrics } from '../core/metrics.js';
+import { describeRedis } from '../core/queue/index.js';
+import { redactConfig } from '../core/config/index.js';
+import { createWebhookRole } from '../webhook/role.js';
+import { startWorkerRole } from '../worker/role.js';
+import { setup, type CliContext } from './options.js';
+
+export type Role = 'webhook' | 'worker';
+
+export async function runRoles(roles: readonly Role[], cmd: Command, context: CliContext): Promise<void> {
+  const { config, log } = setup(cmd);
+  const metrics = createMetrics();
+  log.debug({ config: redactConfig(config) }, 'effective configuration');
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch((err: unknown) => log.error({ err }, 'error while stopping'));
+  };
+  try {
+    const webhook = roles.includes('webhook') ? createWebhookRole({ config, log, metrics }) : undefined;
+    if (webhook) closers.push(() => webhook.close());
+    const worker = roles.includes('worker') ? await startWorkerRole({ config, log, metrics }) : undefined;
+    if (worker) closers.push(() => worker.close());
+
+    const ready = () => (webhook ? webhook.recorder.status().redisUp : true) && (worker ? worker.ready() : true);
+    const app = webhook?.app ?? createHealthApp({ metrics, ready, log });
+    const http = await listen(app, config.webhook.listen);
+    closers.push(() => http.close());
+
+    const base = http.url.replace('//0.0.0.0:', '//127.0.0.1:');
+    log.info({ roles, listen: http.url, redis: describeRedis(config.redis), cluster: config.cluster }, `etcd-autobackup ${roles.join(' + ')} running`);
+    const lines = [`etcd-autobackup ${roles.join(' + ')} for cluster "${config.cluster}" on ${http.url}`];
+    if (webhook) {
+      lines.push(`  audit webhook      POST ${base}/audit`, `  admission webhook  POST ${base}/admission`);
+      lines.push(
+        webhook.dashboardPath
+          ? `  dashboard          ${base}${webhook.dashboardPath} (user ${config.dashboard.user})`
+          : '  dashboard          off (set --dashboard-user and --dashboard-password)',
+      );
+      if (webhook.watch) lines.push(`  etcd watch         ${config.watch.prefix} on ${config.etcd.endpoints.join(',')}`);
+    }
+    if (worker) lines.push(`  snapshots          ${worker.store.location} (debounce ${config.queue.debounceWindow / 1000}s)`);
+    lines.push(`  health             ${base}/healthz  ${base}/readyz  ${base}/metrics`);
+    context.print(lines.join('\n'));
+
+    await new Promise<void>((resolve) => {
+      if (context.signal.aborted) resolve();
+      else context.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    log.info('stopping: finishing or abandoning the running snapshot, sending pending triggers');
+  } finally {
+    await close();
+  }
+}

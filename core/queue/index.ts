@@ -1,0 +1,17 @@
+export type { Change, ChangeRecorder, SnapshotJobData, SnapshotJobResult } from './contract.js';
+export { connectRedis, describeRedis, redisOptions, type RedisConfig, type RedisRole } from './connection.js';
+export { createQueueRecorder, type QueueRecorder, type QueueRecorderOptions, type RecorderStatus } from './recorder.js';
+export {
+  createSnapshotQueue,
+  enqueueManual,
+  jobOptions,
+  scheduleId,
+  syncSchedule,
+  JOB_NAME,
+  QUEUE_NAME,
+  type ManualCause,
+  type SnapshotQueue,
+} from './queue.js';
+export { ledgerKeys, takeFromLedger, MAX_SAMPLES, type Counts, type Taken } from './ledger.js';
+export { clusterLockKey, tryLock, type HeldLock } from './lock.js';
+export { windowOf, windowId, windowJobId, windowJobDelay, type DebounceWindow } from './window.js';

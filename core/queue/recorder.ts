@@ -1,0 +1,321 @@
+/**
+ * The ChangeRecorder every trigger source calls. `record()` only touches memory: triggers are
+ * grouped by debounce window and flushed to Redis at most every `flushIntervalMs` (at once for a
+ * window this process has not enqueued yet), so a burst of a thousand events costs a handful of
+ * Redis commands. While Redis is unreachable the groups stay in memory, coalesced into one, and
+ * are flushed when it is back.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import type { TriggerSource } from '../cause.js';
+import { messageOf } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { connectRedis, describeRedis } from './connection.js';
+import type { Change, ChangeRecorder, SnapshotJobData } from './contract.js';
+import { ledgerKeys, MAX_SAMPLES, recordInLedger, type Counts } from './ledger.js';
+import { createSnapshotQueue, enqueueManual, JOB_NAME, type ManualCause, type SnapshotQueue } from './queue.js';
+import { windowJobDelay, windowJobId, windowOf, type DebounceWindow } from './window.js';
+
+export interface QueueRecorderOptions {
+  config: Pick<Config, 'cluster' | 'redis' | 'queue'>;
+  log?: Logger;
+  metrics?: Pick<Metrics, 'pendingTriggers' | 'redisUp'>;
+  /** Clock, for tests. */
+  now?: () => Date;
+  /** Longest time a trigger waits in memory before it is counted in Redis. */
+  flushIntervalMs?: number;
+  /**
+   * How long after its window's end a job starts, so that the window's last triggers are
+   * flushed before its snapshot begins. Default: twice the flush interval.
+   */
+  settleMs?: number;
+  /** A producer connection to share; by default the recorder opens (and closes) its own. */
+  connection?: Redis;
+}
+
+export interface RecorderStatus {
+  /** Whether the last exchange with Redis succeeded. */
+  redisUp: boolean;
+  /** Triggers in memory not yet safely enqueued. */
+  pendingTriggers: number;
+  /** Debounce windows those triggers belong to. */
+  pendingWindows: number;
+}
+
+export interface QueueRecorder extends ChangeRecorder {
+  readonly queue: SnapshotQueue;
+  /** A snapshot as soon as possible (source manual); rejects when Redis cannot take the job. */
+  enqueueNow(cause?: ManualCause): Promise<string>;
+  status(): RecorderStatus;
+  /** Sends what is in memory now; never rejects (failures keep the triggers pending). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Group {
+  window: DebounceWindow;
+  counts: Counts;
+  samples: string[];
+  first: TriggerSource;
+  total: number;
+}
+
+interface Unadded {
+  window: DebounceWindow;
+  generation: number;
+  data: SnapshotJobData;
+  total: number;
+}
+
+export function createQueueRecorder(options: QueueRecorderOptions): QueueRecorder {
+  return new Recorder(options);
+}
+
+class Recorder implements QueueRecorder {
+  readonly queue: SnapshotQueue;
+  private readonly redis: Redis;
+  private readonly ownsConnection: boolean;
+  private readonly now: () => Date;
+  private readonly flushIntervalMs: number;
+  private readonly settleMs: number;
+  private readonly cluster: string;
+  private readonly prefix: string;
+  private readonly windowMs: number;
+
+  /** Triggers not yet counted in Redis, by window id. */
+  private pending = new Map<string, Group>();
+  /** Counted in the ledger, but the job of their generation may not exist yet; by job id. */
+  private readonly unadded = new Map<string, Unadded>();
+  /** The generation whose job this process has added, by window id: the hot-path cache. */
+  private readonly added = new Map<string, { generation: number; end: number }>();
+  private pendingTotal = 0;
+  private up = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerDue = Infinity;
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly options: QueueRecorderOptions) {
+    const { config } = options;
+    this.now = options.now ?? (() => new Date());
+    this.flushIntervalMs = options.flushIntervalMs ?? 1_000;
+    this.settleMs = options.settleMs ?? 2 * this.flushIntervalMs;
+    this.cluster = config.cluster;
+    this.prefix = config.redis.prefix;
+    this.windowMs = config.queue.debounceWindow;
+    this.ownsConnection = options.connection === undefined;
+    this.redis = options.connection ?? connectRedis(config.redis, 'producer');
+    this.up = this.redis.status === 'ready';
+    this.redis.on('error', () => undefined);
+    this.redis.on('ready', () => {
+      // Redis may have restarted empty: jobs this process added may be gone, so add them again.
+      this.added.clear();
+      this.setUp(true);
+      this.schedule(0);
+    });
+    this.redis.on('close', () => this.setUp(false));
+    this.queue = createSnapshotQueue(config, this.redis);
+    this.report();
+  }
+
+  record(change: Change): void {
+    try {
+      if (this.closed) return;
+      const window = windowOf(this.now().getTime(), this.windowMs);
+      let group = this.pending.get(window.id);
+      if (group === undefined) {
+        group = { window, counts: {}, samples: [], first: change.source, total: 0 };
+        this.pending.set(window.id, group);
+        if (!this.up) this.coalesce();
+      }
+      const target = this.pending.get(window.id) ?? this.newest();
+      add(target, change);
+      this.pendingTotal += 1;
+      this.report();
+      this.schedule(this.added.has(window.id) ? this.flushIntervalMs : 0);
+    } catch (err) {
+      // The admission webhook calls this on the apiserver's request path: never throw.
+      this.options.log?.error({ err: messageOf(err) }, 'recording a change failed');
+    }
+  }
+
+  async enqueueNow(cause: ManualCause = {}): Promise<string> {
+    try {
+      return await enqueueManual(this.queue, this.cluster, cause, this.now);
+    } catch (err) {
+      throw new Error(`enqueueing a snapshot failed: Redis at ${describeRedis(this.options.config.redis)}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+
+  status(): RecorderStatus {
+    return { redisUp: this.up, pendingTriggers: this.pendingTotal, pendingWindows: this.pending.size + this.unadded.size };
+  }
+
+  flush(): Promise<void> {
+    this.clearTimer();
+    const run = this.chain
+      .then(() => this.flushOnce())
+      .catch((err: unknown) => this.options.log?.error({ err: messageOf(err) }, 'flushing triggers failed'));
+    this.chain = run;
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    this.clearTimer();
+    await this.queue.close().catch(() => undefined);
+    if (this.ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  /** While Redis is away, one snapshot after the newest window covers every older one: keep one group. */
+  private coalesce(): void {
+    const target = this.newest();
+    for (const [id, group] of this.pending) {
+      if (group === target) continue;
+      merge(target, group);
+      this.pending.delete(id);
+    }
+  }
+
+  private newest(): Group {
+    let best: Group | undefined;
+    for (const g of this.pending.values()) if (best === undefined || g.window.start > best.window.start) best = g;
+    if (best === undefined) throw new Error('no pending window');
+    return best;
+  }
+
+  private async flushOnce(): Promise<void> {
+    if (this.pending.size === 0 && this.unadded.size === 0) return;
+    const groups = [...this.pending.values()].sort((a, b) => a.window.start - b.window.start);
+    this.pending = new Map();
+    let failed = false;
+    for (const group of groups) {
+      if (failed) {
+        this.putBack(group);
+        continue;
+      }
+      try {
+        const keys = ledgerKeys(this.prefix, this.cluster, group.window);
+        const generation = await recordInLedger(this.redis, keys, group.counts, group.samples);
+        this.noteCounted(group, generation);
+      } catch (err) {
+        failed = true;
+        this.putBack(group);
+        this.setUp(false, err);
+      }
+    }
+    if (!failed) {
+      for (const [jobId, u] of this.unadded) {
+        try {
+          const delay = windowJobDelay(u.window, this.now().getTime(), this.settleMs);
+          await this.queue.add(JOB_NAME, u.data, { jobId, delay });
+          this.added.set(u.window.id, { generation: u.generation, end: u.window.end });
+          this.unadded.delete(jobId);
+          this.pendingTotal -= u.total;
+        } catch (err) {
+          failed = true;
+          this.setUp(false, err);
+          break;
+        }
+      }
+    }
+    if (!failed) this.setUp(true);
+    if (!this.up && this.pending.size > 1) this.coalesce();
+    this.prune();
+    this.report();
+    if (this.pending.size > 0 || this.unadded.size > 0) this.schedule(this.flushIntervalMs);
+  }
+
+  private noteCounted(group: Group, generation: number): void {
+    if (this.added.get(group.window.id)?.generation === generation) {
+      this.pendingTotal -= group.total;
+      return;
+    }
+    const jobId = windowJobId(this.cluster, group.window, generation);
+    const existing = this.unadded.get(jobId);
+    if (existing) {
+      mergeCounts(existing.data.causes, group.counts);
+      existing.total += group.total;
+      return;
+    }
+    this.unadded.set(jobId, {
+      window: group.window,
+      generation,
+      total: group.total,
+      data: {
+        cluster: this.cluster,
+        window: group.window.id,
+        causes: { ...group.counts },
+        samples: [...group.samples],
+        source: group.first,
+        generation,
+      },
+    });
+  }
+
+  private putBack(group: Group): void {
+    const current = this.pending.get(group.window.id);
+    if (current) merge(current, group);
+    else this.pending.set(group.window.id, group);
+  }
+
+  private setUp(up: boolean, err?: unknown): void {
+    if (up === this.up || this.closed) return;
+    this.up = up;
+    if (!up) this.added.clear();
+    const log = this.options.log;
+    if (up) log?.info({ redis: describeRedis(this.options.config.redis), pendingTriggers: this.pendingTotal }, 'redis reachable');
+    else log?.warn({ redis: describeRedis(this.options.config.redis), err: err === undefined ? undefined : messageOf(err) }, 'redis unreachable; keeping triggers in memory');
+    this.report();
+  }
+
+  private report(): void {
+    this.options.metrics?.pendingTriggers.set(this.pendingTotal);
+    this.options.metrics?.redisUp.set(this.up ? 1 : 0);
+  }
+
+  /** Forgets windows no trigger of this process can fall into any more. */
+  private prune(): void {
+    const horizon = this.now().getTime() - 2 * this.windowMs - this.settleMs;
+    for (const [id, a] of this.added) if (a.end < horizon) this.added.delete(id);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.closed) return;
+    const due = Date.now() + delayMs;
+    if (this.timer !== undefined && this.timerDue <= due) return;
+    this.clearTimer();
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerDue = Infinity;
+      void this.flush();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerDue = Infinity;
+  }
+}
+
+function add(group: Group, change: Change): void {
+  group.counts[change.source] = (group.counts[change.source] ?? 0) + 1;
+  group.total += 1;
+  if (change.resource && group.samples.length < MAX_SAMPLES && !group.samples.includes(change.resource)) group.samples.push(change.resource);
+}
+
+function merge(into: Group, from: Group): void {
+  mergeCounts(into.counts, from.counts);
+  into.total += from.total;
+  for (const s of from.samples) if (into.samples.length < MAX_SAMPLES && !into.samples.includes(s)) into.samples.push(s);
+  if (from.window.start < into.window.start) into.first = from.first;
+}
+
+function mergeCounts(into: Counts, from: Counts): void {
+  for (const [source, n] of Object.entries(from) as [TriggerSource, number][]) into[source] = (into[source] ?? 0) + n;
+}

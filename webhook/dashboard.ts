@@ -1,0 +1,43 @@
+/**
+ * The bull-board dashboard at /queues, to inspect, retry and clean snapshot jobs and see why each
+ * was made (job data: causes per source and sample resources). Off unless both dashboard.user and
+ * dashboard.password are set: it can retry and delete jobs, so it is never open.
+ */
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import express, { type Router } from 'express';
+import type { Queue } from 'bullmq';
+import type { Config } from '../core/config/index.js';
+import { basicAuth } from './basic-auth.js';
+
+export const DASHBOARD_PATH = '/queues';
+
+export interface DashboardOptions {
+  config: Pick<Config, 'dashboard' | 'cluster'>;
+  queue: Queue;
+}
+
+export function dashboardEnabled(config: Pick<Config, 'dashboard'>): boolean {
+  return Boolean(config.dashboard.user && config.dashboard.password);
+}
+
+export function dashboardRouter(options: DashboardOptions): Router {
+  const router = express.Router();
+  const { user, password } = options.config.dashboard;
+  if (!user || !password) {
+    router.use((_req, res) => {
+      res.status(404).json({ error: 'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)' });
+    });
+    return router;
+  }
+  const adapter = new ExpressAdapter();
+  adapter.setBasePath(DASHBOARD_PATH);
+  createBullBoard({
+    queues: [new BullMQAdapter(options.queue, { readOnlyMode: false, description: `etcd snapshots of cluster ${options.config.cluster}` })],
+    serverAdapter: adapter,
+    options: { uiConfig: { boardTitle: 'etcd-autobackup' } },
+  });
+  router.use(basicAuth(user, password), adapter.getRouter() as Router);
+  return router;
+}

@@ -1,0 +1,57 @@
+/**
+ * The webhook role: the change signals in (audit, admission, optional etcd watch), the queue
+ * recorder they feed, the dashboard, and the HTTP app that serves them.
+ */
+import type { Express } from 'express';
+import type { Config } from '../core/config/index.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import { createQueueRecorder, type QueueRecorder } from '../core/queue/index.js';
+import { createWebhookApp } from './app.js';
+import { DASHBOARD_PATH, dashboardEnabled, dashboardRouter } from './dashboard.js';
+import { startEtcdWatch, type EtcdWatch } from './etcd-watch.js';
+import { manualSnapshotRouter } from './manual-snapshot.js';
+
+export interface WebhookRoleOptions {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export interface WebhookRole {
+  app: Express;
+  recorder: QueueRecorder;
+  watch: EtcdWatch | undefined;
+  /** Path of the dashboard when it is on. */
+  dashboardPath: string | undefined;
+  /** Stops the watch and sends what is still in memory to Redis before closing. */
+  close(): Promise<void>;
+}
+
+export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
+  const { config, log, metrics } = options;
+  const recorder = createQueueRecorder({ config, log: log.child({ component: 'queue' }), metrics });
+  const watch = config.watch.enabled ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics }) : undefined;
+  const app = createWebhookApp({
+    config,
+    recorder,
+    log,
+    metrics,
+    ready: () => recorder.status().redisUp,
+    extraRoutes: [
+      { path: DASHBOARD_PATH, handler: dashboardRouter({ config, queue: recorder.queue }) },
+      { path: '/snapshot', handler: manualSnapshotRouter({ config, log, enqueue: (cause) => recorder.enqueueNow(cause) }) },
+    ],
+  });
+  return {
+    app,
+    recorder,
+    watch,
+    dashboardPath: dashboardEnabled(config) ? DASHBOARD_PATH : undefined,
+    async close() {
+      await watch?.stop();
+      await recorder.flush();
+      await recorder.close();
+    },
+  };
+}

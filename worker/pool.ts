@@ -1,0 +1,250 @@
+/**
+ * The BullMQ worker that runs snapshot jobs. One job at a time per process, and one snapshot per
+ * cluster at a time across processes (a Redis lock; a job that finds it taken waits in the
+ * delayed set without spending an attempt). Failed attempts retry with exponential backoff;
+ * a crashed worker's job is found stalled by BullMQ and runs again; nothing half-written is ever
+ * visible because the store's put and the manifest publish are atomic.
+ */
+import { hostname } from 'node:os';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Cause } from '../core/cause.js';
+import type { Config } from '../core/config/index.js';
+import { messageOf, SnapshotError } from '../core/errors.js';
+import type { Metrics } from '../core/metrics.js';
+import {
+  clusterLockKey,
+  connectRedis,
+  createSnapshotQueue,
+  ledgerKeys,
+  MAX_SAMPLES,
+  syncSchedule,
+  takeFromLedger,
+  tryLock,
+  QUEUE_NAME,
+  type HeldLock,
+  type SnapshotJobData,
+  type SnapshotJobResult,
+} from '../core/queue/index.js';
+import { takeBackup } from './backup.js';
+import type { Manifest } from './manifest.js';
+import type { Store } from './stores/store.js';
+
+export interface SnapshotRun {
+  cause: Cause;
+  signal: AbortSignal;
+  log: Logger;
+  jobId: string;
+}
+
+export type PoolMetrics = Pick<
+  Metrics,
+  'snapshotLastSuccess' | 'snapshotDuration' | 'snapshotSize' | 'snapshotFailures' | 'snapshots' | 'queueJobs'
+>;
+
+export interface WorkerPoolOptions {
+  config: Pick<Config, 'cluster' | 'etcd' | 'snapshot' | 'redis' | 'queue'>;
+  store: Store;
+  log: Logger;
+  metrics?: PoolMetrics;
+  /** Takes one snapshot; default takeBackup in this process (the Kubernetes Job executor replaces it). */
+  runSnapshot?: (run: SnapshotRun) => Promise<Manifest>;
+  /** BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried. */
+  lockDurationMs?: number;
+  /** How often BullMQ looks for stalled jobs. */
+  stalledIntervalMs?: number;
+  /** When another worker holds the cluster's lock, try again after this long. */
+  lockRetryMs?: number;
+  /** On close, how long the running snapshot may go on before it is abandoned (and re-queued). */
+  graceMs?: number;
+  /** How often queue job counts are exported to the metrics. */
+  metricsIntervalMs?: number;
+}
+
+export interface WorkerPool {
+  readonly worker: Worker<SnapshotJobData, SnapshotJobResult>;
+  /** Stops taking jobs; waits for the running snapshot up to `graceMs`, then abandons it cleanly. */
+  close(): Promise<void>;
+}
+
+class ShutdownAbort extends Error {
+  override readonly name = 'ShutdownAbort';
+}
+
+export async function startWorkerPool(options: WorkerPoolOptions): Promise<WorkerPool> {
+  const { config, store, log, metrics } = options;
+  const lockMs = options.lockDurationMs ?? 60_000;
+  const lockRetryMs = options.lockRetryMs ?? 5_000;
+  const graceMs = options.graceMs ?? 25_000;
+  const prefix = config.redis.prefix;
+  const owner = `${hostname()}/${process.pid}`;
+  const runSnapshot =
+    options.runSnapshot ??
+    ((run: SnapshotRun) => takeBackup({ config, store, log: run.log, cause: run.cause, signal: run.signal }));
+
+  // Lock and ledger commands fail fast during an outage: the job then fails or stalls and is retried.
+  const redis = connectRedis(config.redis, 'producer');
+  redis.on('error', () => undefined);
+  const queue = createSnapshotQueue(config, redis);
+  let current: AbortController | undefined;
+  let shuttingDown = false;
+
+  const processor = async (job: Job<SnapshotJobData, SnapshotJobResult>, token?: string, bullSignal?: AbortSignal): Promise<SnapshotJobResult> => {
+    const data = job.data;
+    const jobLog = log.child({ jobId: job.id, window: data.window, attempt: job.attemptsMade + 1 });
+    if (data.cluster !== config.cluster) {
+      throw new UnrecoverableError(
+        `job is for cluster "${data.cluster}" but this worker backs up "${config.cluster}": give each installation its own redis.prefix`,
+      );
+    }
+    const lock = await tryLock(redis, clusterLockKey(prefix, data.cluster), lockMs, owner);
+    if (lock === undefined) {
+      jobLog.debug('another snapshot of this cluster is running; waiting');
+      await job.moveToDelayed(Date.now() + lockRetryMs, token);
+      throw new DelayedError();
+    }
+    const controller = new AbortController();
+    current = controller;
+    const renewal = keepLock(lock, lockMs, controller, jobLog);
+    const started = Date.now();
+    try {
+      const cause = await causeOf(job, redis, prefix);
+      const signal = bullSignal ? AbortSignal.any([controller.signal, bullSignal]) : controller.signal;
+      const manifest = await runSnapshot({ cause, signal, log: jobLog, jobId: job.id ?? '' });
+      metrics?.snapshots.inc({ cluster: data.cluster, result: 'success' });
+      metrics?.snapshotLastSuccess.set({ cluster: data.cluster }, Date.now() / 1000);
+      metrics?.snapshotDuration.observe({ cluster: data.cluster }, (Date.now() - started) / 1000);
+      metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'db' }, manifest.dbSize);
+      metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'stored' }, manifest.storedSize);
+      return { id: manifest.id, key: manifest.key, revision: manifest.etcd.revision, storedSize: manifest.storedSize };
+    } catch (err) {
+      if (shuttingDown && controller.signal.reason instanceof ShutdownAbort) {
+        // Abandoned by a shutdown, not failed: back to the queue without spending an attempt.
+        jobLog.warn('snapshot abandoned by shutdown; nothing was published; the job is queued again');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      metrics?.snapshots.inc({ cluster: data.cluster, result: 'failure' });
+      metrics?.snapshotFailures.inc({ cluster: data.cluster, stage: err instanceof SnapshotError ? err.stage : 'other' });
+      throw err;
+    } finally {
+      clearInterval(renewal);
+      current = undefined;
+      await lock.release().catch((err: unknown) => jobLog.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'));
+    }
+  };
+
+  const workerRedis = connectRedis(config.redis, 'worker');
+  workerRedis.on('error', () => undefined);
+  const worker = new Worker<SnapshotJobData, SnapshotJobResult>(QUEUE_NAME, processor, {
+    connection: workerRedis,
+    prefix,
+    concurrency: 1,
+    lockDuration: lockMs,
+    stalledInterval: options.stalledIntervalMs ?? 30_000,
+    // A job whose worker crashed twice is kept as failed rather than crash-looping the pool.
+    maxStalledCount: 2,
+    removeOnComplete: { count: config.queue.keepJobs },
+    removeOnFail: { count: config.queue.keepJobs },
+    autorun: false,
+  });
+  worker.on('error', (err) => log.warn({ err: messageOf(err) }, 'queue worker error'));
+  worker.on('failed', (job, err) =>
+    log.error({ jobId: job?.id, attempts: job?.attemptsMade, err: messageOf(err) }, 'snapshot job attempt failed'),
+  );
+  worker.on('stalled', (jobId) => log.warn({ jobId }, 'snapshot job stalled (its worker stopped); it runs again'));
+
+  try {
+    await syncSchedule(queue, config);
+  } catch (err) {
+    await worker.close(true).catch(() => undefined);
+    await queue.close().catch(() => undefined);
+    redis.disconnect();
+    workerRedis.disconnect();
+    throw new Error(`setting up the queue.maxInterval schedule failed: ${messageOf(err)}`, { cause: err });
+  }
+  void worker.run().catch((err: unknown) => log.error({ err: messageOf(err) }, 'queue worker stopped'));
+
+  const countsTimer = metrics ? setInterval(() => void exportCounts(), options.metricsIntervalMs ?? 15_000) : undefined;
+  countsTimer?.unref();
+  async function exportCounts(): Promise<void> {
+    try {
+      const counts = await queue.getJobCounts('waiting', 'delayed', 'active', 'failed', 'completed');
+      for (const [state, n] of Object.entries(counts)) metrics?.queueJobs.set({ state }, n);
+    } catch {
+      // Redis away: redis_up says so; keep the last counts.
+    }
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    worker,
+    close() {
+      closing ??= (async () => {
+        shuttingDown = true;
+        clearInterval(countsTimer);
+        const grace = setTimeout(() => current?.abort(new ShutdownAbort('worker shutting down')), graceMs);
+        // A store that ignores the abort must not hold the process forever: after a last
+        // margin the worker closes anyway and the job, its lock expiring, runs again elsewhere.
+        let force: NodeJS.Timeout | undefined;
+        const forced = new Promise<void>((resolve) => {
+          force = setTimeout(() => resolve(worker.close(true).catch(() => undefined)), graceMs + 5_000);
+        });
+        try {
+          await Promise.race([worker.close(), forced]);
+        } finally {
+          clearTimeout(force);
+          clearTimeout(grace);
+          await queue.close().catch(() => undefined);
+          await redis.quit().catch(() => redis.disconnect());
+          await workerRedis.quit().catch(() => workerRedis.disconnect());
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * The manifest's cause. For a window job this first closes the job's ledger generation, so that
+ * every trigger counted before now is attributed here and any later one makes a new job; the
+ * merged counts and samples are written back to the job data for the dashboard.
+ */
+async function causeOf(job: Job<SnapshotJobData, SnapshotJobResult>, redis: Redis, prefix: string): Promise<Cause> {
+  let data = job.data;
+  if (data.generation !== undefined) {
+    // A generation is closed once; a retry finds it closed and keeps what the first attempt stored.
+    const taken = await takeFromLedger(redis, ledgerKeys(prefix, data.cluster, { id: data.window }), data.generation);
+    if (taken.taken) {
+      const samples = [...new Set([...data.samples, ...taken.samples])].slice(0, MAX_SAMPLES);
+      const causes = Object.keys(taken.counts).length > 0 ? taken.counts : data.causes;
+      data = { ...data, causes, samples };
+      await job.updateData(data);
+    }
+  }
+  const source = data.source ?? (Object.keys(data.causes)[0] as Cause['source'] | undefined) ?? 'manual';
+  return { source, counts: data.causes, samples: data.samples, window: data.window };
+}
+
+function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
+  let renewed = Date.now();
+  const timer = setInterval(() => {
+    lock.renew().then(
+      (held) => {
+        if (held) renewed = Date.now();
+        else abortLost();
+      },
+      (err: unknown) => {
+        log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed');
+        if (Date.now() - renewed > lockMs * 0.8) abortLost();
+      },
+    );
+  }, Math.max(250, Math.floor(lockMs / 3)));
+  timer.unref();
+  function abortLost(): void {
+    // Another worker may take the cluster now: stop rather than run two snapshots at once.
+    controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published'));
+  }
+  return timer;
+}
