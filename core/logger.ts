@@ -24,7 +24,7 @@ const REDACT = [
 export interface LoggerOptions {
   level?: string;
   /** `pretty` prints one readable line per event for terminals, without pulling in pino-pretty. */
-  format?: 'json' | 'pretty';
+  format?: 'auto' | 'json' | 'pretty';
   /** Where to write; stderr by default so that command output on stdout stays clean for pipes. */
   destination?: NodeJS.WritableStream;
 }
@@ -32,7 +32,8 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const destination = options.destination ?? process.stderr;
   const base = { level: options.level ?? 'info', redact: { paths: REDACT, censor: '[redacted]' }, base: undefined };
-  if (options.format === 'pretty') {
+  const tty = (destination as NodeJS.WriteStream).isTTY === true;
+  if (options.format === 'pretty' || (options.format === 'auto' && tty)) {
     return pino({ ...base, timestamp: false }, prettyStream(destination));
   }
   return pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime }, destination as pino.DestinationStream);

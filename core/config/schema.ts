@@ -69,7 +69,7 @@ export const snapshotSchema = z.strictObject({
 
 export const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-  format: z.enum(['json', 'pretty']).default('json').describe('json for machines; pretty for a terminal.'),
+  format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('json for machines, pretty for people; auto is pretty when stderr is a terminal and json otherwise (containers).'),
 });
 
 export const redisSchema = z.strictObject({

@@ -54,7 +54,7 @@ export const SETTINGS: readonly Setting[] = [
   { flag: 'dashboard-user', path: 'dashboard.user', kind: 'string', help: 'basic-auth user of the /queues dashboard' },
   { flag: 'dashboard-password', path: 'dashboard.password', kind: 'string', help: 'basic-auth password of the /queues dashboard', secret: true },
   { flag: 'log-level', path: 'log.level', kind: 'string', help: 'trace, debug, info, warn, error (default info)' },
-  { flag: 'log-format', path: 'log.format', kind: 'string', help: 'json or pretty (default json)' },
+  { flag: 'log-format', path: 'log.format', kind: 'string', help: 'auto, json or pretty (default auto: pretty on a terminal)' },
 ];
 
 export const ENV_PREFIX = 'ETCD_AUTOBACKUP_';
