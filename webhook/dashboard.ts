@@ -9,7 +9,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import express, { type Router } from 'express';
 import type { Queue } from 'bullmq';
 import type { Config } from '../core/config/index.js';
-import { basicAuth } from './basic-auth.js';
+import { operatorGate } from './basic-auth.js';
 
 export const DASHBOARD_PATH = '/queues';
 
@@ -24,13 +24,8 @@ export function dashboardEnabled(config: Pick<Config, 'dashboard'>): boolean {
 
 export function dashboardRouter(options: DashboardOptions): Router {
   const router = express.Router();
-  const { user, password } = options.config.dashboard;
-  if (!user || !password) {
-    router.use((_req, res) => {
-      res.status(404).json({ error: 'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)' });
-    });
-    return router;
-  }
+  router.use(operatorGate(options.config, 'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)'));
+  if (!dashboardEnabled(options.config)) return router;
   const adapter = new ExpressAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
@@ -38,6 +33,6 @@ export function dashboardRouter(options: DashboardOptions): Router {
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'etcd-autobackup' } },
   });
-  router.use(basicAuth(user, password), adapter.getRouter() as Router);
+  router.use(adapter.getRouter() as Router);
   return router;
 }

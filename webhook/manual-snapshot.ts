@@ -6,7 +6,7 @@ import express, { type Router } from 'express';
 import type { Config } from '../core/config/index.js';
 import type { Logger } from '../core/logger.js';
 import { messageOf } from '../core/errors.js';
-import { basicAuth } from './basic-auth.js';
+import { operatorGate } from './basic-auth.js';
 
 export interface ManualSnapshotOptions {
   config: Pick<Config, 'dashboard'>;
@@ -16,14 +16,8 @@ export interface ManualSnapshotOptions {
 
 export function manualSnapshotRouter(options: ManualSnapshotOptions): Router {
   const router = express.Router();
-  const { user, password } = options.config.dashboard;
-  if (!user || !password) {
-    router.use((_req, res) => {
-      res.status(404).json({ error: 'POST /snapshot is off: set dashboard.user and dashboard.password, or run `etcd-autobackup snapshot --enqueue`' });
-    });
-    return router;
-  }
-  router.post('/', basicAuth(user, password), async (req, res) => {
+  router.use(operatorGate(options.config, 'POST /snapshot is off: set dashboard.user and dashboard.password, or run `etcd-autobackup snapshot --enqueue`'));
+  router.post('/', async (req, res) => {
     try {
       const jobId = await options.enqueue({ resource: `http ${req.ip ?? ''}`.trim() });
       res.status(202).json({ jobId, status: 'queued' });
