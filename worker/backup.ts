@@ -1,6 +1,6 @@
 /**
  * One backup, end to end: choose a member, stream its snapshot through verify -> compress ->
- * store, then publish the manifest. Nothing is visible in the store unless every stage succeeded.
+ * encrypt -> store, then publish the manifest. Nothing is visible in the store unless every stage succeeded.
  */
 import { Readable, PassThrough, type Stream } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import type { Cause } from '../core/cause.js';
 import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
+import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
 import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
 import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
@@ -18,7 +19,8 @@ import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import type { Store } from './stores/store.js';
 
 export interface BackupOptions {
-  config: Pick<Config, 'cluster' | 'etcd' | 'snapshot'>;
+  /** Without `encryption` (or without its keyFile) snapshots are stored unencrypted. */
+  config: Pick<Config, 'cluster' | 'etcd' | 'snapshot'> & Partial<Pick<Config, 'encryption'>>;
   store: Store;
   log: Logger;
   /** Why this snapshot is taken; recorded in the manifest. */
@@ -37,6 +39,8 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   const started = now();
   const timeout = AbortSignal.timeout(config.snapshot.timeout);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  // Before etcd is touched: an unreadable key file is a configuration error, not a failed snapshot.
+  const encryption = await encryptStage(config.encryption);
 
   const chosen = await chooseMember(config.etcd);
   const member = chosen.status;
@@ -73,6 +77,10 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
       stages.push(tag(createGzip({ level: config.snapshot.compressionLevel }), 'stream'));
       transforms.push('gzip');
     }
+    if (encryption) {
+      stages.push(tag(encryption.stream, 'stream'));
+      transforms.push(encryption.transform);
+    }
 
     const flowing = pipeline([source, ...stages, stored, body], { signal });
     const uploading = store.put(key, body, { signal, contentType: 'application/octet-stream' });
@@ -104,6 +112,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
       sha256,
       compression: config.snapshot.compression,
       transforms,
+      ...(encryption ? { encryption: encryption.manifest } : {}),
       cause,
       tool: TOOL,
     };

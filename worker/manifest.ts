@@ -5,6 +5,9 @@
  *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.db.gz
  *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.manifest.json
  *
+ * An encrypted object keeps the same name (retention recognises objects by it); its manifest's
+ * `encryption` field says it is encrypted.
+ *
  * The manifest is written after the object: a snapshot exists for readers only once its manifest
  * does, which makes publishing atomic on every provider.
  */
@@ -41,8 +44,23 @@ export const manifestSchema = z.object({
   /** Hex SHA-256 of the database, as verified against etcd's trailer. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   compression: z.enum(['gzip', 'none']),
-  /** The stream stages in order, e.g. ["verify-sha256", "gzip"]. */
+  /** The stream stages in order, e.g. ["verify-sha256", "gzip", "encrypt-aes-256-gcm"]. */
   transforms: z.array(z.string()),
+  /**
+   * Present when the object is encrypted (docs/encryption.md). Names the key by its id, never the
+   * key itself; manifests written before encryption existed have no such field.
+   */
+  encryption: z
+    .object({
+      /** Version of the stream format, e.g. "etcd-autobackup-enc/1". */
+      format: z.string(),
+      algorithm: z.string(),
+      /** Hex id of the key that encrypted the object (see keyIdOf). */
+      keyId: z.string().regex(/^[0-9a-f]{16}$/),
+      /** Plaintext bytes per chunk. */
+      chunkSize: z.number().int().positive(),
+    })
+    .optional(),
   cause: causeSchema,
   tool: z.object({ name: z.string(), version: z.string() }),
 });

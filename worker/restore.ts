@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ProgressListener } from '../core/progress.js';
+import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
 import { runEtcdctl, verifyInto, type VerifyReport } from './verify.js';
@@ -36,6 +37,8 @@ export interface RestoreOptions {
   member?: MemberSettings;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Keys for an encrypted snapshot, decrypted on the way in. */
+  keys?: KeyRing;
 }
 
 export interface RestoreReport extends VerifyReport {

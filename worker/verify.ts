@@ -1,7 +1,8 @@
 /**
  * Reads a stored snapshot back and proves it is the one that was written: the bytes are
- * decompressed and checked against etcd's SHA-256 trailer on the fly, then against the manifest,
- * and finally etcdctl opens the database. The result is a file `etcdctl snapshot restore` can use.
+ * decrypted (when encrypted), decompressed and checked against etcd's SHA-256 trailer on the fly,
+ * then against the manifest, and finally etcdctl opens the database. The result is a file
+ * `etcdctl snapshot restore` can use.
  */
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -13,12 +14,15 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { IntegrityError, messageOf } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
+import { ENCRYPT_TRANSFORM } from './crypto/format.js';
+import type { KeyRing } from './crypto/keys.js';
+import { decryptStage } from './crypto/stages.js';
 import type { Manifest } from './manifest.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import { NotFoundError, type Store } from './stores/store.js';
 
 /** The stages this version knows how to undo, by the names backup.ts records. */
-const KNOWN_TRANSFORMS = new Set(['verify-sha256', 'gzip']);
+const KNOWN_TRANSFORMS = new Set(['verify-sha256', 'gzip', ENCRYPT_TRANSFORM]);
 
 export interface DownloadOptions {
   store: Store;
@@ -28,6 +32,8 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Progress of the bytes read from the store. */
   onProgress?: ProgressListener;
+  /** Keys for encrypted snapshots (loadKeyRing); the one whose id the manifest names is used. */
+  keys?: KeyRing;
 }
 
 export interface DownloadFacts {
@@ -44,6 +50,8 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   if (unknown.length > 0) {
     throw new IntegrityError(`${what} was written with ${unknown.join(', ')}, which this version cannot read back; use a newer etcd-autobackup`);
   }
+  // Before the download, so that a missing key costs nothing.
+  const decrypt = decryptStage(manifest, options.keys, what);
 
   let object: { body: Readable; size: number };
   try {
@@ -59,7 +67,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     );
   }
 
-  type Stage = 'read' | 'gunzip' | 'verify' | 'write';
+  type Stage = 'read' | 'decrypt' | 'gunzip' | 'verify' | 'write';
   let origin: { stage: Stage; err: unknown } | undefined;
   // The first failing stream names the cause; the pipeline then destroys the rest with it.
   const tag = <S extends Stream>(stream: S, stage: Stage): S => stream.on('error', (err) => (origin ??= { stage, err }));
@@ -67,6 +75,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   const meter = new ByteMeter(options.onProgress);
   meter.total = object.size;
   const stages: NodeJS.ReadWriteStream[] = [meter];
+  if (decrypt) stages.push(tag(decrypt, 'decrypt'));
   if (manifest.compression === 'gzip') stages.push(tag(createGunzip(), 'gunzip'));
   const verifier = tag(new Sha256TrailerVerifier(), 'verify');
   const counter = new ByteMeter();
@@ -79,6 +88,8 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     const stage = origin?.stage ?? 'read';
     const why = messageOf(origin?.err ?? err);
     switch (stage) {
+      case 'decrypt':
+        throw new IntegrityError(`${what} cannot be decrypted: ${why}`, { cause: err });
       case 'gunzip':
         throw new IntegrityError(`${what} is corrupt: it does not decompress (${why})`, { cause: err });
       case 'verify':
@@ -163,6 +174,7 @@ export interface VerifyOptions {
   tempDir?: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  keys?: KeyRing;
 }
 
 export interface VerifyReport extends DownloadFacts {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { progressReporter } from '../../core/progress.js';
 import { findSnapshot } from '../../worker/catalog.js';
 import { restoreNextSteps, restoreSnapshot, type MemberSettings } from '../../worker/restore.js';
+import { loadKeyRing } from '../../worker/crypto/keys.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 import { describeReport } from './verify.js';
@@ -46,6 +47,7 @@ export function registerRestore(program: Command, context: CliContext): void {
         member,
         signal: context.signal,
         onProgress: progressReporter('download', log),
+        keys: await loadKeyRing(config.encryption),
       });
       context.print(
         [describeReport(report), `restored revision ${report.status.revision} into ${report.dataDir}`, '', ...restoreNextSteps(report)].join('\n'),

@@ -4,6 +4,7 @@ import { formatBytes, formatDuration } from '../../core/duration.js';
 import { progressReporter } from '../../core/progress.js';
 import { takeBackup } from '../../worker/backup.js';
 import { openStore } from '../../worker/stores/open.js';
+import { causeFromEnv } from '../../worker/job-cause.js';
 import { enqueueSnapshot } from '../../core/queue/enqueue.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
@@ -27,7 +28,8 @@ export function registerSnapshot(program: Command, context: CliContext): void {
         config,
         store,
         log,
-        cause: { source: 'manual' },
+        // A snapshot Job (executor job) carries the queue job's cause.
+        cause: causeFromEnv(process.env) ?? { source: 'manual' },
         signal: context.signal,
         onProgress: progressReporter('snapshot', log),
       });
@@ -41,7 +43,7 @@ export function registerSnapshot(program: Command, context: CliContext): void {
           `  key          ${manifest.key} in ${store.location}`,
           `  revision     ${manifest.etcd.revision} (member ${manifest.etcd.endpoint}${manifest.etcd.isLeader ? ', leader' : ''})`,
           `  db size      ${formatBytes(manifest.dbSize)}`,
-          `  stored size  ${formatBytes(manifest.storedSize)} (${manifest.compression})`,
+          `  stored size  ${formatBytes(manifest.storedSize)} (${manifest.compression}${manifest.encryption ? `, encrypted with key ${manifest.encryption.keyId}` : ''})`,
           `  sha256       ${manifest.sha256}`,
           `  took         ${formatDuration(manifest.durationMs)}`,
         ].join('\n'),

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { formatBytes } from '../../core/duration.js';
 import { progressReporter } from '../../core/progress.js';
 import { findSnapshot } from '../../worker/catalog.js';
+import { loadKeyRing } from '../../worker/crypto/keys.js';
 import { openStore } from '../../worker/stores/open.js';
 import { verifySnapshot, type VerifyReport } from '../../worker/verify.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
@@ -27,6 +28,7 @@ export function registerVerify(program: Command, context: CliContext): void {
         etcdctl: config.etcd.etcdctl,
         signal: context.signal,
         onProgress: progressReporter('download', log),
+        keys: await loadKeyRing(config.encryption),
         ...(opts.tempDir ? { tempDir: opts.tempDir } : {}),
       });
       context.print(opts.json ? JSON.stringify(reportJson(report), null, 2) : describeReport(report));
@@ -41,7 +43,7 @@ export function describeReport(report: VerifyReport): string {
   return [
     `snapshot ${manifest.id}: OK`,
     `  sha256       ${report.sha256} (matches etcd's trailer and the manifest)`,
-    `  size         ${formatBytes(report.dbSize)} database, ${formatBytes(manifest.storedSize)} stored (${manifest.compression})`,
+    `  size         ${formatBytes(report.dbSize)} database, ${formatBytes(manifest.storedSize)} stored (${manifest.compression}${manifest.encryption ? `, encrypted with key ${manifest.encryption.keyId}` : ''})`,
     `  etcdctl      hash ${status.hash}, revision ${status.revision}, ${status.totalKey} keys, total size ${formatBytes(status.totalSize)}`,
   ].join('\n');
 }

@@ -1,0 +1,43 @@
+/**
+ * Bytes held between stream chunks, taken off the front in exact amounts. Pieces are kept as they
+ * came; taking copies only when the amount spans pieces.
+ */
+export class ByteQueue {
+  private pieces: Buffer[] = [];
+  private head = 0;
+  length = 0;
+
+  push(piece: Buffer): void {
+    if (piece.length === 0) return;
+    this.pieces.push(piece);
+    this.length += piece.length;
+  }
+
+  /** The first `n` bytes (n <= length), removed from the queue. */
+  take(n: number): Buffer {
+    if (n > this.length) throw new RangeError(`take(${n}) with ${this.length} bytes queued`);
+    this.length -= n;
+    const first = this.pieces[0];
+    if (first !== undefined && first.length - this.head >= n) {
+      const out = first.subarray(this.head, this.head + n);
+      this.head += n;
+      if (this.head === first.length) this.drop();
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const piece = this.pieces[0] as Buffer;
+      const copied = piece.copy(out, filled, this.head, Math.min(piece.length, this.head + n - filled));
+      filled += copied;
+      this.head += copied;
+      if (this.head === piece.length) this.drop();
+    }
+    return out;
+  }
+
+  private drop(): void {
+    this.pieces.shift();
+    this.head = 0;
+  }
+}
