@@ -113,5 +113,5 @@ test('durations', () => {
 
 test('docs/configuration.md is generated from the schema and up to date', async () => {
   const onDisk = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
-  assert.equal(onDisk, referenceMarkdown(), 'run `npm run docs:config` and commit docs/configuration.md');
+  assert.equal(onDisk, referenceMarkdown(), 'run `npm run docs:config` (or `npm run generate`) and commit docs/configuration.md');
 });

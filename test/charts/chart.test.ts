@@ -1,0 +1,319 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../../core/config/index.js';
+import { createHealthApp } from '../../core/http/health.js';
+import { createLogger } from '../../core/logger.js';
+import { createMetrics } from '../../core/metrics.js';
+import { createWebhookApp } from '../../webhook/app.js';
+import { byKind, find, rbacProblems, schemaProblems, wiringProblems, workloads, type Container, type Workload } from '../support/chart-checks.js';
+import { CHART, chartTools, helm, NAMESPACE, RELEASE, renderChart, type K8sObject } from '../support/helm.js';
+import { tempDir } from '../support/tmp.js';
+
+const CI = join(CHART, 'ci');
+const SCENARIOS: readonly { name: string; files: string[] }[] = [
+  { name: 'defaults', files: [] },
+  ...readdirSync(CI)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => ({ name: f.replace(/-values\.yaml$/, ''), files: [join(CI, f)] })),
+];
+/** Secrets and claims the example values say the operator brings. */
+const EXTERNAL = {
+  secrets: ['ncp-object-storage', 'etcd-autobackup-webhook-cert', 'oci-api-key', 'etcd-backup-encryption', 'apiserver-audit-client-ca'],
+  claims: ['etcd-snapshots'],
+};
+/** Secret values in the example files: none may reach a ConfigMap or the notes. */
+const SECRET_VALUES = /secret-value|external-redis-password|oci-key-passphrase/;
+const FULLNAME = `${RELEASE}-etcd-autobackup`;
+
+before(async () => {
+  await chartTools();
+});
+
+function container(w: Workload, name: string): Container {
+  const c = w.pod.containers.find((x) => x.name === name);
+  assert.ok(c, `${w.object.metadata.name} has no container ${name}`);
+  return c;
+}
+
+function deployment(objects: readonly K8sObject[], component: string): Workload {
+  const w = workloads(objects).find((x) => x.object.metadata.name === `${FULLNAME}-${component}`);
+  assert.ok(w, `Deployment ${FULLNAME}-${component} is not rendered`);
+  return w;
+}
+
+function decodedSecret(objects: readonly K8sObject[], name: string): Record<string, string> | undefined {
+  const s = find(objects, 'Secret', name);
+  if (!s) return undefined;
+  return Object.fromEntries(Object.entries((s.data as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
+/**
+ * The config a container would load: the ConfigMap's file at ETCD_AUTOBACKUP_CONFIG, the env vars
+ * from the rendered Secrets and the --listen flag of its args, through the service's own loadConfig.
+ */
+async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Container, dir: string): Promise<Config> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const from of c.envFrom ?? []) Object.assign(env, from.secretRef ? decodedSecret(objects, from.secretRef.name) : {});
+  for (const e of c.env ?? []) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    const ref = e.valueFrom?.secretKeyRef;
+    if (ref) env[e.name] = decodedSecret(objects, ref.name)?.[ref.key];
+  }
+  const path = env.ETCD_AUTOBACKUP_CONFIG;
+  assert.ok(path, `${c.name}: no ETCD_AUTOBACKUP_CONFIG`);
+  const mount = c.volumeMounts?.find((m) => m.mountPath === path);
+  assert.ok(mount?.subPath, `${c.name}: nothing is mounted at ${path}`);
+  const cmName = w.pod.volumes?.find((v) => v.name === mount.name)?.configMap?.name;
+  assert.ok(cmName, `${c.name}: ${path} is not from a ConfigMap`);
+  const text = (find(objects, 'ConfigMap', cmName)?.data as Record<string, string>)[mount.subPath];
+  assert.ok(text, `ConfigMap ${cmName} has no ${mount.subPath}`);
+  const file = join(dir, `${w.object.metadata.name}.yaml`);
+  await writeFile(file, text);
+  delete env.ETCD_AUTOBACKUP_CONFIG;
+  const args = c.args ?? [];
+  const listen = args[args.indexOf('--listen') + 1];
+  return loadConfig({ file, env, flags: { listen } });
+}
+
+/** Whether `path` is inside one of the container's mounts. */
+function mounted(c: Container, path: string): boolean {
+  return (c.volumeMounts ?? []).some((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
+}
+
+describe('chart: helm lint and the values schema', () => {
+  test('helm lint --strict passes for the defaults and every example values file', async () => {
+    for (const s of SCENARIOS) {
+      const r = await helm(['lint', '--strict', CHART, '--namespace', NAMESPACE, ...s.files.flatMap((f) => ['-f', f])]);
+      assert.equal(r.code, 0, `${s.name}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /0 chart\(s\) failed/);
+    }
+  });
+
+  test('values.schema.json rejects wrong values through helm itself, naming the value', async () => {
+    const cases: [string[], RegExp][] = [
+      [['config.snapshot.compression=zstd'], /config\.snapshot\.compression|\/config\/snapshot\/compression/],
+      [['config.queue.debounceWindow=5 minutes'], /debounceWindow/],
+      [['config.etcd.endpoint=https://10.0.0.1:2379'], /endpoint/],
+      [['webhook.replicas=two'], /replicas/],
+      [['cloudProvider=gcp'], /cloudProvider/],
+      [['worker.localStore.type=nfs'], /localStore/],
+      [['webhookk.replicas=2'], /webhookk/],
+    ];
+    for (const [set, pattern] of cases) {
+      const r = await helm(['template', RELEASE, CHART, ...set.flatMap((s) => ['--set', s])]);
+      assert.notEqual(r.code, 0, `${set.join(' ')} was accepted`);
+      assert.match(r.stderr, /values don't meet the specifications of the schema/, r.stderr);
+      assert.match(r.stderr, pattern, r.stderr);
+    }
+  });
+
+  test('mistakes the schema cannot see fail the render with what to fix', async () => {
+    const cases: [string[], RegExp][] = [
+      [['cloudProvider=aws'], /aws\.bucket is not set/],
+      [['redis.enabled=false'], /redis\.external\.url/],
+      [['config.executor.mode=job'], /executor\.mode is job but the store is a local folder/],
+      [['worker.localStore.type=pvc'], /worker\.localStore\.existingClaim/],
+      [['config.executor.mode=job', 'config.store.url=s3://b/p', 'encryption.existingSecret=k'], /snapshot Job does not mount the key Secret/],
+    ];
+    for (const [set, pattern] of cases) {
+      const r = await helm(['template', RELEASE, CHART, ...set.flatMap((s) => ['--set', s])]);
+      assert.notEqual(r.code, 0, `${set.join(' ')} was accepted`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+});
+
+describe('chart: rendered objects', () => {
+  for (const scenario of SCENARIOS) {
+    test(`${scenario.name}: valid Kubernetes objects, wired together, with a config the service loads`, async () => {
+      const objects = await renderChart(scenario.files);
+      assert.deepEqual(schemaProblems(objects), []);
+      assert.deepEqual(wiringProblems(objects, EXTERNAL), []);
+      assert.deepEqual(rbacProblems(objects), []);
+
+      for (const cm of byKind(objects, 'ConfigMap')) assert.doesNotMatch(JSON.stringify(cm), SECRET_VALUES, `a secret value is in ConfigMap ${cm.metadata.name}`);
+
+      const webhook = deployment(objects, 'webhook');
+      const worker = deployment(objects, 'worker');
+      const dir = await tempDir('chart');
+      try {
+        const wc = container(webhook, 'webhook');
+        const webhookConfig = await loadedConfig(objects, webhook, wc, dir.path);
+        const kc = container(worker, 'worker');
+        const workerConfig = await loadedConfig(objects, worker, kc, dir.path);
+        assert.deepEqual({ ...webhookConfig, webhook: undefined }, { ...workerConfig, webhook: undefined }, 'both processes share one config');
+
+        // The ports the probes and Services use are the ones the processes listen on.
+        const port = (c: Container, name: string) => c.ports?.find((p) => p.name === name)?.containerPort;
+        assert.equal(webhookConfig.webhook.listen, `0.0.0.0:${port(wc, 'https')}`);
+        assert.equal(workerConfig.webhook.listen, `0.0.0.0:${port(kc, 'http')}`);
+
+        // HTTPS for the API server: either managed certs or mounted files.
+        assert.ok(webhookConfig.certs.manage || (webhookConfig.webhook.tls.certFile && mounted(wc, webhookConfig.webhook.tls.certFile)), 'the webhook serves HTTPS');
+        for (const f of [webhookConfig.auditAuth.tokenFile, webhookConfig.auditAuth.clientCaFile]) if (f) assert.ok(mounted(wc, f), `${f} is mounted in the webhook`);
+        if (webhookConfig.certs.manage) {
+          assert.equal(webhookConfig.certs.serviceName, `${FULLNAME}-webhook`);
+          assert.equal(webhookConfig.certs.namespace, NAMESPACE);
+          assert.ok(find(objects, 'Service', webhookConfig.certs.serviceName));
+          const vwc = byKind(objects, 'ValidatingWebhookConfiguration')[0];
+          assert.equal(webhookConfig.certs.webhookConfigName, vwc?.metadata.name);
+        }
+
+        // What the worker reads is mounted in the worker (etcd certs, store folder, keys).
+        if (workerConfig.executor.mode === 'process') {
+          for (const f of [workerConfig.etcd.cacert, workerConfig.etcd.cert, workerConfig.etcd.key]) if (f) assert.ok(mounted(kc, f), `${f} is mounted in the worker`);
+        } else {
+          assert.equal(workerConfig.executor.configMap, FULLNAME);
+          assert.ok(find(objects, 'ConfigMap', FULLNAME));
+          assert.ok(workerConfig.executor.image?.startsWith('etcd-autobackup:'));
+        }
+        if (workerConfig.store.url.startsWith('file://')) assert.ok(mounted(kc, new URL(workerConfig.store.url).pathname), 'the file store is mounted');
+        for (const f of [workerConfig.encryption.keyFile, ...workerConfig.encryption.decryptionKeyFiles]) if (f) assert.ok(mounted(kc, f), `${f} is mounted`);
+        if (byKind(objects, 'StatefulSet').length > 0) assert.equal(workerConfig.redis.url, `redis://${FULLNAME}-redis:6379`);
+        assert.ok(workerConfig.redis.password !== undefined || /:[^@/]+@/.test(workerConfig.redis.url), 'Redis has a password');
+      } finally {
+        await dir.remove();
+      }
+    });
+  }
+});
+
+describe('chart: what the defaults promise', () => {
+  test('webhook: 2 replicas, PDB, non-root, read-only root, probes on /healthz and /readyz; admission webhook that never blocks', async () => {
+    const objects = await renderChart();
+    const webhook = deployment(objects, 'webhook');
+    assert.equal((webhook.object.spec as { replicas: number }).replicas, 2);
+    assert.ok(byKind(objects, 'PodDisruptionBudget').length === 1);
+    assert.equal(webhook.pod.securityContext?.runAsNonRoot, true);
+    const c = container(webhook, 'webhook');
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(c.livenessProbe?.httpGet?.path, '/healthz');
+    assert.equal(c.readinessProbe?.httpGet?.path, '/readyz');
+    assert.equal(c.readinessProbe?.httpGet?.scheme, 'HTTPS');
+
+    const [vwc] = byKind(objects, 'ValidatingWebhookConfiguration');
+    const hook = (vwc?.webhooks as { failurePolicy: string; sideEffects: string; timeoutSeconds: number; clientConfig: { service: { path: string } }; rules: { operations: string[] }[]; matchConditions: { expression: string }[] }[])[0];
+    assert.ok(hook);
+    assert.equal(hook.failurePolicy, 'Ignore');
+    assert.equal(hook.sideEffects, 'NoneOnDryRun');
+    assert.ok(hook.timeoutSeconds <= 5);
+    assert.equal(hook.clientConfig.service.path, '/admission');
+    assert.deepEqual(hook.rules[0]?.operations, ['CREATE', 'UPDATE', 'DELETE']);
+    const conditions = hook.matchConditions.map((m) => m.expression).join(' ');
+    assert.match(conditions, /'coordination\.k8s\.io' && request\.resource\.resource == 'leases'/);
+    assert.match(conditions, /'' && request\.resource\.resource == 'events'/);
+  });
+
+  test('worker: control-plane nodes, etcd certs read-only from the host, non-root except a CHOWN-only init step', async () => {
+    const objects = await renderChart();
+    const worker = deployment(objects, 'worker');
+    assert.deepEqual((worker.pod as unknown as { nodeSelector: Record<string, string> }).nodeSelector, { 'node-role.kubernetes.io/control-plane': '' });
+    const tolerations = (worker.pod as unknown as { tolerations: { key: string }[] }).tolerations;
+    assert.ok(tolerations.some((t) => t.key === 'node-role.kubernetes.io/control-plane'));
+    const host = worker.pod.volumes?.find((v) => v.hostPath?.path === '/etc/kubernetes/pki/etcd');
+    assert.ok(host, 'etcd certs come from /etc/kubernetes/pki/etcd');
+    const [init] = worker.pod.initContainers ?? [];
+    assert.ok(init);
+    assert.equal(init.volumeMounts?.find((m) => m.name === host.name)?.readOnly, true);
+    assert.deepEqual(init.securityContext?.capabilities, { drop: ['ALL'], add: ['CHOWN'] });
+    assert.equal(init.securityContext?.allowPrivilegeEscalation, false);
+    const c = container(worker, 'worker');
+    assert.equal(c.securityContext?.runAsUser ?? worker.pod.securityContext?.runAsUser, 10001);
+    assert.ok(!c.volumeMounts?.some((m) => m.name === host.name), 'the worker reads the copies, not the host folder');
+
+    const rendered = await renderChart([], ['worker.copyEtcdCerts=false', 'etcd.certPath=/srv/etcd-pki', 'etcd.certFile=apiserver-etcd-client.crt']);
+    const plain = deployment(rendered, 'worker');
+    assert.equal(plain.pod.initContainers?.[0]?.volumeMounts?.some((m) => m.mountPath === '/host-etcd-pki'), false);
+    const mount = container(plain, 'worker').volumeMounts?.find((m) => m.mountPath === '/etc/etcd-autobackup/etcd-pki');
+    assert.equal(mount?.readOnly, true);
+    assert.equal(plain.pod.volumes?.find((v) => v.name === mount?.name)?.hostPath?.path, '/srv/etcd-pki');
+    assert.match(JSON.stringify(find(rendered, 'ConfigMap', FULLNAME)), /etcd-pki\/apiserver-etcd-client\.crt/);
+  });
+
+  test('RBAC: the job executor adds Jobs and pod logs in the namespace only; no API token where none is needed', async () => {
+    const plain = await renderChart([], ['tls.mode=secret']);
+    assert.equal(byKind(plain, 'ClusterRole').length, 0);
+    assert.ok(!JSON.stringify(byKind(plain, 'Role')).includes('"jobs"'));
+    for (const w of workloads(plain)) assert.equal((w.pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false, w.object.metadata.name);
+
+    const jobs = await renderChart([join(CI, 'job-executor-values.yaml')]);
+    const role = find(jobs, 'Role', `${FULLNAME}-worker`);
+    assert.match(JSON.stringify(role), /"jobs"/);
+    assert.match(JSON.stringify(role), /"pods\/log"/);
+    assert.equal((deployment(jobs, 'worker').pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, true);
+    const [cr] = byKind(jobs, 'ClusterRole');
+    assert.deepEqual((cr?.rules as { resourceNames: string[] }[])[0]?.resourceNames, [FULLNAME]);
+  });
+
+  test('secret fields move from config into the chart Secret, keyed by their env var', async () => {
+    const objects = await renderChart([join(CI, 'external-redis-values.yaml')], ['config.dashboard.user=admin', 'config.dashboard.password=dash-pass-1']);
+    const secret = decodedSecret(objects, FULLNAME);
+    assert.equal(secret?.ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, 'minio-secret-value');
+    assert.equal(secret?.ETCD_AUTOBACKUP_DASHBOARD_PASSWORD, 'dash-pass-1');
+    assert.match(secret?.ETCD_AUTOBACKUP_REDIS_URL ?? '', /external-redis-password@/);
+    const cm = JSON.stringify(find(objects, 'ConfigMap', FULLNAME));
+    assert.doesNotMatch(cm, /dash-pass-1|minio-secret-value|external-redis-password/);
+    assert.match(cm, /accessKeyId: minio/);
+  });
+
+  test('the original service\'s values map onto the store and etcd settings', async () => {
+    const legacy = await renderChart([join(CI, 'legacy-values.yaml')]);
+    const cm = (find(legacy, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '';
+    assert.match(cm, /url: s3:\/\/legacy-etcd-backups\/cluster-a/);
+    assert.match(cm, /region: ap-northeast-2/);
+    assert.match(cm, /- https:\/\/10\.0\.0\.11:2379\n\s+- https:\/\/10\.0\.0\.12:2379/);
+    assert.equal(decodedSecret(legacy, FULLNAME)?.ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, 'legacy-aws-secret-value');
+
+    const ncp = await renderChart([join(CI, 'legacy-ncp-values.yaml')]);
+    assert.match(JSON.stringify(find(ncp, 'ConfigMap', FULLNAME)), /ncp:\/\/etcd-backup\?region=kr/);
+    const oci = await renderChart([join(CI, 'legacy-oci-values.yaml')]);
+    assert.match(JSON.stringify(find(oci, 'ConfigMap', FULLNAME)), /https:\/\/axaxnpcrorw5\.compat\.objectstorage\.ap-seoul-1\.oraclecloud\.com/);
+  });
+
+  test('probes and the admission path hit routes the processes really serve', async () => {
+    const objects = await renderChart();
+    const config = loadConfig({ env: {} });
+    const log = createLogger({ level: 'silent' });
+    const apps = {
+      webhook: createWebhookApp({ config, recorder: { record: () => undefined }, log, metrics: createMetrics({ defaultMetrics: false }), ready: () => true }),
+      worker: createHealthApp({ metrics: createMetrics({ defaultMetrics: false }), ready: () => true, log }),
+    };
+    const [vwc] = byKind(objects, 'ValidatingWebhookConfiguration');
+    const admissionPath = (vwc?.webhooks as { clientConfig: { service: { path: string } } }[])[0]?.clientConfig.service.path;
+    for (const [component, app] of Object.entries(apps)) {
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      try {
+        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const c = container(deployment(objects, component), component);
+        for (const probe of [c.livenessProbe, c.readinessProbe]) {
+          const res = await fetch(`${base}${probe?.httpGet?.path ?? ''}`);
+          assert.equal(res.status, 200, `${component} ${probe?.httpGet?.path}`);
+        }
+        if (component === 'webhook') {
+          const res = await fetch(`${base}${admissionPath ?? ''}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+          assert.notEqual(res.status, 404, `the webhook serves ${admissionPath}`);
+        }
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
+  });
+
+  test('NOTES.txt tells how to open the dashboard, check the last backup and wire the audit webhook, and prints no secret', async () => {
+    const r = await helm(['install', RELEASE, CHART, '--namespace', NAMESPACE, '--dry-run=client', '-f', join(CI, 'aws-values.yaml'), '-f', join(CI, 'external-redis-values.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    assert.match(notes, /port-forward svc\/eab-etcd-autobackup-webhook/);
+    assert.match(notes, /\/queues/);
+    assert.match(notes, /etcd-autobackup list/);
+    assert.match(notes, /etcd-autobackup audit-config/);
+    assert.doesNotMatch(notes, SECRET_VALUES);
+    assert.doesNotMatch(notes, /dashboard-secret-value/);
+  });
+});
