@@ -28,6 +28,10 @@ export interface Metrics {
   readonly snapshots: Counter<'cluster' | 'result'>;
   /** HTTP requests by route (a fixed set, never the raw path) and status code. */
   readonly httpRequests: Counter<'route' | 'code'>;
+  /** Retention runs (after a snapshot or on demand), by result; a failure never fails the snapshot. */
+  readonly pruneRuns: Counter<'cluster' | 'result'>;
+  /** Objects deleted by retention: kind=snapshot (manifest and object as one) or kind=orphan. */
+  readonly pruned: Counter<'cluster' | 'kind'>;
 }
 
 export interface MetricsOptions {
@@ -106,6 +110,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}http_requests_total`,
       help: 'HTTP requests served, by route and status code.',
       labelNames: ['route', 'code'] as const,
+      registers,
+    }),
+    pruneRuns: new Counter({
+      name: `${PREFIX}prune_runs_total`,
+      help: 'Retention runs, by result (success or failure); a failed run deletes nothing more and never fails the snapshot.',
+      labelNames: ['cluster', 'result'] as const,
+      registers,
+    }),
+    pruned: new Counter({
+      name: `${PREFIX}pruned_total`,
+      help: 'Snapshots (manifest and object) and orphaned objects deleted by retention.',
+      labelNames: ['cluster', 'kind'] as const,
       registers,
     }),
   };

@@ -50,6 +50,11 @@ export interface WorkerPoolOptions {
   metrics?: PoolMetrics;
   /** Takes one snapshot; default takeBackup in this process (the Kubernetes Job executor replaces it). */
   runSnapshot?: (run: SnapshotRun) => Promise<Manifest>;
+  /**
+   * Runs after each published snapshot while the cluster lock is still held (retention: no two
+   * prunes of a cluster at once). Its failure is logged and never fails the snapshot job.
+   */
+  afterSnapshot?: (manifest: Manifest, log: Logger) => Promise<void>;
   /** BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried. */
   lockDurationMs?: number;
   /** How often BullMQ looks for stalled jobs. */
@@ -117,6 +122,9 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       metrics?.snapshotDuration.observe({ cluster: data.cluster }, (Date.now() - started) / 1000);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'db' }, manifest.dbSize);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'stored' }, manifest.storedSize);
+      await Promise.resolve(manifest).then((m) => options.afterSnapshot?.(m, jobLog)).catch((err: unknown) =>
+        jobLog.error({ err: messageOf(err) }, 'after-snapshot hook failed; the snapshot itself succeeded'),
+      );
       return { id: manifest.id, key: manifest.key, revision: manifest.etcd.revision, storedSize: manifest.storedSize };
     } catch (err) {
       if (shuttingDown && controller.signal.reason instanceof ShutdownAbort) {

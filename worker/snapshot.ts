@@ -48,5 +48,11 @@ export class SnapshotMessages extends Transform {
 /** Starts the snapshot on the member the client is connected to. */
 export async function openSnapshotStream(client: Etcd3): Promise<Readable> {
   // etcd3 types the call as a minimal event emitter; at run time it is grpc-js's ClientReadableStream.
-  return (await client.maintenance.snapshot()) as unknown as Readable;
+  const stream = (await client.maintenance.snapshot()) as unknown as Readable & { cancel?: () => void };
+  // grpc-js does not cancel the call when its stream is destroyed: a failed or aborted snapshot
+  // would keep the call, etcd's send and the connection open (and a stopping process alive).
+  stream.once('close', () => {
+    if (!stream.readableEnded) stream.cancel?.();
+  });
+  return stream;
 }

@@ -14,6 +14,8 @@ const NAMES = [
   'etcd_autobackup_snapshot_failures_total',
   'etcd_autobackup_snapshots_total',
   'etcd_autobackup_http_requests_total',
+  'etcd_autobackup_prune_runs_total',
+  'etcd_autobackup_pruned_total',
 ];
 
 test('createMetrics defines every service metric under etcd_autobackup_*, plus process metrics', async () => {

@@ -1,0 +1,348 @@
+/**
+ * Retention, carried out: list the cluster's snapshots prefix, decide with retention.ts, delete.
+ *
+ * Safety rules, in the order they apply:
+ * - Everything is read before anything is deleted. A listing that fails, a manifest read that
+ *   fails (other than "gone meanwhile"), or a listing without the snapshot just published stops
+ *   the run with nothing deleted.
+ * - Only names this service writes, directly under `<cluster>/snapshots/`, are candidates;
+ *   anything else is counted as foreign and never touched.
+ * - A manifest that cannot be parsed, or that describes another cluster or id, is left alone with
+ *   its object: we cannot tell what it guards.
+ * - The newest verified snapshot is kept whatever the counts say (retention.ts, and checked again
+ *   here before deleting).
+ * - A snapshot goes manifest first, then object: readers (list, verify, restore) trust manifests,
+ *   so none may ever point at a deleted object. If the object's delete then fails, the object is
+ *   an orphan without a manifest, which the next run removes.
+ * - Orphans (an object without a manifest, a manifest without its object, a file store's stale
+ *   upload temp file) are deleted only when older than max(retention.orphanAge, snapshot.timeout).
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Config } from '../core/config/index.js';
+import type { RetentionConfig } from '../core/config/schema.js';
+import { messageOf } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import { parseManifest, snapshotsPrefix, type Manifest } from './manifest.js';
+import { isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate } from './retention.js';
+import { FileStore } from './stores/file.js';
+import { NotFoundError, type ObjectInfo, type Store } from './stores/store.js';
+
+export interface PruneOptions {
+  store: Store;
+  cluster: string;
+  retention: RetentionConfig;
+  /** snapshot.timeout: no orphan younger than this is touched (an upload may still be running). */
+  snapshotTimeoutMs: number;
+  log: Logger;
+  /** Decide and report, delete nothing. */
+  dryRun?: boolean;
+  /** Clock, for tests. */
+  now?: () => Date;
+  /** Id of the snapshot just published; a listing without it is stale and nothing is deleted. */
+  mustInclude?: string;
+  /** Manifests read at once. */
+  concurrency?: number;
+}
+
+export interface KeptSnapshot {
+  id: string;
+  createdAt: string;
+  reasons: string[];
+}
+
+export interface DeletedSnapshot {
+  id: string;
+  createdAt: string;
+  /** Manifest key first: the order they are (or would be) deleted in. */
+  keys: string[];
+  reason: string;
+}
+
+export interface PathNote {
+  key: string;
+  reason: string;
+}
+
+export interface PruneReport {
+  cluster: string;
+  location: string;
+  /** retention.enabled; when false nothing was considered or deleted. */
+  enabled: boolean;
+  dryRun: boolean;
+  /** Newest first. */
+  kept: KeptSnapshot[];
+  /** Deleted, or in a dry run to be deleted; newest first. */
+  deleted: DeletedSnapshot[];
+  /** Orphans deleted (or to be deleted in a dry run). */
+  orphans: PathNote[];
+  /** Names of ours left in place on purpose: unreadable manifests, orphans too young to judge. */
+  skipped: PathNote[];
+  /** Objects under the prefix that this service did not write; never touched. */
+  foreign: number;
+}
+
+/** Stopped before or while deleting; says what was already done. */
+export class PruneError extends Error {
+  override readonly name = 'PruneError';
+}
+
+interface Group {
+  objects: ObjectInfo[];
+  manifest?: ObjectInfo;
+}
+
+type Found = Candidate & { manifest: Manifest; keys: string[] };
+
+export async function prune(options: PruneOptions): Promise<PruneReport> {
+  const { store, cluster, retention, log } = options;
+  const now = (options.now ?? (() => new Date()))();
+  const dryRun = options.dryRun ?? false;
+  const report: PruneReport = {
+    cluster,
+    location: store.location,
+    enabled: retention.enabled,
+    dryRun,
+    kept: [],
+    deleted: [],
+    orphans: [],
+    skipped: [],
+    foreign: 0,
+  };
+  if (!retention.enabled) return report;
+  const prefix = snapshotsPrefix(cluster);
+  const safeAge = orphanSafeAge(retention.orphanAge, options.snapshotTimeoutMs);
+
+  let listed: ObjectInfo[];
+  try {
+    listed = await store.list(prefix);
+  } catch (err) {
+    throw new PruneError(`listing ${prefix} in ${store.location} failed, so nothing was deleted: ${messageOf(err)}`, { cause: err });
+  }
+
+  const present = new Set(listed.map((o) => o.key));
+  const groups = new Map<string, Group>();
+  for (const o of listed) {
+    if (!o.key.startsWith(prefix)) {
+      throw new PruneError(`the listing of ${prefix} in ${store.location} returned "${o.key}", outside the prefix; nothing was deleted`);
+    }
+    const own = parseOwnName(o.key.slice(prefix.length));
+    if (!own) {
+      report.foreign++;
+      continue;
+    }
+    const group = groups.get(own.id) ?? { objects: [] };
+    if (own.kind === 'manifest') group.manifest = o;
+    else group.objects.push(o);
+    groups.set(own.id, group);
+  }
+
+  const reads = await mapLimit([...groups].filter(([, g]) => g.manifest), options.concurrency ?? 8, async ([id, g]) => {
+    const key = (g.manifest as ObjectInfo).key;
+    try {
+      return { id, key, manifest: parseManifest(await readText(store, key), key) };
+    } catch (err) {
+      if (err instanceof NotFoundError) return { id, key, gone: true };
+      if (err instanceof ManifestReadError) {
+        throw new PruneError(`reading manifest ${key} from ${store.location} failed, so nothing was deleted: ${messageOf(err.cause)}`, { cause: err });
+      }
+      return { id, key, problem: messageOf(err) };
+    }
+  });
+
+  const found: Found[] = [];
+  const orphans: Orphan[] = [];
+  const noteOrphan = (o: ObjectInfo, why: string) => {
+    if (isStale(o.modified, now, safeAge)) orphans.push({ key: o.key, reason: why, ...(o.modified ? { modified: o.modified } : {}) });
+    else report.skipped.push({ key: o.key, reason: `${why}, but not older than ${hours(safeAge)}: it may still be being written` });
+  };
+  const readById = new Map(reads.map((r) => [r.id, r]));
+  for (const [id, g] of groups) {
+    const r = readById.get(id);
+    if (r?.gone) continue; // Deleted by someone else since the listing; the next run sees the rest.
+    if (r?.problem !== undefined || (r?.manifest && (r.manifest.cluster !== cluster || r.manifest.id !== id))) {
+      const why = r.problem ?? `it describes ${r.manifest?.cluster}/${r.manifest?.id}, not ${cluster}/${id}`;
+      report.skipped.push({ key: r.key, reason: `unusable manifest (${why}); left with its object, never deleted blindly` });
+      for (const o of g.objects) report.skipped.push({ key: o.key, reason: `its manifest ${r.key} is unusable` });
+      continue;
+    }
+    const manifest = r?.manifest;
+    const target = manifest ? g.objects.find((o) => o.key === manifest.key) : undefined;
+    for (const o of g.objects) if (o !== target) noteOrphan(o, 'snapshot object without a manifest');
+    if (!manifest || !g.manifest) continue;
+    if (!target) {
+      // An object that exists under a name we do not write (or elsewhere) is not ours to judge.
+      if (present.has(manifest.key)) report.skipped.push({ key: g.manifest.key, reason: `its object ${manifest.key} is not named as this service names snapshots; left alone` });
+      else noteOrphan(g.manifest, `manifest whose object ${manifest.key} is missing`);
+      continue;
+    }
+    found.push({
+      id,
+      createdAt: new Date(manifest.createdAt),
+      revision: manifest.etcd.revision,
+      verified: manifest.transforms.includes('verify-sha256'),
+      manifest,
+      keys: [g.manifest.key, target.key],
+    });
+  }
+
+  if (options.mustInclude !== undefined && !found.some((f) => f.id === options.mustInclude)) {
+    throw new PruneError(
+      `the listing of ${store.location} lacks snapshot ${options.mustInclude}, which was just published; the listing looks stale or incomplete, so nothing was deleted`,
+    );
+  }
+
+  const plan = planRetention(found, retention);
+  const newestVerified = plan.keep.find((d) => d.reasons.includes('newest verified'));
+  if (newestVerified && plan.remove.some((d) => d.snapshot.id === newestVerified.snapshot.id)) {
+    throw new PruneError('retention planned to delete the newest verified snapshot; nothing was deleted (this is a bug)');
+  }
+  const rules = `last ${retention.keepLast}, hourly ${retention.hourly}, daily ${retention.daily}, weekly ${retention.weekly}, monthly ${retention.monthly}`;
+  report.kept = plan.keep.map((d) => ({ id: d.snapshot.id, createdAt: d.snapshot.manifest.createdAt, reasons: d.reasons }));
+  const doomed = plan.remove.map((d) => ({
+    id: d.snapshot.id,
+    createdAt: d.snapshot.manifest.createdAt,
+    keys: d.snapshot.keys,
+    reason: `kept by no retention rule (${rules})`,
+  }));
+  orphans.push(...(await fileStoreTemps(store, prefix, now, safeAge, report)));
+
+  if (dryRun) {
+    report.deleted = doomed;
+    report.orphans = orphans.map(({ key, reason }) => ({ key, reason }));
+    return report;
+  }
+
+  for (const d of doomed) {
+    for (const key of d.keys) await remove(store, key, report);
+    report.deleted.push(d);
+    log.info({ cluster, id: d.id, createdAt: d.createdAt, keys: d.keys }, `deleted snapshot ${d.id}: ${d.reason}`);
+  }
+  for (const o of orphans) {
+    await remove(store, o.key, report, o.path);
+    report.orphans.push({ key: o.key, reason: o.reason });
+    log.info({ cluster, key: o.key, modified: o.modified?.toISOString() }, `deleted orphan ${o.key}: ${o.reason}`);
+  }
+  return report;
+}
+
+/** Deletes one key; on failure says what this run had already deleted. */
+async function remove(store: Store, key: string, report: PruneReport, path?: string): Promise<void> {
+  try {
+    if (path !== undefined) await rm(path, { force: true });
+    else await store.delete(key);
+  } catch (err) {
+    throw new PruneError(
+      `deleting ${path ?? key} from ${store.location} failed: ${messageOf(err)}; ` +
+        `this run deleted ${report.deleted.length} snapshot(s) and ${report.orphans.length} orphan(s) before; the next run goes on`,
+      { cause: err },
+    );
+  }
+}
+
+/** An orphan to delete; `path` when it is a local temp file rather than a store key. */
+type Orphan = PathNote & { modified?: Date; path?: string };
+/** FileStore's marker between the final name and the random part of an upload's temp file. */
+const TEMP_MARK = '.partial-';
+
+/**
+ * A file store's upload temp files are invisible to list(), but a crash leaves them behind: sweep
+ * stale ones of our naming in the cluster's snapshots directory (and only there).
+ */
+async function fileStoreTemps(store: Store, prefix: string, now: Date, safeAge: number, report: PruneReport): Promise<Orphan[]> {
+  if (!(store instanceof FileStore) || !store.location.startsWith('file://')) return [];
+  const dir = join(store.location.slice('file://'.length), ...prefix.split('/').filter(Boolean));
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new PruneError(`reading ${dir} failed, so nothing was deleted: ${messageOf(err)}`, { cause: err });
+  }
+  const out: Orphan[] = [];
+  for (const name of names) {
+    const mark = name.lastIndexOf(TEMP_MARK);
+    if (mark < 0 || !parseOwnName(name.slice(0, mark)) || !/^[0-9a-f]+$/.test(name.slice(mark + TEMP_MARK.length))) continue;
+    const path = join(dir, name);
+    const modified = await stat(path).then((s) => s.mtime, () => undefined);
+    if (modified === undefined) continue;
+    if (isStale(modified, now, safeAge)) out.push({ key: `${prefix}${name}`, reason: 'upload temp file left by an interrupted write', modified, path });
+    else report.skipped.push({ key: `${prefix}${name}`, reason: 'upload temp file of a write that may still be running' });
+  }
+  return out;
+}
+
+/** A manifest could not be fetched (not: it is not there). */
+class ManifestReadError extends Error {}
+
+async function readText(store: Store, key: string): Promise<string> {
+  let body: Readable;
+  try {
+    ({ body } = await store.get(key));
+  } catch (err) {
+    if (err instanceof NotFoundError) throw err;
+    throw new ManifestReadError(messageOf(err), { cause: err });
+  }
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  } catch (err) {
+    throw new ManifestReadError(messageOf(err), { cause: err });
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function hours(ms: number): string {
+  return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : `${Math.round(ms / 60_000)}m`;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
+  return results;
+}
+
+export type PruneMetrics = Pick<Metrics, 'pruneRuns' | 'pruned'>;
+
+/**
+ * The worker's after-snapshot hook: prune, log, count. It never throws: a snapshot that was
+ * taken and published stays a success whatever retention does afterwards.
+ */
+export function pruneAfterSnapshot(options: {
+  config: Pick<Config, 'cluster' | 'retention' | 'snapshot'>;
+  store: Store;
+  metrics?: PruneMetrics;
+}): (manifest: Manifest, log: Logger) => Promise<void> {
+  const { config, store, metrics } = options;
+  return async (manifest, log) => {
+    try {
+      const report = await prune({
+        store,
+        cluster: config.cluster,
+        retention: config.retention,
+        snapshotTimeoutMs: config.snapshot.timeout,
+        log,
+        mustInclude: manifest.id,
+      });
+      metrics?.pruneRuns.inc({ cluster: config.cluster, result: 'success' });
+      metrics?.pruned.inc({ cluster: config.cluster, kind: 'snapshot' }, report.deleted.length);
+      metrics?.pruned.inc({ cluster: config.cluster, kind: 'orphan' }, report.orphans.length);
+      log.info(
+        { kept: report.kept.length, deleted: report.deleted.length, orphans: report.orphans.length, skipped: report.skipped.length },
+        'retention done',
+      );
+    } catch (err) {
+      metrics?.pruneRuns.inc({ cluster: config.cluster, result: 'failure' });
+      log.error({ err: messageOf(err) }, `retention after snapshot ${manifest.id} failed (the snapshot itself succeeded): ${messageOf(err)}`);
+    }
+  };
+}
