@@ -82,3 +82,44 @@ export function issueCert(ca: Pem, options: CertOptions): Pem {
 export function certExpiry(certPem: string): Date {
   return forge.pki.certificateFromPem(certPem).validity.notAfter;
 }
+
+/** The DNS names the apiserver may use for a Service: short, namespaced, and fully qualified. */
+export function serviceDnsNames(service: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
+  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.${clusterDomain}`];
+}
+
+/** The DNS names in a certificate's subjectAltName. */
+export function certDnsNames(certPem: string): string[] {
+  const ext: unknown = forge.pki.certificateFromPem(certPem).getExtension('subjectAltName');
+  const altNames = (ext as { altNames?: { type: number; value?: unknown }[] } | undefined)?.altNames ?? [];
+  const names: string[] = [];
+  for (const n of altNames) if (n.type === 2 && typeof n.value === 'string') names.push(n.value);
+  return names;
+}
+
+/** Whether `certPem` was signed by the first certificate of `caPem` (a bundle may follow it). */
+export function issuedBy(certPem: string, caPem: string): boolean {
+  try {
+    const ca = forge.pki.certificateFromPem(caPem);
+    return ca.verify(forge.pki.certificateFromPem(certPem));
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a certificate is expired, about to (within `renewBeforeMs`), or not yet valid at `now`. */
+export function dueForRenewal(certPem: string, renewBeforeMs: number, now = new Date()): boolean {
+  const { notBefore, notAfter } = forge.pki.certificateFromPem(certPem).validity;
+  return now.getTime() < notBefore.getTime() || notAfter.getTime() - now.getTime() <= renewBeforeMs;
+}
+
+/** Whether a private key (PEM) belongs to a certificate (PEM). */
+export function keyMatchesCert(keyPem: string, certPem: string): boolean {
+  try {
+    const key = forge.pki.privateKeyFromPem(keyPem);
+    const pub = forge.pki.certificateFromPem(certPem).publicKey as forge.pki.rsa.PublicKey;
+    return key.n.equals(pub.n) && key.e.equals(pub.e);
+  } catch {
+    return false;
+  }
+}

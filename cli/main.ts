@@ -7,7 +7,10 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError, messageOf } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
+import { registerLifecycle } from './commands/lifecycle.js';
+import { registerAuditConfig } from './commands/audit-config.js';
 import { registerList } from './commands/list.js';
+import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerVerify } from './commands/verify.js';
@@ -24,6 +27,9 @@ const COMMANDS: readonly Register[] = [
   registerList,
   registerVerify,
   registerRestore,
+  registerAuditConfig,
+  registerPrune,
+  registerLifecycle,
 ];
 
 function buildProgram(context: CliContext, secrets: readonly string[]): Command {

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { createHealthApp } from '../core/http/health.js';
 import { listen } from '../core/http/listen.js';
+import { startServingTls } from '../certs/serving.js';
 import { createMetrics } from '../core/metrics.js';
 import { describeRedis } from '../core/queue/index.js';
 import { redactConfig } from '../core/config/index.js';
@@ -30,7 +31,10 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
 
     const ready = () => (webhook ? webhook.recorder.status().redisUp : true) && (worker ? worker.ready() : true);
     const app = webhook?.app ?? createHealthApp({ metrics, ready, log });
-    const http = await listen(app, config.webhook.listen);
+    const tls = webhook ? await startServingTls(config, log) : undefined;
+    if (tls) closers.push(() => tls.close());
+    const http = await listen(app, config.webhook.listen, { tls: tls?.tls });
+    tls?.attach(http);
     closers.push(() => http.close());
 
     const base = http.url.replace('//0.0.0.0:', '//127.0.0.1:');

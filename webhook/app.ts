@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
+import { auditAuthentication, loadAuditAuth } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
 import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
 import { jsonBody } from './json-body.js';
@@ -22,7 +23,7 @@ export interface ExtraRoute {
 }
 
 export interface WebhookAppOptions {
-  config: Pick<Config, 'webhook' | 'filters'>;
+  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth'>>;
   recorder: ChangeRecorder;
   log: Logger;
   metrics: Metrics;
@@ -62,6 +63,8 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
   app
     .route('/audit')
     .post(
+      // Before the body is read: an unauthenticated sender gets nothing parsed.
+      auditAuthentication(loadAuditAuth(config.auditAuth), log),
       jsonBody({ limit: config.webhook.auditBodyLimit, limitField: 'webhook.auditBodyLimit', expected: 'an audit.k8s.io/v1 EventList' }),
       auditRoute(triggers),
     )

@@ -3,6 +3,7 @@ import type { Config } from '../core/config/index.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { startWorkerPool, type WorkerPool } from './pool.js';
+import { pruneAfterSnapshot } from './prune.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -17,7 +18,21 @@ export interface WorkerRole {
 export async function startWorkerRole(options: { config: Config; log: Logger; metrics: Metrics }): Promise<WorkerRole> {
   const { config, log, metrics } = options;
   const store = await openStore(config);
-  const pool = await startWorkerPool({ config, store, log: log.child({ component: 'worker' }), metrics });
+  const afterSnapshot = config.retention.enabled && config.retention.afterSnapshot ? pruneAfterSnapshot({ config, store, metrics }) : undefined;
+  // executor job: each snapshot runs as a Kubernetes Job; the Kubernetes client loads only then.
+  const runSnapshot = config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
+  const pool = await startWorkerPool({
+    config,
+    store,
+    log: log.child({ component: 'worker' }),
+    metrics,
+    lockDurationMs: config.queue.lockDuration,
+    // Look for stalled jobs twice per lock period, so a crashed worker's job waits at most ~1.5 locks.
+    stalledIntervalMs: Math.max(1000, Math.round(config.queue.lockDuration / 2)),
+    graceMs: config.queue.shutdownGrace,
+    ...(runSnapshot ? { runSnapshot } : {}),
+    ...(afterSnapshot ? { afterSnapshot } : {}),
+  });
   return {
     store,
     pool,

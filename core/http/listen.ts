@@ -1,12 +1,33 @@
-/** Starting and stopping an HTTP server on a `host:port` from config. */
-import { createServer, type Server } from 'node:http';
+/** Starting and stopping the HTTP(S) server on a `host:port` from config. */
+import { readFile } from 'node:fs/promises';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { RequestListener } from 'node:http';
+import { createSecureContext, type Server as TlsServer } from 'node:tls';
+
+export interface TlsServing {
+  /** PEM serving certificate (chain) and its key. */
+  cert: string;
+  key: string;
+  /**
+   * Ask clients for a certificate without requiring one or rejecting a bad one: the handshake
+   * stays open to everyone (admission, probes), and routes that need a client certificate check
+   * it themselves (webhook/audit-auth.ts).
+   */
+  requestCert?: boolean;
+}
+
+export interface ListenOptions {
+  /** Serve HTTPS with this certificate; plain HTTP when unset. */
+  tls?: TlsServing | undefined;
+}
 
 export interface Listening {
   server: Server;
   /** The address actually bound (the port is real even when 0 was asked for). */
   url: string;
+  /** Serves new connections with a renewed certificate; open connections keep theirs. */
+  setCertificate(pem: { cert: string; key: string }): void;
   close(): Promise<void>;
 }
 
@@ -16,9 +37,13 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(at + 1)) };
 }
 
-export async function listen(handler: RequestListener, address: string): Promise<Listening> {
+export async function listen(handler: RequestListener, address: string, options: ListenOptions = {}): Promise<Listening> {
   const { host, port } = parseListen(address);
-  const server = createServer(handler);
+  const tls = options.tls;
+  if (tls) checkPair(tls);
+  const server: Server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, requestCert: tls.requestCert ?? false, rejectUnauthorized: false }, handler)
+    : createServer(handler);
   // The apiserver reuses connections to webhooks; keep them open longer than its idle timeout.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -31,11 +56,65 @@ export async function listen(handler: RequestListener, address: string): Promise
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   return {
     server,
-    url: `http://${shownHost}:${bound.port}`,
+    url: `${tls ? 'https' : 'http'}://${shownHost}:${bound.port}`,
+    setCertificate(pem) {
+      if (!tls) throw new Error('setCertificate on a plain HTTP server: give webhook.tls or certs.manage to serve HTTPS');
+      checkPair(pem);
+      (server as unknown as TlsServer).setSecureContext({ cert: pem.cert, key: pem.key });
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       }),
   };
+}
+
+/** Throws a readable error when the key does not belong to the certificate (or either is not PEM). */
+function checkPair(pem: { cert: string; key: string }): void {
+  try {
+    createSecureContext({ cert: pem.cert, key: pem.key });
+  } catch (err) {
+    throw new Error(`the TLS serving certificate and key do not form a pair (webhook.tls.certFile / keyFile): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function readCertFiles(certFile: string, keyFile: string): Promise<{ cert: string; key: string }> {
+  const read = (path: string, what: string) =>
+    readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`cannot read the TLS ${what} ${path} (webhook.tls.${what === 'certificate' ? 'certFile' : 'keyFile'}): ${err.code ?? err.message}`);
+    });
+  const [cert, key] = await Promise.all([read(certFile, 'certificate'), read(keyFile, 'key')]);
+  checkPair({ cert, key });
+  return { cert, key };
+}
+
+/**
+ * Re-reads the certificate files every `intervalMs` and calls `onChange` with a new pair. Polling,
+ * because a Secret volume is updated by swapping a symlink, which file watchers miss. A half-written
+ * pair (cert renewed, key not yet) is skipped until both match.
+ */
+export function watchCertFiles(
+  certFile: string,
+  keyFile: string,
+  options: { intervalMs: number; initial: { cert: string; key: string }; onChange: (pem: { cert: string; key: string }) => void; onError: (err: Error) => void },
+): { stop(): void } {
+  let last = options.initial;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    readCertFiles(certFile, keyFile)
+      .then((pem) => {
+        if (pem.cert === last.cert && pem.key === last.key) return;
+        last = pem;
+        options.onChange(pem);
+      })
+      .catch((err: unknown) => options.onError(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        busy = false;
+      });
+  }, options.intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
