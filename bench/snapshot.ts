@@ -15,6 +15,8 @@
  * loader adds ~50 MiB of RSS that production does not have).
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +28,8 @@ import { startS3rver, type LocalS3 } from './s3rver.js';
 
 const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
-const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip'] as const;
+// `-enc`: client-side encryption (AES-256-GCM chunks) after compression.
+const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip', 'file-nogzip-enc', 'file-gzip-enc', 's3-gzip-enc'] as const;
 type Variant = (typeof ALL_VARIANTS)[number];
 
 /** What one run measured: `ms` is the figure compared with the floor. */
@@ -124,9 +127,16 @@ async function runOurs(flags: Record<string, string | boolean>, round: number): 
   return { round, ms: out.ms, wallMs: r.wallMs, maxRss: out.maxRss, startRss: out.startRss, storedSize: out.storedSize, peaks: out.peaks };
 }
 
+/** A random key for the `-enc` variants, written once per run next to the output. */
+function benchKeyFile(outDir: string): string {
+  const file = join(outDir, 'bench.key');
+  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64'));
+  return file;
+}
+
 function flagsFor(variant: Exclude<Variant, typeof FLOOR>, etcd: EtcdServer, outDir: string, s3: LocalS3 | undefined): Record<string, string | boolean> {
-  const compression = variant.endsWith('-gzip') ? 'gzip' : 'none';
-  const base = { endpoints: etcd.endpoint, cluster: 'bench', compression };
+  const compression = /-gzip(-|$)/.test(variant) ? 'gzip' : 'none';
+  const base = { endpoints: etcd.endpoint, cluster: 'bench', compression, ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}) };
   if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
   if (!s3) throw new Error('s3rver is not running');
   return {
@@ -199,7 +209,7 @@ async function main(): Promise<void> {
               ? await runFloor(etcd, join(out.path, 'floor.db'), round)
               : await runOurs(flagsFor(variant, etcd, out.path, s3), round);
           if (round < 1) {
-            console.log(`warm-up  ${variant.padEnd(12)} ${secs(s.ms).padStart(8)}  (not counted)`);
+            console.log(`warm-up  ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}  (not counted)`);
             continue;
           }
           samples.get(variant)?.push(s);
@@ -207,11 +217,11 @@ async function main(): Promise<void> {
             s.maxRss !== undefined && s.peaks
               ? `  peak RSS ${mib(s.maxRss)} (start ${mib(s.startRss ?? 0)}; peaks: heap ${mib(s.peaks.heapTotal)}, external ${mib(s.peaks.external)}, buffers ${mib(s.peaks.arrayBuffers)})`
               : '';
-          console.log(`round ${round} ${variant.padEnd(12)} ${secs(s.ms).padStart(8)}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`);
+          console.log(`round ${round} ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`);
         } catch (err) {
           const msg = err instanceof Error ? err.message : String(err);
           failures.push(`${variant} (${round < 1 ? 'warm-up' : `round ${round}`}): ${msg}`);
-          console.log(`round ${round} ${variant.padEnd(12)} FAILED: ${msg.split('\n')[0] ?? ''}`);
+          console.log(`round ${round} ${variant.padEnd(16)} FAILED: ${msg.split('\n')[0] ?? ''}`);
         }
       }
     }
@@ -233,12 +243,12 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
   // Throughput is of the snapshot as etcd sends it (the floor's file), not of the stored bytes.
   const snapshotBytes = floors.length > 0 ? median(floors.map((s) => s.storedSize ?? 0)) : dbSize;
   console.log(`\n== results (median of rounds; ratio = median of per-round ratios to the etcdctl floor; snapshot ${mib(snapshotBytes)})`);
-  console.log(`${'variant'.padEnd(12)} ${'time'.padStart(8)} ${'vs floor'.padStart(9)} ${'process'.padStart(9)} ${'vs floor'.padStart(9)} ${'MiB/s'.padStart(7)} ${'peak RSS'.padStart(10)} ${'stored'.padStart(11)}`);
+  console.log(`${'variant'.padEnd(16)} ${'time'.padStart(8)} ${'vs floor'.padStart(9)} ${'process'.padStart(9)} ${'vs floor'.padStart(9)} ${'MiB/s'.padStart(7)} ${'peak RSS'.padStart(10)} ${'stored'.padStart(11)}`);
   const ratios = new Map<Variant, number>();
   for (const variant of variants) {
     const ss = samples.get(variant) ?? [];
     if (ss.length === 0) {
-      console.log(`${variant.padEnd(12)} no successful run`);
+      console.log(`${variant.padEnd(16)} no successful run`);
       continue;
     }
     const paired = ss.filter((s) => floorByRound.has(s.round));
@@ -248,7 +258,7 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
     const ms = median(ss.map((s) => s.ms));
     const rss = Math.max(...ss.map((s) => s.maxRss ?? 0));
     console.log(
-      `${variant.padEnd(12)} ${secs(ms).padStart(8)} ${`${ratio.toFixed(2)}x`.padStart(9)} ${secs(median(ss.map((s) => s.wallMs))).padStart(9)} ${`${wallRatio.toFixed(2)}x`.padStart(9)} ${(snapshotBytes / MiB / (ms / 1000)).toFixed(0).padStart(7)} ${(rss ? mib(rss) : '-').padStart(10)} ${mib(median(ss.map((s) => s.storedSize ?? 0))).padStart(11)}`,
+      `${variant.padEnd(16)} ${secs(ms).padStart(8)} ${`${ratio.toFixed(2)}x`.padStart(9)} ${secs(median(ss.map((s) => s.wallMs))).padStart(9)} ${`${wallRatio.toFixed(2)}x`.padStart(9)} ${(snapshotBytes / MiB / (ms / 1000)).toFixed(0).padStart(7)} ${(rss ? mib(rss) : '-').padStart(10)} ${mib(median(ss.map((s) => s.storedSize ?? 0))).padStart(11)}`,
     );
   }
   console.log('(time: ours = takeBackup in a warm process; etcdctl = whole process. process = whole child process, incl. node start-up and module loading)');

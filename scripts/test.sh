@@ -3,7 +3,7 @@
 # against real etcd, Redis and s3rver started by the tests on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --browser
 
 if [ "${1:-}" != "--no-checks" ]; then
   echo "== typecheck" >&2

@@ -89,6 +89,10 @@ class Recorder implements QueueRecorder {
   private readonly unadded = new Map<string, Unadded>();
   /** The generation whose job this process has added, by window id: the hot-path cache. */
   private readonly added = new Map<string, { generation: number; end: number }>();
+  /** Windows whose triggers the running flush is sending (their job is being added). */
+  private flushing = new Set<string>();
+  /** The window of the last trigger: most triggers fall in it, and computing its id formats a date. */
+  private current: DebounceWindow | undefined;
   private pendingTotal = 0;
   private up = false;
   private timer: NodeJS.Timeout | undefined;
@@ -122,7 +126,7 @@ class Recorder implements QueueRecorder {
   record(change: Change): void {
     try {
       if (this.closed) return;
-      const window = windowOf(this.now().getTime(), this.windowMs);
+      const window = this.windowAt(this.now().getTime());
       let group = this.pending.get(window.id);
       if (group === undefined) {
         group = { window, counts: {}, samples: [], first: change.source, total: 0 };
@@ -133,7 +137,9 @@ class Recorder implements QueueRecorder {
       add(target, change);
       this.pendingTotal += 1;
       this.report();
-      this.schedule(this.added.has(window.id) ? this.flushIntervalMs : 0);
+      // Flush at once for a window whose job is not on its way yet; otherwise within the interval.
+      const onItsWay = this.added.has(window.id) || this.flushing.has(window.id);
+      this.schedule(onItsWay ? this.flushIntervalMs : 0);
     } catch (err) {
       // The admission webhook calls this on the apiserver's request path: never throw.
       this.options.log?.error({ err: messageOf(err) }, 'recording a change failed');
@@ -186,10 +192,26 @@ class Recorder implements QueueRecorder {
     return best;
   }
 
+  private windowAt(atMs: number): DebounceWindow {
+    const c = this.current;
+    if (c !== undefined && atMs >= c.start && atMs < c.end) return c;
+    this.current = windowOf(atMs, this.windowMs);
+    return this.current;
+  }
+
   private async flushOnce(): Promise<void> {
     if (this.pending.size === 0 && this.unadded.size === 0) return;
     const groups = [...this.pending.values()].sort((a, b) => a.window.start - b.window.start);
     this.pending = new Map();
+    this.flushing = new Set(groups.map((g) => g.window.id));
+    try {
+      await this.sendGroups(groups);
+    } finally {
+      this.flushing = new Set();
+    }
+  }
+
+  private async sendGroups(groups: Group[]): Promise<void> {
     let failed = false;
     for (const group of groups) {
       if (failed) {
