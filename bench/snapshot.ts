@@ -24,12 +24,13 @@ import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
 import { tempDir } from '../test/support/tmp.js';
 import { fillEtcd } from './fill.js';
 import type { RunResult } from './run-ours.js';
+import { startLocalOci, type LocalOci } from './oci.js';
 import { startS3rver, type LocalS3 } from './s3rver.js';
 
 const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
 // `-enc`: client-side encryption (AES-256-GCM chunks) after compression.
-const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip', 'file-nogzip-enc', 'file-gzip-enc', 's3-gzip-enc'] as const;
+const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip', 'file-nogzip-enc', 'file-gzip-enc', 's3-gzip-enc', 'oci-nogzip', 'oci-gzip', 'oci-gzip-enc'] as const;
 type Variant = (typeof ALL_VARIANTS)[number];
 
 /** What one run measured: `ms` is the figure compared with the floor. */
@@ -134,10 +135,14 @@ function benchKeyFile(outDir: string): string {
   return file;
 }
 
-function flagsFor(variant: Exclude<Variant, typeof FLOOR>, etcd: EtcdServer, outDir: string, s3: LocalS3 | undefined): Record<string, string | boolean> {
+function flagsFor(variant: Exclude<Variant, typeof FLOOR>, etcd: EtcdServer, outDir: string, s3: LocalS3 | undefined, oci?: LocalOci): Record<string, string | boolean> {
   const compression = /-gzip(-|$)/.test(variant) ? 'gzip' : 'none';
   const base = { endpoints: etcd.endpoint, cluster: 'bench', compression, ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}) };
   if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
+  if (variant.startsWith('oci-')) {
+    if (!oci) throw new Error('the local OCI server is not running');
+    return { ...base, ...oci.flags };
+  }
   if (!s3) throw new Error('s3rver is not running');
   return {
     ...base,
@@ -184,6 +189,8 @@ async function main(): Promise<void> {
     cleanups.push(() => out.remove());
     const s3 = variants.some((v) => v.startsWith('s3-')) ? await startS3rver('bench') : undefined;
     if (s3) cleanups.push(() => s3.stop());
+    const oci = variants.some((v) => v.startsWith('oci-')) ? await startLocalOci(out.path) : undefined;
+    if (oci) cleanups.push(() => oci.stop());
 
     console.log(`\n== fill: ${sizeMiB} MiB of 64 KiB values`);
     let shown = 0;
@@ -207,7 +214,7 @@ async function main(): Promise<void> {
           const s =
             variant === FLOOR
               ? await runFloor(etcd, join(out.path, 'floor.db'), round)
-              : await runOurs(flagsFor(variant, etcd, out.path, s3), round);
+              : await runOurs(flagsFor(variant, etcd, out.path, s3, oci), round);
           if (round < 1) {
             console.log(`warm-up  ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}  (not counted)`);
             continue;
@@ -282,6 +289,10 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
   for (const v of ['s3-nogzip', 's3-gzip'] as const) {
     const r = ratios.get(v);
     if (r !== undefined) console.log(`${v}: ${r.toFixed(2)}x the floor (s3rver writes through its own disk layer; no target)`);
+  }
+  for (const v of ['oci-nogzip', 'oci-gzip', 'oci-gzip-enc'] as const) {
+    const r = ratios.get(v);
+    if (r !== undefined) console.log(`${v}: ${r.toFixed(2)}x the floor (local OCI server in the bench process, checking every signature; no target)`);
   }
 }
 

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The snapshot benchmark: our snapshot against `etcdctl snapshot save` on a real etcd, in one run.
-# Our runner is compiled to plain JS first so its peak RSS is what production has, without the tsx
-# loader. Env: BENCH_SIZE_MIB (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS.
+# The benchmarks: the snapshot (ours against `etcdctl snapshot save` on a real etcd), then the
+# webhook (audit ingestion, admission latency, Redis commands per window, on real Redis).
+# Our runner and the CLI are compiled to plain JS first so that they run as in production, without
+# the tsx loader. Env: BENCH_ONLY=snapshot|webhook (default both); snapshot: BENCH_SIZE_MIB
+# (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS; webhook: see bench/webhook.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+only="${BENCH_ONLY:-}"
+case "$only" in
+  ""|snapshot|webhook) ;;
+  *) echo "bench: BENCH_ONLY must be snapshot or webhook (got \"$only\")" >&2; exit 2 ;;
+esac
 bash scripts/bootstrap.sh
 
 build=.cache/bench
@@ -13,17 +20,27 @@ cat >"$build/tsconfig.json" <<'JSON'
 {
   "extends": "../../tsconfig.json",
   "compilerOptions": { "outDir": ".", "noEmit": false, "sourceMap": false, "noEmitOnError": false },
-  "files": ["../../bench/run-ours.ts"],
+  "files": ["../../bench/run-ours.ts", "../../cli/main.ts"],
   "include": []
 }
 JSON
-echo "== compiling the runner" >&2
+echo "== compiling the runner and the CLI" >&2
 # Type errors elsewhere in the tree must not block a benchmark: tsc still emits, and a missing
 # output is caught just below.
 npx tsc -p "$build/tsconfig.json" >"$build/tsc.log" 2>&1 || echo "bench: tsc reported errors (see $build/tsc.log); running what it emitted" >&2
-if [ ! -f "$build/bench/run-ours.js" ]; then
-  echo "bench: compiling bench/run-ours.ts produced no output; see $build/tsc.log" >&2
-  exit 1
-fi
+for out in bench/run-ours.js cli/main.js; do
+  if [ ! -f "$build/$out" ]; then
+    echo "bench: compiling produced no $build/$out; see $build/tsc.log" >&2
+    exit 1
+  fi
+done
 
-BENCH_RUNNER_JS="$PWD/$build/bench/run-ours.js" exec node --import tsx bench/snapshot.ts
+status=0
+if [ "$only" != webhook ]; then
+  BENCH_RUNNER_JS="$PWD/$build/bench/run-ours.js" node --import tsx bench/snapshot.ts || status=$?
+fi
+if [ "$only" != snapshot ]; then
+  [ "$only" = webhook ] || echo
+  BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/webhook.ts || status=$?
+fi
+exit "$status"

@@ -2,7 +2,11 @@
 import type { Command } from 'commander';
 import type { Config } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
+import type { OciLifecycleResult } from '../../worker/stores/oci-lifecycle.js';
 import type { LifecycleResult } from '../../worker/stores/s3-lifecycle.js';
+
+/** What apply did, per provider: S3 and OCI model lifecycle rules differently. */
+type Applied = { provider: 's3'; result: LifecycleResult } | { provider: 'oci'; result: OciLifecycleResult };
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
 export function registerLifecycle(program: Command, context: CliContext): void {
@@ -18,19 +22,30 @@ export function registerLifecycle(program: Command, context: CliContext): void {
     if (!config.lifecycle.enabled) {
       throw new ConfigError('lifecycle.enabled is false: set lifecycle.enabled: true (or --lifecycle) to apply a lifecycle rule');
     }
-    const result = await applyLifecycle(config, opts.dryRun ?? false);
-    for (const warning of result.warnings) log.warn(warning);
-    context.print(opts.json ? JSON.stringify(result, null, 2) : describeLifecycle(result));
+    const applied = await applyLifecycle(config, opts.dryRun ?? false);
+    if (applied.provider === 's3') for (const warning of applied.result.warnings) log.warn(warning);
+    if (opts.json) context.print(JSON.stringify(applied.result, null, 2));
+    else context.print(applied.provider === 's3' ? describeLifecycle(applied.result) : describeOciLifecycle(applied.result));
   });
 }
 
-async function applyLifecycle(config: Config, dryRun: boolean): Promise<LifecycleResult> {
+async function applyLifecycle(config: Config, dryRun: boolean): Promise<Applied> {
   const url = config.store.url;
   const scheme = url.includes('://') ? url.slice(0, url.indexOf('://')) : 'file';
   switch (scheme) {
     case 's3': {
       const { applyS3Lifecycle } = await import('../../worker/stores/s3-lifecycle.js');
-      return applyS3Lifecycle({ url, s3: config.store.s3, cluster: config.cluster, lifecycle: config.lifecycle, dryRun });
+      return { provider: 's3', result: await applyS3Lifecycle({ url, s3: config.store.s3, cluster: config.cluster, lifecycle: config.lifecycle, dryRun }) };
+    }
+    case 'oci': {
+      const { openOciStore } = await import('../../worker/stores/oci.js');
+      const { applyOciLifecycle } = await import('../../worker/stores/oci-lifecycle.js');
+      const store = openOciStore(url, config.store.oci);
+      try {
+        return { provider: 'oci', result: await applyOciLifecycle(store, config.cluster, config.lifecycle, { dryRun }) };
+      } finally {
+        await store.close();
+      }
     }
     case 'ncp':
       throw new ConfigError('store.url: NCP Object Storage lifecycle rules are set in the NCP console (Object Storage > Bucket > Lifecycle management); see docs/retention.md');
@@ -57,5 +72,20 @@ export function describeLifecycle(r: LifecycleResult): string {
     `  expire       ${expire !== undefined ? `after ${expire} days` : 'off'}`,
     `  other rules  ${r.otherRules.length > 0 ? `${r.otherRules.join(', ')} (kept as they were)` : 'none'}`,
     ...r.warnings.map((w) => `  warning      ${w}`),
+  ].join('\n');
+}
+
+export function describeOciLifecycle(r: OciLifecycleResult): string {
+  const names = r.rules.join(' and ');
+  const head = r.changed
+    ? r.dryRun
+      ? `would write ${names} into the lifecycle policy of bucket ${r.bucket} (dry run: nothing changed)`
+      : `${names} in the lifecycle policy of bucket ${r.bucket}: written`
+    : `${names} in the lifecycle policy of bucket ${r.bucket}: already in place`;
+  return [
+    head,
+    `  prefix       ${r.prefix}`,
+    ...r.items.map((rule) => `  rule         ${rule.name}: ${rule.action} after ${rule.timeAmount} ${rule.timeUnit.toLowerCase()}`),
+    `  other rules  ${r.kept.length > 0 ? `${r.kept.join(', ')} (kept as they were)` : 'none'}`,
   ].join('\n');
 }

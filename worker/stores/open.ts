@@ -23,6 +23,8 @@ export async function openStore(config: Pick<Config, 'store'>): Promise<Store> {
       return (await import('./s3.js')).openS3Store(url, config.store.s3);
     case 'ncp':
       return (await import('./ncp.js')).openNcpStore(url, config.store.s3);
+    case 'oci':
+      return (await import('./oci.js')).openOciStore(url, config.store.oci);
     default:
       throw new ConfigError(`store.url: unsupported scheme "${scheme}://" (expected file://, s3://, ncp:// or oci://)`);
   }

@@ -1,0 +1,436 @@
+/**
+ * Oracle Cloud Infrastructure Object Storage, through the official SDK (oci-objectstorage), signed
+ * with an API key. Uploads go through the multipart API by hand rather than the SDK's UploadManager:
+ * the SDK inspects a Buffer body with Object.keys(), which for a 10 MiB part allocates ten million
+ * strings (seconds of CPU, ~500 MB of RSS), so every body is handed over as a stream of one Buffer.
+ * Memory stays near partSize x (queueSize + 1), and the object appears only when the commit
+ * succeeds: that is what makes put atomic. Objects smaller than one part take a single PutObject.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as common from 'oci-common';
+import { ObjectStorageClient } from 'oci-objectstorage';
+import { ConfigError, messageOf } from '../../core/errors.js';
+import { redactUrl } from './bucket-url.js';
+import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
+import { describeOciError, isNotFound, isRetryable } from './oci-errors.js';
+import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
+
+const MIB = 1024 * 1024;
+
+/** Knobs tests turn to cross page and part boundaries with little data, and to keep retries short. */
+export interface OciTuning {
+  /** Objects per list call; 1000 is OCI's maximum. */
+  pageSize?: number;
+  /** Part size in bytes, overriding store.oci.partSizeMiB. */
+  partSize?: number;
+  /** Attempts of a call that failed in a way another attempt may change (5xx, 429, network). */
+  maxAttempts?: number;
+  /** First retry delay; doubles on each attempt, with jitter. */
+  retryDelayMs?: number;
+  /** A connection with no data in either direction for this long is cut (default 5 minutes). */
+  idleTimeoutMs?: number;
+}
+
+export interface OciStoreOptions extends OciTuning {
+  namespace: string;
+  bucket: string;
+  /** Base prefix every key lives under, without leading or trailing slash; may be empty. */
+  prefix: string;
+  credentials: OciCredentials;
+  /** Region id; the endpoint is derived from it unless `endpoint` is given. */
+  region: string | undefined;
+  endpoint: string | undefined;
+  partSize: number;
+  queueSize: number;
+}
+
+export class OciStore implements Store {
+  readonly location: string;
+  readonly endpoint: string;
+  readonly namespace: string;
+  readonly bucket: string;
+  /** Base prefix of the store's keys inside the bucket, without slashes at either end. */
+  readonly prefix: string;
+  /** For provider-specific operations such as the lifecycle policy (oci-lifecycle.ts). */
+  readonly client: ObjectStorageClient;
+  readonly where: string;
+  private readonly agents: { http: HttpAgent; https: HttpsAgent };
+  private readonly maxAttempts: number;
+  private readonly retryDelayMs: number;
+
+  constructor(private readonly options: OciStoreOptions) {
+    this.namespace = options.namespace;
+    this.bucket = options.bucket;
+    this.prefix = options.prefix;
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.retryDelayMs = options.retryDelayMs ?? 1000;
+    const { credentials } = options;
+    const provider = new common.SimpleAuthenticationDetailsProvider(credentials.tenancy, credentials.user, credentials.fingerprint, credentials.privateKey, null);
+    const retryDelayMs = this.retryDelayMs;
+    const idle = options.idleTimeoutMs ?? 5 * 60_000;
+    this.agents = {
+      // `timeout` too: the agent resets a reused socket's timer to it.
+      http: withIdleTimeout(new HttpAgent({ keepAlive: true, maxSockets: 16, timeout: idle }), idle),
+      https: withIdleTimeout(new HttpsAgent({ keepAlive: true, maxSockets: 16, timeout: idle }), idle),
+    };
+    this.client = new ObjectStorageClient(
+      { authenticationDetailsProvider: provider },
+      {
+        // The SDK's default circuit breaker would refuse every call for 30 s after a burst of
+        // failures; the job queue already retries whole snapshots with backoff.
+        circuitBreaker: new common.CircuitBreaker({ disableClientCircuitBreaker: true }),
+        // With an agent the SDK sends through node-fetch and Node's http module, which writes a
+        // body as it is read; the built-in fetch copies every chunk first (~2x the bytes in memory).
+        httpOptions: { agent: (url: URL) => (url.protocol === 'http:' ? this.agents.http : this.agents.https) },
+        retryConfiguration: {
+          terminationStrategy: new common.MaxAttemptsTerminationStrategy(this.maxAttempts),
+          delayStrategy: { delay: (ctx) => (retryDelayMs * 2 ** ctx.attemptCount * (0.5 + Math.random() / 2)) / 1000 },
+        },
+      },
+    );
+    if (options.endpoint) this.client.endpoint = options.endpoint.replace(/\/+$/, '');
+    else if (options.region) this.client.regionId = options.region;
+    // The SDK keeps a template like `objectstorage.<region>.{dualStack?ds.oci.:}oraclecloud.com`; show the IPv4 one.
+    this.endpoint = redactUrl(this.client.endpoint.replace(/\{dualStack\?[^:}]*:([^}]*)\}/g, '$1'));
+    this.location = `oci://${this.namespace}/${this.bucket}${this.prefix ? `/${this.prefix}` : ''}${options.region ? `?region=${options.region}` : ''}`;
+    this.where = `${this.location} (endpoint ${this.endpoint})`;
+  }
+
+  private fullKey(key: string): string {
+    assertSafeKey(key);
+    return joinKey(this.prefix, key);
+  }
+
+  private describe(err: unknown): string {
+    return describeOciError(err, { namespace: this.namespace, bucket: this.bucket, endpoint: this.endpoint });
+  }
+
+  private get names() {
+    return { namespaceName: this.namespace, bucketName: this.bucket };
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
+    const { signal, contentType } = options;
+    const { partSize, queueSize } = this.options;
+    let size = 0;
+    let fullKey: string | undefined;
+    let uploadId: string | undefined;
+    let committed = false;
+    /** The first part that failed for good; it also destroys `body`, so a stalled producer cannot hold us. */
+    let partFailure: Error | undefined;
+    const inflight = new Set<Promise<void>>();
+    const parts: { partNum: number; etag: string }[] = [];
+    const onAbort = () => body.destroy(abortError(signal));
+    try {
+      const objectName = (fullKey = this.fullKey(key));
+      signal?.throwIfAborted();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // Until the input outgrows one part it may be a small object for a single PutObject; after
+      // that, bytes are copied straight into a part-sized buffer, so each byte is held once.
+      let chunks: Buffer[] = [];
+      let buffered = 0;
+      let part: Buffer | undefined;
+      let filled = 0;
+      let partNum = 0;
+      const startPart = async (data: Buffer): Promise<void> => {
+        uploadId ??= (
+          await this.client.createMultipartUpload({ ...this.names, createMultipartUploadDetails: { object: objectName, ...(contentType ? { contentType } : {}) } })
+        ).multipartUpload.uploadId;
+        const id = uploadId;
+        while (inflight.size >= queueSize) await Promise.race(inflight);
+        if (partFailure) throw partFailure;
+        const num = ++partNum;
+        const running: Promise<void> = this.uploadPart(objectName, id, num, data).then(
+          (etag) => void parts.push({ partNum: num, etag }),
+          (err: unknown) => {
+            partFailure ??= new Error(`upload of "${key}" to ${this.where} failed at part ${num}: ${this.describe(err)}`, { cause: err });
+            body.destroy(partFailure);
+          },
+        );
+        inflight.add(running);
+        void running.finally(() => inflight.delete(running));
+      };
+      const fill = async (bytes: Buffer): Promise<void> => {
+        for (let offset = 0; offset < bytes.length; ) {
+          part ??= Buffer.allocUnsafe(partSize);
+          const n = bytes.copy(part, filled, offset);
+          filled += n;
+          offset += n;
+          if (filled === partSize) {
+            const full = part;
+            part = undefined;
+            filled = 0;
+            await startPart(full);
+          }
+        }
+      };
+      for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>) {
+        const bytes = toBuffer(chunk);
+        size += bytes.length;
+        if (partNum > 0) {
+          await fill(bytes);
+          continue;
+        }
+        chunks.push(bytes);
+        buffered += bytes.length;
+        if (buffered >= partSize) {
+          const all = Buffer.concat(chunks, buffered);
+          chunks = [];
+          buffered = 0;
+          await fill(all);
+        }
+      }
+      signal?.throwIfAborted();
+      if (partNum === 0 || uploadId === undefined) {
+        const data = Buffer.concat(chunks, buffered);
+        await this.withRetries(() =>
+          this.client.putObject({ ...this.names, objectName, contentLength: data.length, putObjectBody: bodyOf(data), ...(contentType ? { contentType } : {}) }),
+        );
+      } else {
+        if (part && filled > 0) await startPart(part.subarray(0, filled));
+        part = undefined;
+        await Promise.all(inflight);
+        if (partFailure) throw partFailure;
+        signal?.throwIfAborted();
+        parts.sort((a, b) => a.partNum - b.partNum);
+        await this.client.commitMultipartUpload({ ...this.names, objectName, uploadId, commitMultipartUploadDetails: { partsToCommit: parts } });
+        committed = true;
+      }
+      if (signal?.aborted) {
+        // Aborted while the commit ran: honour the abort rather than keep an object the caller gave up on.
+        await this.client.deleteObject({ ...this.names, objectName }).catch(() => undefined);
+        throw abortError(signal);
+      }
+      return { size };
+    } catch (err) {
+      // Parts in flight must settle first, or one could land after the abort below.
+      await Promise.all(inflight);
+      // Read before destroying: an input that failed by itself already holds its error.
+      const inputError = partFailure ? undefined : (body.errored ?? undefined);
+      const cause = signal?.aborted ? abortError(signal) : (partFailure ?? inputError ?? toError(err));
+      body.destroy(cause);
+      const aborted = uploadId !== undefined && fullKey !== undefined && !committed ? await this.abortUpload(fullKey, uploadId) : '';
+      if (signal?.aborted) throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, { cause: err });
+      if (partFailure) throw new Error(`${partFailure.message}${aborted}`, { cause: err });
+      if (inputError) throw new Error(`upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`, { cause: err });
+      throw new Error(`upload of "${key}" to ${this.where} failed: ${this.describe(err)}${aborted}`, { cause: err });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async uploadPart(objectName: string, uploadId: string, uploadPartNum: number, data: Buffer): Promise<string> {
+    const out = await this.withRetries(() =>
+      this.client.uploadPart({ ...this.names, objectName, uploadId, uploadPartNum, contentLength: data.length, uploadPartBody: bodyOf(data) }),
+    );
+    if (!out.eTag) throw new Error(`the service returned no ETag for part ${uploadPartNum}`);
+    return out.eTag;
+  }
+
+  /**
+   * The SDK does not retry calls with a stream body (it cannot replay a stream); ours are one
+   * Buffer in memory, so they can be sent again.
+   */
+  private async withRetries<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (attempt >= this.maxAttempts || !isRetryable(err)) throw err;
+        await sleep(this.retryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+      }
+    }
+  }
+
+  /** Sends AbortMultipartUpload and says how it went, for the error message. */
+  private async abortUpload(objectName: string, uploadId: string): Promise<string> {
+    try {
+      await this.client.abortMultipartUpload({ ...this.names, objectName, uploadId });
+      return '; the multipart upload was aborted, nothing was stored';
+    } catch (err) {
+      return (
+        `; aborting the multipart upload also failed (${this.describe(err)}): no object is visible, but its parts` +
+        ' use space until a lifecycle rule with target multipart-uploads and action ABORT removes them'
+      );
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const full = joinKey(this.prefix, prefix);
+    const base = this.prefix ? `${this.prefix}/` : '';
+    const out: ObjectInfo[] = [];
+    let start: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.client.listObjects({
+          ...this.names,
+          prefix: full,
+          limit: this.options.pageSize ?? 1000,
+          // Without `fields` OCI returns names only.
+          fields: 'name,size,timeModified',
+          ...(start !== undefined ? { start } : {}),
+        });
+        for (const o of page.listObjects.objects) {
+          // Consoles create zero-byte "folder" objects; they are not snapshots.
+          if (o.name.endsWith('/') || !o.name.startsWith(base)) continue;
+          const modified = o.timeModified ?? o.timeCreated;
+          out.push({ key: o.name.slice(base.length), size: o.size ?? 0, ...(modified ? { modified: new Date(modified) } : {}) });
+        }
+        const next = page.listObjects.nextStartWith;
+        if (!next) break;
+        if (start !== undefined && next <= start) throw new Error(`the service's nextStartWith "${next}" does not advance the listing`);
+        start = next;
+      }
+    } catch (err) {
+      throw new Error(`listing "${prefix}" in ${this.where} failed: ${this.describe(err)}`, { cause: err });
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async get(key: string): Promise<{ body: Readable; size: number }> {
+    const objectName = this.fullKey(key);
+    try {
+      const out = await this.client.getObject({ ...this.names, objectName });
+      const value = out.value;
+      const body = value instanceof Readable ? value : Readable.fromWeb(value as unknown as WebReadableStream<Uint8Array>);
+      return { body, size: out.contentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err, 'ObjectNotFound')) throw new NotFoundError(key, this.location);
+      throw new Error(`reading "${key}" from ${this.where} failed: ${this.describe(err)}`, { cause: err });
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const objectName = this.fullKey(key);
+    try {
+      await this.client.deleteObject({ ...this.names, objectName });
+    } catch (err) {
+      if (isNotFound(err, 'ObjectNotFound')) return;
+      throw new Error(`deleting "${key}" from ${this.where} failed: ${this.describe(err)}`, { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+    return Promise.resolve();
+  }
+}
+
+/** Opens `oci://namespace/bucket/prefix?region=us-ashburn-1` with the options under `store.oci`. */
+export function openOciStore(url: string, oci: OciConfig, tuning: OciTuning = {}, env: NodeJS.ProcessEnv = process.env): OciStore {
+  const { namespace, bucket, prefix, region: urlRegion } = parseOciUrl(url);
+  if (urlRegion && oci.region && urlRegion !== oci.region) {
+    throw new ConfigError(`store.url says region "${urlRegion}" but store.oci.region says "${oci.region}"; give the region once`);
+  }
+  const credentials = resolveOciCredentials(oci, env);
+  const region = urlRegion ?? credentials.region;
+  if (!region && !oci.endpoint) {
+    throw new ConfigError(
+      `store.oci: no region for ${url.split('?')[0] ?? url}: add ?region=us-ashburn-1 to store.url, set store.oci.region, or set region in ${credentials.source}`,
+    );
+  }
+  return new OciStore({
+    namespace,
+    bucket,
+    prefix,
+    credentials,
+    region,
+    endpoint: oci.endpoint,
+    partSize: oci.partSizeMiB * MIB,
+    queueSize: oci.queueSize,
+    ...tuning,
+  });
+}
+
+const EXAMPLE = 'oci://namespace/bucket/prefix?region=us-ashburn-1';
+
+export function parseOciUrl(url: string): { namespace: string; bucket: string; prefix: string; region: string | undefined } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`store.url: "${redactUrl(url)}" is not a valid URL (expected ${EXAMPLE})`);
+  }
+  if (parsed.username || parsed.password) {
+    throw new ConfigError(`store.url: credentials do not belong in the store URL; set them under store.oci (or use an OCI config file) and write ${EXAMPLE}`);
+  }
+  if (!parsed.hostname) throw new ConfigError(`store.url: no namespace in "${redactUrl(url)}" (expected ${EXAMPLE})`);
+  if (parsed.port) throw new ConfigError(`store.url: a namespace has no port; set the service address in store.oci.endpoint (expected ${EXAMPLE})`);
+  for (const name of parsed.searchParams.keys()) {
+    if (name !== 'region') throw new ConfigError(`store.url: unknown parameter "${name}" (allowed: region); other OCI options go under store.oci`);
+  }
+  const path = decodeURIComponent(parsed.pathname).replace(/^\/+|\/+$/g, '');
+  const slash = path.indexOf('/');
+  const bucket = slash < 0 ? path : path.slice(0, slash);
+  const prefix = slash < 0 ? '' : path.slice(slash + 1);
+  if (!/^[A-Za-z0-9._-]{1,256}$/.test(bucket)) {
+    throw new ConfigError(`store.url: ${bucket ? `"${bucket}" is not a bucket name (letters, digits, . _ -)` : 'no bucket'} in "${redactUrl(url)}" (expected ${EXAMPLE})`);
+  }
+  if (prefix) {
+    try {
+      assertSafeKey(prefix);
+    } catch {
+      throw new ConfigError(`store.url: prefix "${prefix}" has empty, "." or ".." segments`);
+    }
+  }
+  const region = parsed.searchParams.get('region') ?? undefined;
+  if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) throw new ConfigError(`store.url: "${region}" is not an OCI region id like us-ashburn-1`);
+  return { namespace: parsed.hostname, bucket, prefix, region };
+}
+
+/**
+ * Neither the SDK nor node-fetch has a timeout that spares long streams, so the sockets carry one:
+ * a server that stops answering fails the call instead of holding it until snapshot.timeout.
+ */
+function withIdleTimeout<A extends HttpAgent>(agent: A, ms: number): A {
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (opts, callback) => {
+    const socket = create(opts, callback);
+    if (socket instanceof Socket) {
+      socket.setTimeout(ms);
+      socket.on('timeout', () => socket.destroy(new Error(`the connection was idle for ${Math.round(ms / 1000)} s`)));
+    }
+    return socket;
+  };
+  return agent;
+}
+
+const BODY_SLICE = 256 * 1024;
+
+/**
+ * A body the SDK passes through untouched (see the module comment for why not a Buffer), in
+ * slices: fetch copies each chunk it reads, and a copy of a slice is gone long before one of a part.
+ */
+function bodyOf(data: Buffer): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += BODY_SLICE) yield data.subarray(i, Math.min(data.length, i + BODY_SLICE));
+    })(),
+    { objectMode: false },
+  );
+}
+
+function toBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`the data to upload must be bytes or text, got ${typeof chunk}`);
+}
+
+function toError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  const { message } = (typeof err === 'object' && err !== null ? err : {}) as { message?: unknown };
+  return new Error(typeof message === 'string' ? message : String(err));
+}
+
+function abortError(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new Error('the upload was aborted', { cause: reason });
+}
