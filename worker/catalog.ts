@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { messageOf } from '../core/errors.js';
 import { manifestKey, parseManifest, snapshotsPrefix, MANIFEST_SUFFIX, type Manifest } from './manifest.js';
 import { NotFoundError, type Store } from './stores/store.js';
+import { mapLimit } from './map-limit.js';
 
 /** What `verify` and `restore` accept besides an id. */
 export const LATEST = 'latest';
@@ -94,16 +95,3 @@ function newestFirst(a: Manifest, b: Manifest): number {
   return b.createdAt.localeCompare(a.createdAt) || b.etcd.revision - a.etcd.revision || b.id.localeCompare(a.id);
 }
 
-/** `fn` over `items` with at most `limit` calls in flight; results keep the input order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
-  return results;
-}

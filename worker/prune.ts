@@ -29,6 +29,7 @@ import { parseManifest, snapshotsPrefix, type Manifest } from './manifest.js';
 import { isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate } from './retention.js';
 import { FileStore } from './stores/file.js';
 import { NotFoundError, type ObjectInfo, type Store } from './stores/store.js';
+import { mapLimit } from './map-limit.js';
 
 export interface PruneOptions {
   store: Store;
@@ -298,18 +299,6 @@ function hours(ms: number): string {
   return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : `${Math.round(ms / 60_000)}m`;
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
-  return results;
-}
 
 export type PruneMetrics = Pick<Metrics, 'pruneRuns' | 'pruned'>;
 

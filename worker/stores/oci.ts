@@ -18,7 +18,7 @@ import { ConfigError, messageOf } from '../../core/errors.js';
 import { redactUrl } from './bucket-url.js';
 import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
 import { describeOciError, isNotFound, isRetryable } from './oci-errors.js';
-import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
+import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store, toBuffer } from './store.js';
 
 const MIB = 1024 * 1024;
 
@@ -417,12 +417,6 @@ function bodyOf(data: Buffer): Readable {
   );
 }
 
-function toBuffer(chunk: unknown): Buffer {
-  if (Buffer.isBuffer(chunk)) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk);
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new TypeError(`the data to upload must be bytes or text, got ${typeof chunk}`);
-}
 
 function toError(err: unknown): Error {
   if (err instanceof Error) return err;

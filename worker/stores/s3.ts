@@ -22,7 +22,7 @@ import type { S3Config } from '../../core/config/index.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { parseBucketUrl, redactUrl } from './bucket-url.js';
 import { describeS3Error, errorName } from './s3-errors.js';
-import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
+import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store, toBuffer } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -282,12 +282,6 @@ function readCa(path: string): string {
   }
 }
 
-function toBuffer(chunk: unknown): Buffer {
-  if (Buffer.isBuffer(chunk)) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk);
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new TypeError(`the data to upload must be bytes or text, got ${typeof chunk}`);
-}
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

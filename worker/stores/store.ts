@@ -62,3 +62,11 @@ export function assertSafeKey(key: string): void {
     throw new Error(`invalid object key "${key}"`);
   }
 }
+
+/** A chunk of an upload body as a Buffer, without copying where it already is one. */
+export function toBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`the data to upload must be bytes or text, got ${typeof chunk}`);
+}
