@@ -3,7 +3,9 @@
  * (certs.manage), or files from a mounted Secret (webhook.tls), or none (plain HTTP, for local runs
  * and for a TLS-terminating proxy in front).
  */
+import { readFile } from 'node:fs/promises';
 import type { Config } from '../core/config/index.js';
+import { ConfigError, messageOf } from '../core/errors.js';
 import { readCertFiles, watchCertFiles, type Listening, type TlsServing } from '../core/http/listen.js';
 import type { Logger } from '../core/logger.js';
 
@@ -18,7 +20,7 @@ const FILE_CHECK_MS = 30_000;
 
 export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' | 'auditAuth'>, log: Logger): Promise<ServingTls | undefined> {
   // Client certificates are only asked for when /audit checks them.
-  const requestCert = config.auditAuth.clientCaFile !== undefined;
+  const clientCa = await readClientCa(config.auditAuth.clientCaFile);
   let target: Listening | undefined;
   const apply = (pem: { cert: string; key: string }, why: string) => {
     try {
@@ -49,7 +51,7 @@ export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' |
     });
     const { cert, key } = manager.current();
     return {
-      tls: { cert, key, requestCert },
+      tls: { cert, key, clientCa },
       attach: (l) => (target = l),
       close: () => Promise.resolve(manager.stop()),
     };
@@ -64,9 +66,18 @@ export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' |
       onChange: (pem) => apply(pem, `serving the renewed certificate from ${certFile}`),
       onError: (err) => log.warn({ err: err.message }, 'reading the renewed TLS certificate failed; still serving the previous one'),
     });
-    return { tls: { ...initial, requestCert }, attach: (l) => (target = l), close: () => Promise.resolve(watcher.stop()) };
+    return { tls: { ...initial, clientCa }, attach: (l) => (target = l), close: () => Promise.resolve(watcher.stop()) };
   }
 
-  if (requestCert) log.warn('auditAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage');
+  if (clientCa) log.warn('auditAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage');
   return undefined;
+}
+
+async function readClientCa(file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read auditAuth.clientCaFile ${file}: ${messageOf(err)}`);
+  }
 }

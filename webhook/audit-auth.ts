@@ -4,12 +4,13 @@
  * a request without a valid one gets 401 before its body is read. Admission needs none of this:
  * the apiserver only calls it over TLS with the caBundle it trusts, and it sends nothing to verify.
  *
- * The TLS server asks for client certificates without checking them (listen.ts), so the check is
- * here, against auditAuth.clientCaFile, and only for this route.
+ * The TLS server asks for client certificates and has OpenSSL verify them against
+ * auditAuth.clientCaFile (chain, validity, clientAuth purpose) without rejecting the handshake
+ * (core/http/listen.ts), so that admission and probes stay open; this route reads the verdict.
  */
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { RequestHandler } from 'express';
 import type { Config } from '../core/config/index.js';
 import { ConfigError, messageOf } from '../core/errors.js';
@@ -23,8 +24,6 @@ export interface AuditAuth {
   tokenHash: Buffer | undefined;
 }
 
-const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
-const MAX_CHAIN = 5;
 
 /** Reads the configured CA and token files; a missing or unreadable file is a ConfigError naming it. */
 export function loadAuditAuth(config: Config['auditAuth'] | undefined, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): AuditAuth {
@@ -57,7 +56,7 @@ export function auditAuthRequired(auth: AuditAuth): boolean {
   return auth.clientCas.length > 0 || auth.tokenHash !== undefined;
 }
 
-export function auditAuthentication(auth: AuditAuth, log?: Logger, now: () => Date = () => new Date()): RequestHandler {
+export function auditAuthentication(auth: AuditAuth, log?: Logger): RequestHandler {
   if (!auditAuthRequired(auth)) {
     log?.warn('POST /audit accepts unauthenticated requests: set auditAuth.clientCaFile or auditAuth.tokenFile (docs/audit-webhook.md)');
     return (_req, _res, next) => next();
@@ -72,7 +71,7 @@ export function auditAuthentication(auth: AuditAuth, log?: Logger, now: () => Da
       reasons.push(header === undefined ? 'no bearer token' : 'the bearer token is wrong');
     }
     if (auth.clientCas.length > 0) {
-      const problem = clientCertProblem(req.socket as Partial<TLSSocket>, auth.clientCas, now());
+      const problem = clientCertProblem(req.socket as Partial<TLSSocket>);
       if (problem === undefined) return next();
       reasons.push(problem);
     }
@@ -87,52 +86,26 @@ function describe(auth: AuditAuth): string {
   return ways.join(' or ');
 }
 
+/** OpenSSL's verification errors for a client certificate, in words. */
+const VERIFY_ERRORS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'the client certificate has expired',
+  CERT_NOT_YET_VALID: 'the client certificate is not valid yet',
+  INVALID_PURPOSE: 'the client certificate is not for client authentication',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the client certificate is not signed by auditAuth.clientCaFile',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the client certificate is not signed by auditAuth.clientCaFile',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the client certificate is not signed by auditAuth.clientCaFile',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the client certificate is self-signed',
+  CERT_SIGNATURE_FAILURE: 'the client certificate\'s signature does not verify',
+};
+
 /** Why the connection's client certificate is not acceptable, or undefined when it is. */
-export function clientCertProblem(socket: Partial<TLSSocket>, cas: readonly X509Certificate[], now: Date): string | undefined {
+export function clientCertProblem(socket: Partial<TLSSocket>): string | undefined {
   if (typeof socket.getPeerCertificate !== 'function') return 'no client certificate (plain HTTP: serve with TLS to use client certificates)';
-  const peer = socket.getPeerCertificate(true);
-  if (!peer || Object.keys(peer).length === 0 || !peer.raw) return 'no client certificate';
-  const leaf = new X509Certificate(peer.raw);
-  const eku = leaf.keyUsage;
-  if (eku !== undefined && !eku.includes(CLIENT_AUTH_EKU)) return 'the client certificate is not for client authentication';
-  const presented = intermediates(peer);
-  let current = leaf;
-  for (let depth = 0; depth < MAX_CHAIN; depth++) {
-    const timeProblem = validityProblem(current, now);
-    if (timeProblem) return timeProblem;
-    const trusted = cas.find((ca) => signedBy(current, ca));
-    if (trusted) return validityProblem(trusted, now);
-    const next = presented.find((c) => c.ca && signedBy(current, c));
-    if (!next) return 'the client certificate is not signed by auditAuth.clientCaFile';
-    current = next;
-  }
-  return 'the client certificate chain is too long';
-}
-
-function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  try {
-    return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
-  } catch {
-    return false;
-  }
-}
-
-function validityProblem(cert: X509Certificate, now: Date): string | undefined {
-  if (now < new Date(cert.validFrom)) return 'a certificate of the client chain is not valid yet';
-  if (now > new Date(cert.validTo)) return 'a certificate of the client chain has expired';
-  return undefined;
-}
-
-function intermediates(peer: PeerCertificate | DetailedPeerCertificate): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  let c = (peer as DetailedPeerCertificate).issuerCertificate as DetailedPeerCertificate | undefined;
-  let prev: PeerCertificate = peer;
-  while (c && c !== prev && c.raw && out.length < MAX_CHAIN) {
-    out.push(new X509Certificate(c.raw));
-    prev = c;
-    c = c.issuerCertificate;
-  }
-  return out;
+  if (socket.authorized === true) return undefined;
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return 'no client certificate';
+  const code = socket.authorizationError === undefined ? 'unknown' : String(socket.authorizationError);
+  return VERIFY_ERRORS[code] ?? `the client certificate was not accepted (${code})`;
 }
 
 function sha256(text: string): Buffer {

@@ -10,11 +10,13 @@ export interface TlsServing {
   cert: string;
   key: string;
   /**
-   * Ask clients for a certificate without requiring one or rejecting a bad one: the handshake
-   * stays open to everyone (admission, probes), and routes that need a client certificate check
-   * it themselves (webhook/audit-auth.ts).
+   * PEM CA(s) that client certificates are verified against (auditAuth.clientCaFile). Clients are
+   * asked for a certificate but neither required to send one nor rejected for a bad one: the
+   * handshake stays open to everyone (admission, probes). OpenSSL verifies what is sent (chain,
+   * validity, clientAuth purpose) and routes that need it read the verdict from the socket
+   * (`authorized`, `authorizationError`; webhook/audit-auth.ts).
    */
-  requestCert?: boolean;
+  clientCa?: string | undefined;
 }
 
 export interface ListenOptions {
@@ -31,6 +33,10 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+function clientVerification(tls: TlsServing): { requestCert: boolean; ca?: string } {
+  return tls.clientCa ? { requestCert: true, ca: tls.clientCa } : { requestCert: false };
+}
+
 export function parseListen(listen: string): { host: string; port: number } {
   const at = listen.lastIndexOf(':');
   const host = listen.slice(0, at).replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -42,7 +48,7 @@ export async function listen(handler: RequestListener, address: string, options:
   const tls = options.tls;
   if (tls) checkPair(tls);
   const server: Server = tls
-    ? createHttpsServer({ cert: tls.cert, key: tls.key, requestCert: tls.requestCert ?? false, rejectUnauthorized: false }, handler)
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, ...clientVerification(tls), rejectUnauthorized: false }, handler)
     : createServer(handler);
   // The apiserver reuses connections to webhooks; keep them open longer than its idle timeout.
   server.keepAliveTimeout = 65_000;
@@ -60,7 +66,8 @@ export async function listen(handler: RequestListener, address: string, options:
     setCertificate(pem) {
       if (!tls) throw new Error('setCertificate on a plain HTTP server: give webhook.tls or certs.manage to serve HTTPS');
       checkPair(pem);
-      (server as unknown as TlsServer).setSecureContext({ cert: pem.cert, key: pem.key });
+      // The renewed context keeps verifying client certificates against the same CA.
+      (server as unknown as TlsServer).setSecureContext({ cert: pem.cert, key: pem.key, ...(tls.clientCa ? { ca: tls.clientCa } : {}) });
     },
     close: () =>
       new Promise<void>((resolve) => {

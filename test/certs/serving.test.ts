@@ -66,7 +66,7 @@ test('certificate files are served, and renewed files picked up', async () => {
   await writeFile(keyFile, first.key);
   const serving = await startServingTls(configSchema.parse({ webhook: { tls: { certFile, keyFile } } }), log);
   assert.ok(serving);
-  assert.equal(serving.tls.requestCert, false);
+  assert.equal(serving.tls.clientCa, undefined);
   const http = await listen((_req, res) => res.end('ok'), '127.0.0.1:0', { tls: serving.tls });
   const watcher = watchCertFiles(certFile, keyFile, { intervalMs: 50, initial: first, onChange: (pem) => http.setCertificate(pem), onError: () => undefined });
   try {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -64,7 +64,7 @@ async function serve(auditAuth: { clientCaFile?: string; tokenFile?: string }): 
     metrics: createMetrics(),
     ready: () => true,
   });
-  const http = await listen(app, '127.0.0.1:0', { tls: { ...serving, requestCert: true } });
+  const http = await listen(app, '127.0.0.1:0', { tls: { ...serving, clientCa: auditAuth.clientCaFile ? await readFile(auditAuth.clientCaFile, 'utf8') : undefined } });
   return { http, recorder };
 }
 
