@@ -62,3 +62,14 @@ test('cli: snapshot encrypts with --encryption-key-file (or its env var); verify
   assert.equal(dirErr.code, 2);
   assert.match(dirErr.stderr, /encryption\.keyFile \(flag --encryption-key-file.*\): key file \S+secret is a directory; point at the file inside it/);
 });
+
+test('the worker refuses to start with a malformed key file, naming the field and never the key', async () => {
+  const bad = join(work.path, 'short.key');
+  const secret = 'not-a-real-key-but-secret';
+  await writeFile(bad, secret);
+  // No Redis is running at this URL: the key check comes first, so the worker exits instead of waiting for it.
+  const r = await runCli(['worker', ...common, '--encryption-key-file', bad, '--redis-url', 'redis://127.0.0.1:1', '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /encryption\.keyFile/);
+  assert.ok(!r.stderr.includes(secret) && !r.stdout.includes(secret), 'the key file content is never printed');
+});
