@@ -2,10 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { manifestKey, objectKey, MANIFEST_FORMAT, type Manifest } from '../../worker/manifest.js';
+import { manifestKey, type Manifest } from '../../worker/manifest.js';
 import type { PruneReport } from '../../worker/prune.js';
 import { FileStore } from '../../worker/stores/file.js';
 import { runCli, runCliOk } from '../support/cli.js';
+import { fakeManifest, publishFake } from '../support/manifests.js';
 import { tempDir } from '../support/tmp.js';
 
 /** Five hourly snapshots of `prod`, written with the real naming, newest first. */
@@ -14,25 +15,8 @@ async function fiveSnapshots(store: FileStore): Promise<Manifest[]> {
   for (let i = 0; i < 5; i++) {
     const createdAt = new Date(Date.UTC(2026, 2, 10, 12 - i)).toISOString();
     const id = `20260310T${String(12 - i).padStart(2, '0')}0000Z-r${50 - i}-00${i}f`;
-    const m: Manifest = {
-      format: MANIFEST_FORMAT,
-      id,
-      cluster: 'prod',
-      key: objectKey('prod', id, 'gzip'),
-      createdAt,
-      durationMs: 1,
-      etcd: { endpoint: 'http://127.0.0.1:2379', memberId: '1', clusterId: '2', isLeader: true, version: '3.4.23', revision: 50 - i },
-      dbSize: 1,
-      snapshotSize: 33,
-      storedSize: 4,
-      sha256: '0'.repeat(64),
-      compression: 'gzip',
-      transforms: ['verify-sha256', 'gzip'],
-      cause: { source: 'manual' },
-      tool: { name: 'etcd-autobackup', version: '0.0.0' },
-    };
-    await store.put(m.key, Readable.from([Buffer.from('data')]));
-    await store.put(manifestKey('prod', id), Readable.from([JSON.stringify(m)]));
+    const m = fakeManifest('prod', id, createdAt, 50 - i);
+    await publishFake(store, m);
     out.push(m);
   }
   return out;

@@ -2,48 +2,24 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { findSnapshot, listSnapshots, SnapshotNotFoundError } from '../../worker/catalog.js';
-import { manifestKey, objectKey, MANIFEST_FORMAT, type Manifest } from '../../worker/manifest.js';
+import { objectKey } from '../../worker/manifest.js';
 import { FileStore } from '../../worker/stores/file.js';
+import { fakeManifest, publishFake } from '../support/manifests.js';
 import { tempDir } from '../support/tmp.js';
-
-function manifest(cluster: string, id: string, createdAt: string, revision: number): Manifest {
-  return {
-    format: MANIFEST_FORMAT,
-    id,
-    cluster,
-    key: objectKey(cluster, id, 'gzip'),
-    createdAt,
-    durationMs: 1,
-    etcd: { endpoint: 'http://127.0.0.1:2379', memberId: '1', clusterId: '2', isLeader: true, version: '3.4.23', revision },
-    dbSize: 1,
-    snapshotSize: 33,
-    storedSize: 4,
-    sha256: '0'.repeat(64),
-    compression: 'gzip',
-    transforms: ['verify-sha256', 'gzip'],
-    cause: { source: 'manual' },
-    tool: { name: 'etcd-autobackup', version: '0.0.0' },
-  };
-}
-
-async function publish(store: FileStore, m: Manifest, withObject = true): Promise<void> {
-  if (withObject) await store.put(m.key, Readable.from([Buffer.from('data')]));
-  await store.put(manifestKey(m.cluster, m.id), Readable.from([JSON.stringify(m)]));
-}
 
 test('listSnapshots: only published snapshots of the cluster, newest first; the rest reported', async () => {
   const dir = await tempDir('catalog');
   try {
     const store = new FileStore(dir.path);
-    const older = manifest('prod', '20260101T000000Z-r10-aaaa', '2026-01-01T00:00:00.000Z', 10);
-    const newer = manifest('prod', '20260102T000000Z-r20-bbbb', '2026-01-02T00:00:00.000Z', 20);
-    const sameTimeHigherRev = manifest('prod', '20260102T000000Z-r21-cccc', '2026-01-02T00:00:00.000Z', 21);
-    for (const m of [newer, older, sameTimeHigherRev]) await publish(store, m);
+    const older = fakeManifest('prod', '20260101T000000Z-r10-aaaa', '2026-01-01T00:00:00.000Z', 10);
+    const newer = fakeManifest('prod', '20260102T000000Z-r20-bbbb', '2026-01-02T00:00:00.000Z', 20);
+    const sameTimeHigherRev = fakeManifest('prod', '20260102T000000Z-r21-cccc', '2026-01-02T00:00:00.000Z', 21);
+    for (const m of [newer, older, sameTimeHigherRev]) await publishFake(store, m);
     // Another cluster sharing the store, an upload without a manifest, a manifest without its object, garbage.
-    await publish(store, manifest('staging', '20270101T000000Z-r1-dddd', '2027-01-01T00:00:00.000Z', 1));
+    await publishFake(store, fakeManifest('staging', '20270101T000000Z-r1-dddd', '2027-01-01T00:00:00.000Z', 1));
     await store.put(objectKey('prod', '20280101T000000Z-r5-eeee', 'gzip'), Readable.from([Buffer.from('partial')]));
-    const orphan = manifest('prod', '20290101T000000Z-r6-ffff', '2029-01-01T00:00:00.000Z', 6);
-    await publish(store, orphan, false);
+    const orphan = fakeManifest('prod', '20290101T000000Z-r6-ffff', '2029-01-01T00:00:00.000Z', 6);
+    await publishFake(store, orphan, false);
     await store.put('prod/snapshots/20300101T000000Z-r7-0000.manifest.json', Readable.from(['{not json']));
 
     const invalid: string[] = [];

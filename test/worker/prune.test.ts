@@ -5,13 +5,14 @@ import { join, relative, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { retentionSchema, type RetentionConfig } from '../../core/config/schema.js';
 import { createLogger, type Logger } from '../../core/logger.js';
-import { manifestKey, objectKey, MANIFEST_FORMAT, type Manifest } from '../../worker/manifest.js';
+import { manifestKey, objectKey, type Manifest } from '../../worker/manifest.js';
 import { prune, PruneError, type PruneOptions } from '../../worker/prune.js';
 import { FileStore } from '../../worker/stores/file.js';
 import { openS3Store } from '../../worker/stores/s3.js';
 import type { ObjectInfo, Store } from '../../worker/stores/store.js';
 import { startS3rver } from '../support/s3rver.js';
 import { s3rverConfig } from '../support/store-helpers.js';
+import { fakeManifest, publishFake } from '../support/manifests.js';
 import { tempDir } from '../support/tmp.js';
 
 const HOUR = 3_600_000;
@@ -20,30 +21,7 @@ const CLUSTER = 'prod';
 
 function manifest(cluster: string, createdAt: string, revision: number, extra: Partial<Manifest> = {}): Manifest {
   const stamp = createdAt.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  const id = `${stamp}-r${revision}-${revision.toString(16).padStart(4, '0')}`;
-  return {
-    format: MANIFEST_FORMAT,
-    id,
-    cluster,
-    key: objectKey(cluster, id, 'gzip'),
-    createdAt,
-    durationMs: 1,
-    etcd: { endpoint: 'http://127.0.0.1:2379', memberId: '1', clusterId: '2', isLeader: true, version: '3.4.23', revision },
-    dbSize: 1,
-    snapshotSize: 33,
-    storedSize: 4,
-    sha256: '0'.repeat(64),
-    compression: 'gzip',
-    transforms: ['verify-sha256', 'gzip'],
-    cause: { source: 'manual' },
-    tool: { name: 'etcd-autobackup', version: '0.0.0' },
-    ...extra,
-  };
-}
-
-async function publish(store: Store, m: Manifest, withObject = true): Promise<void> {
-  if (withObject) await store.put(m.key, Readable.from([Buffer.from('data')]));
-  await store.put(manifestKey(m.cluster, m.id), Readable.from([JSON.stringify(m)]));
+  return fakeManifest(cluster, `${stamp}-r${revision}-${revision.toString(16).padStart(4, '0')}`, createdAt, revision, extra);
 }
 
 /** Hourly snapshots of `cluster`, the newest at `end`. */
@@ -51,7 +29,7 @@ async function hourly(store: Store, cluster: string, end: string, count: number,
   const out: Manifest[] = [];
   for (let i = 0; i < count; i++) {
     const m = manifest(cluster, new Date(new Date(end).getTime() - i * HOUR).toISOString(), firstRevision + count - i);
-    await publish(store, m);
+    await publishFake(store, m);
     out.push(m);
   }
   return out;
@@ -260,14 +238,14 @@ test('orphans go only when older than the safe age; unreadable manifests are nev
     const noManifest = objectKey(CLUSTER, '20260101T000000Z-r5-0005', 'gzip');
     await store.put(noManifest, Readable.from([Buffer.from('upload without manifest')]));
     const lost = manifest(CLUSTER, '2026-01-02T00:00:00.000Z', 6);
-    await publish(store, lost, false);
+    await publishFake(store, lost, false);
     const garbled = '20260103T000000Z-r7-0007';
     await store.put(manifestKey(CLUSTER, garbled), Readable.from(['{not json']));
     await store.put(objectKey(CLUSTER, garbled, 'gzip'), Readable.from([Buffer.from('maybe precious')]));
     // A manifest whose object exists under a name we do not write: neither is judged.
     const oddName = manifest(CLUSTER, '2026-01-03T12:00:00.000Z', 11);
     oddName.key = `${oddName.key}.enc`;
-    await publish(store, oddName);
+    await publishFake(store, oddName);
     const alien = manifest('staging', '2026-01-04T00:00:00.000Z', 8);
     await store.put(manifestKey(CLUSTER, alien.id), Readable.from([JSON.stringify(alien)]));
     // Temp files of interrupted file-store writes: one stale, one fresh; and a foreign look-alike.
@@ -316,7 +294,7 @@ test('the newest verified snapshot survives counts of zero; disabled retention d
   await withStore(async (store, root) => {
     const snaps = await hourly(store, CLUSTER, '2026-03-10T12:00:00.000Z', 3);
     const unverified = manifest(CLUSTER, '2026-03-10T13:00:00.000Z', 500, { transforms: ['gzip'] });
-    await publish(store, unverified);
+    await publishFake(store, unverified);
     const before = await files(root);
     const { log } = capture();
 
