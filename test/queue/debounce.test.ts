@@ -3,21 +3,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createQueueRecorder, windowOf, type QueueRecorder } from '../../core/queue/index.js';
 import { startWorkerPool, type WorkerPool } from '../../worker/pool.js';
-import { GatedStore, startStack, waitIdle, waitManifests, type Stack } from '../support/queue-stack.js';
+import { GatedStore, waitIdle, waitManifests, withStack } from '../support/queue-stack.js';
 
 const WINDOW = 2_000;
 const FAST = { flushIntervalMs: 100, settleMs: 1_000 };
-
-async function withStack(fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>): Promise<void> {
-  const stack = await startStack();
-  const cleanups: (() => Promise<void>)[] = [];
-  try {
-    await fn(stack, (c) => cleanups.push(c));
-  } finally {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    await stack.stop();
-  }
-}
 
 async function untilNextWindow(): Promise<void> {
   const now = Date.now();

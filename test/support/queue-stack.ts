@@ -74,6 +74,18 @@ export async function startStack(): Promise<Stack> {
 }
 
 /** Waits until no job is waiting, delayed, prioritized or active. */
+/** Runs `fn` on a fresh stack; what it registers with `cleanup` is undone (last first) before the stack stops. */
+export async function withStack(fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>): Promise<void> {
+  const stack = await startStack();
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    await fn(stack, (c) => cleanups.push(c));
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    await stack.stop();
+  }
+}
+
 export async function waitIdle(queue: SnapshotQueue, timeoutMs = 30_000): Promise<void> {
   await waitFor(
     'the queue to drain',

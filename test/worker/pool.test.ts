@@ -8,18 +8,7 @@ import { createMetrics } from '../../core/metrics.js';
 import { createQueueRecorder, scheduleId, syncSchedule } from '../../core/queue/index.js';
 import { startWorkerPool } from '../../worker/pool.js';
 import { waitFor } from '../support/ports.js';
-import { GatedStore, startStack, waitIdle, waitManifests, type Stack } from '../support/queue-stack.js';
-
-async function withStack(fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>): Promise<void> {
-  const stack = await startStack();
-  const cleanups: (() => Promise<void>)[] = [];
-  try {
-    await fn(stack, (c) => cleanups.push(c));
-  } finally {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    await stack.stop();
-  }
-}
+import { GatedStore, waitIdle, waitManifests, withStack } from '../support/queue-stack.js';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });

@@ -9,18 +9,7 @@ import { pruneAfterSnapshot } from '../../worker/prune.js';
 import { startWorkerRole } from '../../worker/role.js';
 import type { Store } from '../../worker/stores/store.js';
 import { waitFor } from '../support/ports.js';
-import { startStack, waitIdle, waitManifests, type Stack } from '../support/queue-stack.js';
-
-async function withStack(fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>): Promise<void> {
-  const stack = await startStack();
-  const cleanups: (() => Promise<void>)[] = [];
-  try {
-    await fn(stack, (c) => cleanups.push(c));
-  } finally {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    await stack.stop();
-  }
-}
+import { waitIdle, waitManifests, type Stack, withStack } from '../support/queue-stack.js';
 
 function keepOne(stack: Stack): Config {
   const config = stack.config();
