@@ -48,6 +48,11 @@ export interface PruneOptions {
   concurrency?: number;
 }
 
+/** The prune options that come from the config. */
+export function pruneSettings(config: Pick<Config, 'cluster' | 'retention' | 'snapshot'>): Pick<PruneOptions, 'cluster' | 'retention' | 'snapshotTimeoutMs'> {
+  return { cluster: config.cluster, retention: config.retention, snapshotTimeoutMs: config.snapshot.timeout };
+}
+
 export interface KeptSnapshot {
   id: string;
   createdAt: string;
@@ -314,14 +319,7 @@ export function pruneAfterSnapshot(options: {
   const { config, store, metrics } = options;
   return async (manifest, log) => {
     try {
-      const report = await prune({
-        store,
-        cluster: config.cluster,
-        retention: config.retention,
-        snapshotTimeoutMs: config.snapshot.timeout,
-        log,
-        mustInclude: manifest.id,
-      });
+      const report = await prune({ ...pruneSettings(config), store, log, mustInclude: manifest.id });
       metrics?.pruneRuns.inc({ cluster: config.cluster, result: 'success' });
       metrics?.pruned.inc({ cluster: config.cluster, kind: 'snapshot' }, report.deleted.length);
       metrics?.pruned.inc({ cluster: config.cluster, kind: 'orphan' }, report.orphans.length);

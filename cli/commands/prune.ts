@@ -1,6 +1,6 @@
 /** `etcd-autobackup prune [--dry-run] [--json]`: apply retention to the cluster's snapshots now. */
 import type { Command } from 'commander';
-import { prune, type PruneReport } from '../../worker/prune.js';
+import { prune, pruneSettings, type PruneReport } from '../../worker/prune.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
@@ -15,14 +15,7 @@ export function registerPrune(program: Command, context: CliContext): void {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
-      const report = await prune({
-        store,
-        cluster: config.cluster,
-        retention: config.retention,
-        snapshotTimeoutMs: config.snapshot.timeout,
-        log,
-        dryRun: opts.dryRun ?? false,
-      });
+      const report = await prune({ ...pruneSettings(config), store, log, dryRun: opts.dryRun ?? false });
       context.print(opts.json ? JSON.stringify(report, null, 2) : describePrune(report));
     } finally {
       await store.close();

@@ -11,7 +11,7 @@ import type { Manifest } from '../../worker/manifest.js';
 import { runCliOk } from '../support/cli.js';
 import { waitFor } from '../support/ports.js';
 import { readMetric, type CliProcess } from '../support/processes.js';
-import { auditBatch, fillRandom, nextWindow, postJson, startE2eStack, waitQueueIdle, type E2eStack } from './stack.js';
+import { auditBatch, fillRandom, nextWindow, postJson, startE2eStack, waitQueueIdle, type E2eStack, withTimeout } from './stack.js';
 
 const WINDOW_MS = 2_000;
 /** Past this many bytes on one connection the proxy holds the snapshot (the database is ~3 MiB). */
@@ -21,14 +21,6 @@ function failWith(stack: E2eStack): (err: unknown) => never {
   return (err) => {
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n${stack.describe()}`);
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 test('a change that arrives while a snapshot runs gets one more snapshot, taken after the running one', { timeout: 120_000 }, async () => {

@@ -201,3 +201,12 @@ export async function fillRandom(client: Etcd3, count: number, size: number, pre
     await Promise.all(ops);
   }
 }
+
+/** `p`, or a rejection saying what did not happen within `ms` (with the processes' state from `what`). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

@@ -7,20 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCli } from '../support/cli.js';
 import type { CliProcess } from '../support/processes.js';
-import { auditBatch, fillRandom, postJson, startE2eStack, waitQueueIdle } from './stack.js';
+import { auditBatch, fillRandom, postJson, startE2eStack, waitQueueIdle, withTimeout } from './stack.js';
 import { waitFor } from '../support/ports.js';
 
 const WINDOW_MS = 2_000;
 /** Stalled-job recovery waits out the 10 s job lock and a 5 s stalled check: allow both, the snapshot and a slow machine. */
 const RECOVERY_TIMEOUT_MS = 90_000;
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 test('a worker SIGKILLed mid-upload: the other worker retries the stalled job; one complete snapshot, nothing partial visible', { timeout: 240_000 }, async () => {
   const stack = await startE2eStack({ holdProxy: true });
