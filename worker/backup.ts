@@ -2,7 +2,7 @@
  * One backup, end to end: choose a member, stream its snapshot through verify -> compress ->
  * encrypt -> store, then publish the manifest. Nothing is visible in the store unless every stage succeeded.
  */
-import { Readable, PassThrough, type Stream } from 'node:stream';
+import { Readable, PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -13,6 +13,7 @@ import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
 import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
+import { firstFailure } from './first-failure.js';
 import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
 import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
@@ -54,11 +55,8 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const id = newSnapshotId(started, member.revision);
     const key = objectKey(config.cluster, id, config.snapshot.compression);
 
-    let origin: { stage: SnapshotStage; err: unknown } | undefined;
-    // The first stream to emit an error is where the failure began; the pipeline then tears
-    // down the others with the same error, which must not relabel it.
-    const tag = <S extends Stream>(stream: S, stage: SnapshotStage): S =>
-      stream.on('error', (err) => (origin ??= { stage, err }));
+    const failures = firstFailure<SnapshotStage>();
+    const tag = failures.tag;
 
     let source: Readable;
     try {
@@ -86,7 +84,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const uploading = store.put(key, body, { signal, contentType: 'application/octet-stream' });
     const [flow, upload] = await Promise.allSettled([flowing, uploading]);
     if (flow.status === 'rejected' || upload.status === 'rejected') {
-      throw failure(signal, config.snapshot.timeout, origin, flow, upload, member.endpoint);
+      throw failure(signal, config.snapshot.timeout, failures.origin, flow, upload, member.endpoint);
     }
 
     const { sha256, dbSize } = verifier.result();

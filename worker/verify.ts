@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable, Stream } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { IntegrityError, messageOf } from '../core/errors.js';
@@ -17,6 +17,7 @@ import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { ENCRYPT_TRANSFORM } from './crypto/format.js';
 import type { KeyRing } from './crypto/keys.js';
 import { decryptStage } from './crypto/stages.js';
+import { firstFailure } from './first-failure.js';
 import type { Manifest } from './manifest.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import { NotFoundError, type Store } from './stores/store.js';
@@ -68,9 +69,8 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   }
 
   type Stage = 'read' | 'decrypt' | 'gunzip' | 'verify' | 'write';
-  let origin: { stage: Stage; err: unknown } | undefined;
-  // The first failing stream names the cause; the pipeline then destroys the rest with it.
-  const tag = <S extends Stream>(stream: S, stage: Stage): S => stream.on('error', (err) => (origin ??= { stage, err }));
+  const failures = firstFailure<Stage>();
+  const tag = failures.tag;
 
   const meter = new ByteMeter(options.onProgress);
   meter.total = object.size;
@@ -85,6 +85,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     });
   } catch (err) {
     if (options.signal?.aborted) throw new Error(`download of ${what} interrupted`, { cause: err });
+    const origin = failures.origin;
     const stage = origin?.stage ?? 'read';
     const why = messageOf(origin?.err ?? err);
     switch (stage) {
