@@ -24,7 +24,14 @@ const MIX: readonly Kind[] = [
   { verb: 'update', resource: 'leases', group: 'coordination.k8s.io', namespace: 'kube-node-lease', trigger: false },
   { verb: 'update', resource: 'leases', group: 'coordination.k8s.io', namespace: 'kube-system', trigger: false },
   { verb: 'create', resource: 'events', namespace: 'shop', trigger: false },
-  { verb: 'patch', resource: 'deployments', group: 'apps', namespace: 'shop', trigger: false, stage: 'RequestReceived' },
+  {
+    verb: 'patch',
+    resource: 'deployments',
+    group: 'apps',
+    namespace: 'shop',
+    trigger: false,
+    stage: 'RequestReceived',
+  },
   { verb: 'patch', resource: 'deployments', group: 'apps', namespace: 'shop', trigger: true },
   { verb: 'get', resource: 'secrets', namespace: 'shop', trigger: false },
   { verb: 'get', resource: 'nodes', trigger: false },
@@ -61,10 +68,15 @@ function auditEvent(kind: Kind, seq: number, at: Date): Record<string, unknown> 
     user: {
       username: `system:serviceaccount:${kind.namespace ?? 'kube-system'}:controller`,
       uid: `5a1c2b9e-8d4f-4a4e-9b7c-${hex(seq, 12)}`,
-      groups: ['system:serviceaccounts', `system:serviceaccounts:${kind.namespace ?? 'kube-system'}`, 'system:authenticated'],
+      groups: [
+        'system:serviceaccounts',
+        `system:serviceaccounts:${kind.namespace ?? 'kube-system'}`,
+        'system:authenticated',
+      ],
     },
     sourceIPs: ['10.244.1.17'],
-    userAgent: 'kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350/system:serviceaccount:kube-system:generic-garbage-collector',
+    userAgent:
+      'kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3968350/system:serviceaccount:kube-system:generic-garbage-collector',
     objectRef: {
       resource: kind.resource,
       ...(kind.namespace ? { namespace: kind.namespace } : {}),
@@ -72,11 +84,19 @@ function auditEvent(kind: Kind, seq: number, at: Date): Record<string, unknown> 
       ...(kind.group ? { apiGroup: kind.group } : {}),
       apiVersion: 'v1',
     },
-    ...(stage === 'ResponseComplete' ? { responseStatus: { metadata: {}, code: kind.code ?? (kind.verb === 'create' ? 201 : 200) } } : {}),
+    ...(stage === 'ResponseComplete'
+      ? { responseStatus: { metadata: {}, code: kind.code ?? (kind.verb === 'create' ? 201 : 200) } }
+      : {}),
     requestReceivedTimestamp: stamp,
     stageTimestamp: stamp,
     ...(stage === 'ResponseComplete'
-      ? { annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'RBAC: allowed by ClusterRoleBinding "system:controller:generic-garbage-collector"' } }
+      ? {
+          annotations: {
+            'authorization.k8s.io/decision': 'allow',
+            'authorization.k8s.io/reason':
+              'RBAC: allowed by ClusterRoleBinding "system:controller:generic-garbage-collector"',
+          },
+        }
       : {}),
   };
 }
@@ -107,13 +127,28 @@ export function admissionReview(seq: number): Buffer {
   const deployment = (generation: number, replicas: number) => ({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name, namespace: 'shop', generation, labels: { app: name }, annotations: { 'deployment.kubernetes.io/revision': String(generation) } },
+    metadata: {
+      name,
+      namespace: 'shop',
+      generation,
+      labels: { app: name },
+      annotations: { 'deployment.kubernetes.io/revision': String(generation) },
+    },
     spec: {
       replicas,
       selector: { matchLabels: { app: name } },
       template: {
         metadata: { labels: { app: name } },
-        spec: { containers: [{ name: 'web', image: 'registry.example/web:1.4.2', ports: [{ containerPort: 8080 }], resources: { requests: { cpu: '100m', memory: '128Mi' } } }] },
+        spec: {
+          containers: [
+            {
+              name: 'web',
+              image: 'registry.example/web:1.4.2',
+              ports: [{ containerPort: 8080 }],
+              resources: { requests: { cpu: '100m', memory: '128Mi' } },
+            },
+          ],
+        },
       },
     },
   });

@@ -17,7 +17,12 @@ export interface FillResult {
 }
 
 const KINDS = ['Pod', 'ConfigMap', 'Deployment', 'Service', 'ReplicaSet', 'Endpoints', 'Secret'] as const;
-const IMAGES = ['registry.k8s.io/pause:3.9', 'docker.io/library/nginx:1.27', 'ghcr.io/example/api:v2.14.3', 'quay.io/prometheus/node-exporter:v1.8.2'];
+const IMAGES = [
+  'registry.k8s.io/pause:3.9',
+  'docker.io/library/nginx:1.27',
+  'ghcr.io/example/api:v2.14.3',
+  'quay.io/prometheus/node-exporter:v1.8.2',
+];
 
 /** A small deterministic PRNG for structure choices; crypto randomness is reserved for payload bytes. */
 function prng(seed: number): () => number {
@@ -92,11 +97,19 @@ export async function fillEtcd(
         sampled += value.length;
         sampledGzip += gzipSync(value, { level: 6 }).length;
       }
-      await client.put(`${prefix}${String(i).padStart(8, '0')}`).value(value).exec();
+      await client
+        .put(`${prefix}${String(i).padStart(8, '0')}`)
+        .value(value)
+        .exec();
       written += value.length;
       if (i % 256 === 0) options.onProgress?.(written);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { keys: count, bytes: written, ms: performance.now() - started, sampleGzipRatio: sampled / Math.max(1, sampledGzip) };
+  return {
+    keys: count,
+    bytes: written,
+    ms: performance.now() - started,
+    sampleGzipRatio: sampled / Math.max(1, sampledGzip),
+  };
 }

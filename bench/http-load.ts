@@ -22,11 +22,22 @@ export function post(agent: Agent, url: URL, body: Buffer, timeoutMs = 30_000): 
     const started = performance.now();
     const req = request(
       url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length }, timeout: timeoutMs },
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ms: performance.now() - started }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            ms: performance.now() - started,
+          }),
+        );
         res.on('error', reject);
       },
     );
@@ -155,7 +166,15 @@ export async function openLoop(options: OpenLoopOptions): Promise<OpenLoopResult
   } finally {
     agent.destroy();
   }
-  return { latencies, errors, firstError, elapsedMs: performance.now() - started, unsent: total - sent, sent, maxSendLagMs };
+  return {
+    latencies,
+    errors,
+    firstError,
+    elapsedMs: performance.now() - started,
+    unsent: total - sent,
+    sent,
+    maxSendLagMs,
+  };
 }
 
 /** The q-quantile (0..1) by nearest rank. */

@@ -32,7 +32,13 @@ export async function startS3rver(bucket: string): Promise<LocalS3> {
   const S3rver = createRequire(import.meta.url)('s3rver') as S3rverClass;
   const dir = await tempDir('s3rver');
   const port = await freePort();
-  const server = new S3rver({ address: '127.0.0.1', port, silent: true, directory: dir.path, configureBuckets: [{ name: bucket }] });
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port,
+    silent: true,
+    directory: dir.path,
+    configureBuckets: [{ name: bucket }],
+  });
   try {
     await server.run();
   } catch (err) {

@@ -30,7 +30,19 @@ import { startS3rver, type LocalS3 } from './s3rver.js';
 const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
 // `-enc`: client-side encryption (AES-256-GCM chunks) after compression.
-const ALL_VARIANTS = [FLOOR, 'file-nogzip', 'file-gzip', 's3-nogzip', 's3-gzip', 'file-nogzip-enc', 'file-gzip-enc', 's3-gzip-enc', 'oci-nogzip', 'oci-gzip', 'oci-gzip-enc'] as const;
+const ALL_VARIANTS = [
+  FLOOR,
+  'file-nogzip',
+  'file-gzip',
+  's3-nogzip',
+  's3-gzip',
+  'file-nogzip-enc',
+  'file-gzip-enc',
+  's3-gzip-enc',
+  'oci-nogzip',
+  'oci-gzip',
+  'oci-gzip-enc',
+] as const;
 type Variant = (typeof ALL_VARIANTS)[number];
 
 /** What one run measured: `ms` is the figure compared with the floor. */
@@ -60,9 +72,13 @@ function envInt(name: string, fallback: number, min = 1): number {
 function selectedVariants(): Variant[] {
   const raw = process.env.BENCH_VARIANTS;
   if (!raw) return [...ALL_VARIANTS];
-  const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((w) => !(ALL_VARIANTS as readonly string[]).includes(w));
-  if (unknown.length > 0) throw new Error(`BENCH_VARIANTS: unknown ${unknown.join(', ')} (known: ${ALL_VARIANTS.join(', ')})`);
+  if (unknown.length > 0)
+    throw new Error(`BENCH_VARIANTS: unknown ${unknown.join(', ')} (known: ${ALL_VARIANTS.join(', ')})`);
   // The floor is what every ratio is taken against, so it always runs.
   return ALL_VARIANTS.filter((v) => v === FLOOR || wanted.includes(v));
 }
@@ -110,7 +126,10 @@ async function flushPageCache(): Promise<void> {
 }
 
 async function runFloor(etcd: EtcdServer, file: string, round: number): Promise<Sample> {
-  const r = await runChild('etcdctl', ['--endpoints', etcd.endpoint, 'snapshot', 'save', file], { ...process.env, ETCDCTL_API: '3' });
+  const r = await runChild('etcdctl', ['--endpoints', etcd.endpoint, 'snapshot', 'save', file], {
+    ...process.env,
+    ETCDCTL_API: '3',
+  });
   if (r.code !== 0) throw new Error(`etcdctl snapshot save exited with ${r.code}: ${r.stderr.trim()}`);
   const { size } = await stat(file);
   await rm(file, { force: true });
@@ -125,7 +144,15 @@ async function runOurs(flags: Record<string, string | boolean>, round: number): 
   const r = await runChild(process.execPath, [...nodeArgs, ...args, JSON.stringify({ ...flags, ...extra })]);
   if (r.code !== 0) throw new Error(`our runner exited with ${r.code}: ${r.stderr.trim()}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as RunResult;
-  return { round, ms: out.ms, wallMs: r.wallMs, maxRss: out.maxRss, startRss: out.startRss, storedSize: out.storedSize, peaks: out.peaks };
+  return {
+    round,
+    ms: out.ms,
+    wallMs: r.wallMs,
+    maxRss: out.maxRss,
+    startRss: out.startRss,
+    storedSize: out.storedSize,
+    peaks: out.peaks,
+  };
 }
 
 /** A random key for the `-enc` variants, written once per run next to the output. */
@@ -135,9 +162,20 @@ function benchKeyFile(outDir: string): string {
   return file;
 }
 
-function flagsFor(variant: Exclude<Variant, typeof FLOOR>, etcd: EtcdServer, outDir: string, s3: LocalS3 | undefined, oci?: LocalOci): Record<string, string | boolean> {
+function flagsFor(
+  variant: Exclude<Variant, typeof FLOOR>,
+  etcd: EtcdServer,
+  outDir: string,
+  s3: LocalS3 | undefined,
+  oci?: LocalOci,
+): Record<string, string | boolean> {
   const compression = /-gzip(-|$)/.test(variant) ? 'gzip' : 'none';
-  const base = { endpoints: etcd.endpoint, cluster: 'bench', compression, ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}) };
+  const base = {
+    endpoints: etcd.endpoint,
+    cluster: 'bench',
+    compression,
+    ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}),
+  };
   if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
   if (variant.startsWith('oci-')) {
     if (!oci) throw new Error('the local OCI server is not running');
@@ -224,7 +262,9 @@ async function main(): Promise<void> {
             s.maxRss !== undefined && s.peaks
               ? `  peak RSS ${mib(s.maxRss)} (start ${mib(s.startRss ?? 0)}; peaks: heap ${mib(s.peaks.heapTotal)}, external ${mib(s.peaks.external)}, buffers ${mib(s.peaks.arrayBuffers)})`
               : '';
-          console.log(`round ${round} ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`);
+          console.log(
+            `round ${round} ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`,
+          );
         } catch (err) {
           const msg = err instanceof Error ? err.message : String(err);
           failures.push(`${variant} (${round < 1 ? 'warm-up' : `round ${round}`}): ${msg}`);
@@ -249,8 +289,12 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
   const floorByRound = new Map(floors.map((s) => [s.round, s]));
   // Throughput is of the snapshot as etcd sends it (the floor's file), not of the stored bytes.
   const snapshotBytes = floors.length > 0 ? median(floors.map((s) => s.storedSize ?? 0)) : dbSize;
-  console.log(`\n== results (median of rounds; ratio = median of per-round ratios to the etcdctl floor; snapshot ${mib(snapshotBytes)})`);
-  console.log(`${'variant'.padEnd(16)} ${'time'.padStart(8)} ${'vs floor'.padStart(9)} ${'process'.padStart(9)} ${'vs floor'.padStart(9)} ${'MiB/s'.padStart(7)} ${'peak RSS'.padStart(10)} ${'stored'.padStart(11)}`);
+  console.log(
+    `\n== results (median of rounds; ratio = median of per-round ratios to the etcdctl floor; snapshot ${mib(snapshotBytes)})`,
+  );
+  console.log(
+    `${'variant'.padEnd(16)} ${'time'.padStart(8)} ${'vs floor'.padStart(9)} ${'process'.padStart(9)} ${'vs floor'.padStart(9)} ${'MiB/s'.padStart(7)} ${'peak RSS'.padStart(10)} ${'stored'.padStart(11)}`,
+  );
   const ratios = new Map<Variant, number>();
   for (const variant of variants) {
     const ss = samples.get(variant) ?? [];
@@ -268,7 +312,9 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
       `${variant.padEnd(16)} ${secs(ms).padStart(8)} ${`${ratio.toFixed(2)}x`.padStart(9)} ${secs(median(ss.map((s) => s.wallMs))).padStart(9)} ${`${wallRatio.toFixed(2)}x`.padStart(9)} ${(snapshotBytes / MiB / (ms / 1000)).toFixed(0).padStart(7)} ${(rss ? mib(rss) : '-').padStart(10)} ${mib(median(ss.map((s) => s.storedSize ?? 0))).padStart(11)}`,
     );
   }
-  console.log('(time: ours = takeBackup in a warm process; etcdctl = whole process. process = whole child process, incl. node start-up and module loading)');
+  console.log(
+    '(time: ours = takeBackup in a warm process; etcdctl = whole process. process = whole child process, incl. node start-up and module loading)',
+  );
 
   console.log('\n== targets');
   const fileRatio = ratios.get('file-nogzip');
@@ -278,7 +324,9 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
       : `file-nogzip within ${TARGET_RATIO}x of the floor: ${fileRatio <= TARGET_RATIO ? 'MET' : 'NOT MET'} (${fileRatio.toFixed(2)}x)`,
   );
   const rssOf = new Map(
-    variants.filter((v) => v !== FLOOR && (samples.get(v)?.length ?? 0) > 0).map((v) => [v, Math.max(...(samples.get(v) ?? []).map((s) => s.maxRss ?? 0))]),
+    variants
+      .filter((v) => v !== FLOOR && (samples.get(v)?.length ?? 0) > 0)
+      .map((v) => [v, Math.max(...(samples.get(v) ?? []).map((s) => s.maxRss ?? 0))]),
   );
   const over = [...rssOf].filter(([, r]) => r >= TARGET_RSS);
   console.log(
@@ -288,11 +336,15 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
   );
   for (const v of ['s3-nogzip', 's3-gzip'] as const) {
     const r = ratios.get(v);
-    if (r !== undefined) console.log(`${v}: ${r.toFixed(2)}x the floor (s3rver writes through its own disk layer; no target)`);
+    if (r !== undefined)
+      console.log(`${v}: ${r.toFixed(2)}x the floor (s3rver writes through its own disk layer; no target)`);
   }
   for (const v of ['oci-nogzip', 'oci-gzip', 'oci-gzip-enc'] as const) {
     const r = ratios.get(v);
-    if (r !== undefined) console.log(`${v}: ${r.toFixed(2)}x the floor (local OCI server in the bench process, checking every signature; no target)`);
+    if (r !== undefined)
+      console.log(
+        `${v}: ${r.toFixed(2)}x the floor (local OCI server in the bench process, checking every signature; no target)`,
+      );
   }
 }
 

@@ -81,11 +81,16 @@ async function startWebhook(redis: RedisServer, debounce: string): Promise<Webho
     ...nodeArgs,
     ...entry,
     'webhook',
-    '--listen', `127.0.0.1:${port}`,
-    '--redis-url', redis.url,
-    '--cluster', CLUSTER,
-    '--debounce-window', debounce,
-    '--log-level', 'warn',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--redis-url',
+    redis.url,
+    '--cluster',
+    CLUSTER,
+    '--debounce-window',
+    debounce,
+    '--log-level',
+    'warn',
   ];
   const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -125,7 +130,9 @@ async function startWebhook(redis: RedisServer, debounce: string): Promise<Webho
 
 /** The bare node:http floor (bench/floor-server.ts) in its own process. */
 async function startFloor(): Promise<{ url: URL; stop: () => void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'floor-server.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'floor-server.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const stop = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
@@ -198,7 +205,11 @@ async function loopStats(hooks: readonly Webhook[]): Promise<{ p99: number; max:
       let gc = 0;
       for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} ([0-9.e+-]+)/gm)) gc += Number(m[1]);
       // prom-client samples the delay with a 10 ms timer; what is above that is the real delay.
-      return { p99: value('nodejs_eventloop_lag_p99_seconds') * 1000 - 10, max: value('nodejs_eventloop_lag_max_seconds') * 1000 - 10, gcMs: gc * 1000 };
+      return {
+        p99: value('nodejs_eventloop_lag_p99_seconds') * 1000 - 10,
+        max: value('nodejs_eventloop_lag_max_seconds') * 1000 - 10,
+        gcMs: gc * 1000,
+      };
     }),
   );
 }
@@ -248,8 +259,12 @@ class RedisTally {
   /** Triggers of `source` counted in all window ledgers of the cluster. */
   async counted(source: string): Promise<number> {
     let total = 0;
-    for await (const keys of this.conn.scanStream({ match: `${REDIS_PREFIX}:ledger:${CLUSTER}:*`, count: 1000 }) as AsyncIterable<string[]>) {
-      for (const key of keys.filter((k) => !k.endsWith(':samples'))) total += Number((await this.conn.hget(key, `n:${source}`)) ?? 0);
+    for await (const keys of this.conn.scanStream({
+      match: `${REDIS_PREFIX}:ledger:${CLUSTER}:*`,
+      count: 1000,
+    }) as AsyncIterable<string[]>) {
+      for (const key of keys.filter((k) => !k.endsWith(':samples')))
+        total += Number((await this.conn.hget(key, `n:${source}`)) ?? 0);
     }
     return total;
   }
@@ -283,7 +298,8 @@ function cost(before: Reading, after: Reading): Cost {
   // The "after" INFO is counted once it has run, so only the "before" one falls in between.
   total -= 1;
   const sent = new Map<string, number>();
-  for (const [name, n] of after.sent) if (n > (before.sent.get(name) ?? 0)) sent.set(name, n - (before.sent.get(name) ?? 0));
+  for (const [name, n] of after.sent)
+    if (n > (before.sent.get(name) ?? 0)) sent.set(name, n - (before.sent.get(name) ?? 0));
   return { total, sent, inScripts: after.inScripts - before.inScripts };
 }
 
@@ -310,7 +326,12 @@ interface Phase {
 }
 
 /** Runs `load`, then waits for the recorders' last flush, and reads what it cost Redis and the processes. */
-async function measured<T>(tally: RedisTally, hooks: Webhook[], windowMs: number, load: () => Promise<T>): Promise<{ result: T; phase: Phase }> {
+async function measured<T>(
+  tally: RedisTally,
+  hooks: Webhook[],
+  windowMs: number,
+  load: () => Promise<T>,
+): Promise<{ result: T; phase: Phase }> {
   const loopBefore = await loopStats(hooks);
   const cpuBefore = await cpuReading(hooks, tally.redisPid);
   const before = await tally.reading();
@@ -330,7 +351,10 @@ async function measured<T>(tally: RedisTally, hooks: Webhook[], windowMs: number
       wallMs: loadEnd - from,
       cpu: cpuLine(cpuBefore, cpuAfter, loadEnd - from),
       loop: loopAfter
-        .map((l, i) => `event-loop delay (beyond prom-client's 10 ms sampling timer) p99 ${ms(l.p99)}, max ${ms(l.max)}; GC ${ms(l.gcMs - (loopBefore[i]?.gcMs ?? 0))} in all`)
+        .map(
+          (l, i) =>
+            `event-loop delay (beyond prom-client's 10 ms sampling timer) p99 ${ms(l.p99)}, max ${ms(l.max)}; GC ${ms(l.gcMs - (loopBefore[i]?.gcMs ?? 0))} in all`,
+        )
         .join('; '),
     },
   };
@@ -347,7 +371,10 @@ function perWindow(phase: Phase, processes: number, events: number): PerWindow {
   const { total, sent, inScripts } = phase.cost;
   const per = (n: number) => n / phase.windows / processes;
   const roundTrips = sum(sent);
-  const top = [...sent].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ');
+  const top = [...sent]
+    .sort((a, b) => b[1] - a[1])
+    .map(([c, n]) => `${c} ${n}`)
+    .join(', ');
   return {
     total: per(total),
     sent: per(roundTrips),
@@ -371,13 +398,18 @@ async function main(): Promise<void> {
   const maxMs = envInt('BENCH_MAX_SECONDS', 60) * 1000;
   const debounce = process.env.BENCH_DEBOUNCE || '2s';
   const windowMs = parseDuration(debounce);
-  if (windowMs === undefined || windowMs <= 0) throw new Error(`BENCH_DEBOUNCE must be a duration above 0 like 2s or 500ms (got "${debounce}")`);
+  if (windowMs === undefined || windowMs <= 0)
+    throw new Error(`BENCH_DEBOUNCE must be a duration above 0 like 2s or 500ms (got "${debounce}")`);
   const cpu = cpus();
 
   console.log('== machine');
   console.log(`cores: ${cpu.length} x ${cpu[0]?.model ?? '?'}`);
   console.log(`memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB, linux ${release()}`);
-  console.log(`node: ${process.version}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at start`);
+  console.log(
+    `node: ${process.version}; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} at start`,
+  );
   console.log(
     `webhook: ${processes} process(es), ${process.env.BENCH_CLI_JS ? 'compiled JS (plain node)' : 'tsx'}${process.env.BENCH_WEBHOOK_NODE_ARGS ? `, node ${process.env.BENCH_WEBHOOK_NODE_ARGS}` : ''}; debounce window ${debounce}; load generator in this process on the same cores`,
   );
@@ -409,17 +441,31 @@ async function main(): Promise<void> {
     const checkAudit = (answer: Answer, i: number): string | undefined => {
       const want = bodies[i % bodies.length] as Batch;
       const got = JSON.parse(answer.body) as { events?: number; triggers?: number };
-      return got.events === want.events && got.triggers === want.triggers ? undefined : `batch ${i}: answered ${answer.body}, expected ${want.events} events, ${want.triggers} triggers`;
+      return got.events === want.events && got.triggers === want.triggers
+        ? undefined
+        : `batch ${i}: answered ${answer.body}, expected ${want.events} events, ${want.triggers} triggers`;
     };
     const auditLoad = (requests: number) =>
-      closedLoop({ url: target('/audit'), concurrency, requests, maxMs, body: (i) => (bodies[i % bodies.length] as Batch).body, check: checkAudit });
+      closedLoop({
+        url: target('/audit'),
+        concurrency,
+        requests,
+        maxMs,
+        body: (i) => (bodies[i % bodies.length] as Batch).body,
+        check: checkAudit,
+      });
 
-    console.log(`\n== audit ingestion: ${batches} batches of ${batchSize} events (${int(batches * batchSize)} events), ${concurrency} keep-alive connections, after ${warmupBatches} warm-up batches`);
-    console.log(`batch body ${(bodies[0]?.body.length ?? 0) / 1024 | 0} KiB; ${bodies[0]?.triggers ?? 0} of ${batchSize} events are triggers under the default filters`);
+    console.log(
+      `\n== audit ingestion: ${batches} batches of ${batchSize} events (${int(batches * batchSize)} events), ${concurrency} keep-alive connections, after ${warmupBatches} warm-up batches`,
+    );
+    console.log(
+      `batch body ${((bodies[0]?.body.length ?? 0) / 1024) | 0} KiB; ${bodies[0]?.triggers ?? 0} of ${batchSize} events are triggers under the default filters`,
+    );
     let auditTriggersSent = 0;
     if (warmupBatches > 0) {
       const warm = await auditLoad(warmupBatches);
-      if (warm.errors > 0) throw new Error(`audit warm-up: ${warm.errors} failed batches, first: ${warm.firstError ?? '?'}`);
+      if (warm.errors > 0)
+        throw new Error(`audit warm-up: ${warm.errors} failed batches, first: ${warm.firstError ?? '?'}`);
       auditTriggersSent += sentTriggers(warm.latencies.length, bodies);
     }
     const audit = await measured(tally, hooks, windowMs, () => auditLoad(batches));
@@ -428,7 +474,9 @@ async function main(): Promise<void> {
     const auditEvents = a.latencies.length * batchSize;
     const eventsPerSec = auditEvents / (a.elapsedMs / 1000);
     const auditP99 = quantile(a.latencies, 0.99);
-    console.log(`${a.latencies.length} batches answered in ${(a.elapsedMs / 1000).toFixed(2)} s: ${int(eventsPerSec)} events/s (${(a.latencies.length / (a.elapsedMs / 1000)).toFixed(0)} batches/s)`);
+    console.log(
+      `${a.latencies.length} batches answered in ${(a.elapsedMs / 1000).toFixed(2)} s: ${int(eventsPerSec)} events/s (${(a.latencies.length / (a.elapsedMs / 1000)).toFixed(0)} batches/s)`,
+    );
     console.log(`batch latency: ${latencyLine(a)}`);
     console.log(audit.phase.cpu);
     console.log(`webhook: ${audit.phase.loop}`);
@@ -438,24 +486,46 @@ async function main(): Promise<void> {
     console.log(`redis: ${auditCmds.text}`);
     const auditCounted = await tally.counted('audit');
     const auditLossless = auditCounted === auditTriggersSent;
-    console.log(`redis counted ${int(auditCounted)} audit triggers of ${int(auditTriggersSent)} sent${auditLossless ? '' : ' (MISMATCH)'}`);
+    console.log(
+      `redis counted ${int(auditCounted)} audit triggers of ${int(auditTriggersSent)} sent${auditLossless ? '' : ' (MISMATCH)'}`,
+    );
 
-    console.log(`\n== admission: ${rate} req/s for ${admissionSeconds} s (open loop), after 2 s of warm-up at that rate`);
+    console.log(
+      `\n== admission: ${rate} req/s for ${admissionSeconds} s (open loop), after 2 s of warm-up at that rate`,
+    );
     const reviews = Array.from({ length: 64 }, (_, i) => admissionReview(i));
     const checkAdmission = (answer: Answer, i: number): string | undefined =>
-      answer.body.includes('"allowed":true') && answer.body.includes((JSON.parse((reviews[i % reviews.length] as Buffer).toString()) as { request: { uid: string } }).request.uid)
+      answer.body.includes('"allowed":true') &&
+      answer.body.includes(
+        (JSON.parse((reviews[i % reviews.length] as Buffer).toString()) as { request: { uid: string } }).request.uid,
+      )
         ? undefined
         : `review ${i}: answered ${answer.body.slice(0, 200)}`;
     const admissionLoad = (seconds: number) =>
-      openLoop({ url: target('/admission'), ratePerSec: rate, durationMs: Math.min(seconds * 1000, maxMs), maxSockets: 16, body: (i) => reviews[i % reviews.length] as Buffer, check: checkAdmission });
+      openLoop({
+        url: target('/admission'),
+        ratePerSec: rate,
+        durationMs: Math.min(seconds * 1000, maxMs),
+        maxSockets: 16,
+        body: (i) => reviews[i % reviews.length] as Buffer,
+        check: checkAdmission,
+      });
     const floor = await startFloor();
     cleanups.push(() => Promise.resolve(floor.stop()));
     const floorLoad = (seconds: number) =>
-      openLoop({ url: () => new URL('/admission', floor.url), ratePerSec: rate, durationMs: Math.min(seconds * 1000, maxMs), maxSockets: 16, body: (i) => reviews[i % reviews.length] as Buffer, check: checkAdmission });
+      openLoop({
+        url: () => new URL('/admission', floor.url),
+        ratePerSec: rate,
+        durationMs: Math.min(seconds * 1000, maxMs),
+        maxSockets: 16,
+        body: (i) => reviews[i % reviews.length] as Buffer,
+        check: checkAdmission,
+      });
     // Floor and webhook take turns in short slices, so that both meet the same neighbours.
     await floorLoad(2);
     const warmAdmission = await admissionLoad(2);
-    if (warmAdmission.errors > 0) throw new Error(`admission warm-up: ${warmAdmission.errors} failed, first: ${warmAdmission.firstError ?? '?'}`);
+    if (warmAdmission.errors > 0)
+      throw new Error(`admission warm-up: ${warmAdmission.errors} failed, first: ${warmAdmission.firstError ?? '?'}`);
     const floorSlices: OpenLoopResult[] = [];
     const admission = await measured(tally, hooks, windowMs, async () => {
       const slices: OpenLoopResult[] = [];
@@ -467,12 +537,18 @@ async function main(): Promise<void> {
       return merge(slices);
     });
     const floorResult = merge(floorSlices);
-    console.log(`floor (bare node:http + JSON.parse, same load, alternating ${SLICE_SECONDS} s slices with the webhook): ${latencyLine(floorResult)}; sender at most ${ms(floorResult.maxSendLagMs)} behind schedule`);
+    console.log(
+      `floor (bare node:http + JSON.parse, same load, alternating ${SLICE_SECONDS} s slices with the webhook): ${latencyLine(floorResult)}; sender at most ${ms(floorResult.maxSendLagMs)} behind schedule`,
+    );
     const floorP99 = quantile(floorResult.latencies, 0.99);
     const d = admission.result;
     const admissionP99 = quantile(d.latencies, 0.99);
-    console.log(`webhook: ${d.latencies.length} of ${d.sent} answered in ${(d.elapsedMs / 1000).toFixed(2)} s of load: ${(d.latencies.length / (d.elapsedMs / 1000)).toFixed(0)} req/s; sender at most ${ms(d.maxSendLagMs)} behind schedule`);
-    console.log('(the CPU and Redis figures below span the floor slices too, so per-window counts are diluted; per-event counts are not)');
+    console.log(
+      `webhook: ${d.latencies.length} of ${d.sent} answered in ${(d.elapsedMs / 1000).toFixed(2)} s of load: ${(d.latencies.length / (d.elapsedMs / 1000)).toFixed(0)} req/s; sender at most ${ms(d.maxSendLagMs)} behind schedule`,
+    );
+    console.log(
+      '(the CPU and Redis figures below span the floor slices too, so per-window counts are diluted; per-event counts are not)',
+    );
     console.log(`webhook latency: ${latencyLine(d)}`);
     console.log(admission.phase.cpu);
     console.log(`webhook: ${admission.phase.loop}`);
@@ -482,7 +558,9 @@ async function main(): Promise<void> {
     const admissionCounted = await tally.counted('admission');
     const admissionSent = warmAdmission.latencies.length + d.latencies.length;
     const admissionLossless = admissionCounted === admissionSent;
-    console.log(`redis counted ${int(admissionCounted)} admission triggers of ${int(admissionSent)} sent${admissionLossless ? '' : ' (MISMATCH)'}`);
+    console.log(
+      `redis counted ${int(admissionCounted)} admission triggers of ${int(admissionSent)} sent${admissionLossless ? '' : ' (MISMATCH)'}`,
+    );
 
     const auditOk = a.errors === 0 && a.unsent === 0;
     verdicts.push(

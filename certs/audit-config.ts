@@ -12,7 +12,15 @@ export const READ_VERBS = ['get', 'list', 'watch'] as const;
 /** Requests to the API that change nothing worth a snapshot, however often they come. */
 const REVIEWS = [
   { group: 'authentication.k8s.io', resources: ['tokenreviews', 'selfsubjectreviews'] },
-  { group: 'authorization.k8s.io', resources: ['subjectaccessreviews', 'selfsubjectaccessreviews', 'localsubjectaccessreviews', 'selfsubjectrulesreviews'] },
+  {
+    group: 'authorization.k8s.io',
+    resources: [
+      'subjectaccessreviews',
+      'selfsubjectaccessreviews',
+      'localsubjectaccessreviews',
+      'selfsubjectrulesreviews',
+    ],
+  },
 ];
 
 export interface AuditConfigOptions {
@@ -48,7 +56,9 @@ function groupResources(list: readonly string[]): GroupResources[] {
 }
 
 /** audit.k8s.io/v1 Policy: writes at Metadata level; reads, noisy resources and subresources dropped. */
-export function auditPolicy(filters: Pick<Config['filters'], 'ignoreResources' | 'ignoreSubresources'>): Record<string, unknown> {
+export function auditPolicy(
+  filters: Pick<Config['filters'], 'ignoreResources' | 'ignoreSubresources'>,
+): Record<string, unknown> {
   return {
     apiVersion: 'audit.k8s.io/v1',
     kind: 'Policy',
@@ -70,9 +80,10 @@ export function auditKubeconfig(o: AuditConfigOptions): Record<string, unknown> 
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   let user: Record<string, string> = {};
   if (o.auth.mode === 'cert') {
-    user = o.auth.certPem && o.auth.keyPem
-      ? { 'client-certificate-data': b64(o.auth.certPem), 'client-key-data': b64(o.auth.keyPem) }
-      : { 'client-certificate': o.auth.certPath, 'client-key': o.auth.keyPath };
+    user =
+      o.auth.certPem && o.auth.keyPem
+        ? { 'client-certificate-data': b64(o.auth.certPem), 'client-key-data': b64(o.auth.keyPem) }
+        : { 'client-certificate': o.auth.certPath, 'client-key': o.auth.keyPath };
   } else if (o.auth.mode === 'token') {
     // A file reference, so that the token itself is never printed.
     user = { tokenFile: o.auth.tokenPath };
@@ -128,8 +139,11 @@ export function kubeadmSnippet(o: AuditConfigOptions): Record<string, unknown> {
     kind: 'ClusterConfiguration',
     apiServer: {
       // v1beta4 lists extraArgs as name/value pairs; v1beta3 as a map.
-      extraArgs: o.kubeadmApiVersion === 'v1beta4' ? args.map(([name, value]) => ({ name, value })) : Object.fromEntries(args),
-      extraVolumes: [{ name: 'etcd-autobackup-audit', hostPath: dir, mountPath: dir, readOnly: true, pathType: 'DirectoryOrCreate' }],
+      extraArgs:
+        o.kubeadmApiVersion === 'v1beta4' ? args.map(([name, value]) => ({ name, value })) : Object.fromEntries(args),
+      extraVolumes: [
+        { name: 'etcd-autobackup-audit', hostPath: dir, mountPath: dir, readOnly: true, pathType: 'DirectoryOrCreate' },
+      ],
     },
   };
 }
@@ -144,13 +158,21 @@ export interface RenderedFile {
   secret?: boolean;
 }
 
-export function renderAuditConfig(o: AuditConfigOptions, filters: Pick<Config['filters'], 'ignoreResources' | 'ignoreSubresources'>): RenderedFile[] {
+export function renderAuditConfig(
+  o: AuditConfigOptions,
+  filters: Pick<Config['filters'], 'ignoreResources' | 'ignoreSubresources'>,
+): RenderedFile[] {
   const paths = nodePaths(o);
   const yaml = (v: unknown) => stringify(v, { lineWidth: 0 });
   const embedsKey = o.auth.mode === 'cert' && o.auth.keyPem !== undefined;
   return [
     { name: 'policy.yaml', nodePath: paths.policy, content: yaml(auditPolicy(filters)) },
-    { name: 'webhook-kubeconfig.yaml', nodePath: paths.kubeconfig, content: yaml(auditKubeconfig(o)), secret: embedsKey },
+    {
+      name: 'webhook-kubeconfig.yaml',
+      nodePath: paths.kubeconfig,
+      content: yaml(auditKubeconfig(o)),
+      secret: embedsKey,
+    },
     { name: 'kube-apiserver-flags.txt', content: `${apiserverFlags(o).join('\n')}\n` },
     { name: 'kubeadm-clusterconfiguration.yaml', content: yaml(kubeadmSnippet(o)) },
   ];

@@ -6,7 +6,14 @@
  * finds the other's fresh certificate. The CA goes into the caBundle of the webhook's
  * ValidatingWebhookConfiguration, patched only when it differs, with the same precondition.
  */
-import { AdmissionregistrationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import type { Logger } from '../core/logger.js';
 import { apiFailure, describeApiError } from '../core/kube.js';
 import { certDnsNames, createCa, dueForRenewal, issueCert, issuedBy, keyMatchesCert, serviceDnsNames } from './pki.js';
@@ -42,7 +49,12 @@ const KEYS = { caCert: 'ca.crt', caKey: 'ca.key', cert: 'tls.crt', key: 'tls.key
 /** What the Secret's contents need: nothing, a new serving certificate, or a new CA as well. */
 export type CertPlan = 'keep' | 'serving' | 'all';
 
-export function planCerts(certs: WebhookCerts | undefined, dnsNames: readonly string[], renewBeforeMs: number, now: Date): CertPlan {
+export function planCerts(
+  certs: WebhookCerts | undefined,
+  dnsNames: readonly string[],
+  renewBeforeMs: number,
+  now: Date,
+): CertPlan {
   if (!certs) return 'all';
   try {
     if (!keyMatchesCert(certs.caKey, certs.caBundle) || dueForRenewal(certs.caBundle, renewBeforeMs, now)) return 'all';
@@ -57,7 +69,12 @@ export function planCerts(certs: WebhookCerts | undefined, dnsNames: readonly st
 }
 
 /** New certificates for `plan`; a new CA keeps the old one in the bundle while it is still valid. */
-export function makeCerts(plan: Exclude<CertPlan, 'keep'>, old: WebhookCerts | undefined, options: Pick<CertSyncOptions, 'namespace' | 'serviceName' | 'validityDays' | 'caValidityDays'>, now: Date): WebhookCerts {
+export function makeCerts(
+  plan: Exclude<CertPlan, 'keep'>,
+  old: WebhookCerts | undefined,
+  options: Pick<CertSyncOptions, 'namespace' | 'serviceName' | 'validityDays' | 'caValidityDays'>,
+  now: Date,
+): WebhookCerts {
   const dnsNames = serviceDnsNames(options.serviceName, options.namespace);
   let caBundle: string;
   let caKey: string;
@@ -71,13 +88,16 @@ export function makeCerts(plan: Exclude<CertPlan, 'keep'>, old: WebhookCerts | u
     caBundle = old.caBundle;
     caKey = old.caKey;
   }
-  const serving = issueCert({ cert: firstCert(caBundle) ?? caBundle, key: caKey }, {
-    commonName: dnsNames[2] as string,
-    dnsNames,
-    usage: ['server'],
-    days: options.validityDays,
-    now,
-  });
+  const serving = issueCert(
+    { cert: firstCert(caBundle) ?? caBundle, key: caKey },
+    {
+      commonName: dnsNames[2] as string,
+      dnsNames,
+      usage: ['server'],
+      days: options.validityDays,
+      now,
+    },
+  );
   return { caBundle, caKey, cert: serving.cert, key: serving.key };
 }
 
@@ -96,11 +116,18 @@ function certsOf(secret: V1Secret): WebhookCerts | undefined {
 
 function secretData(c: WebhookCerts): Record<string, string> {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  return { [KEYS.caCert]: b64(c.caBundle), [KEYS.caKey]: b64(c.caKey), [KEYS.cert]: b64(c.cert), [KEYS.key]: b64(c.key) };
+  return {
+    [KEYS.caCert]: b64(c.caBundle),
+    [KEYS.caKey]: b64(c.caKey),
+    [KEYS.cert]: b64(c.cert),
+    [KEYS.key]: b64(c.key),
+  };
 }
 
 /** Reads the Secret and creates or renews it as needed; safe to run in every replica at once. */
-export async function ensureWebhookCerts(options: CertSyncOptions): Promise<{ certs: WebhookCerts; action: CertAction }> {
+export async function ensureWebhookCerts(
+  options: CertSyncOptions,
+): Promise<{ certs: WebhookCerts; action: CertAction }> {
   const { namespace, secretName: name, log } = options;
   const now = options.now ?? (() => new Date());
   const core = options.kube.makeApiClient(CoreV1Api);
@@ -113,19 +140,31 @@ export async function ensureWebhookCerts(options: CertSyncOptions): Promise<{ ce
     try {
       secret = await core.readNamespacedSecret({ name, namespace });
     } catch (err) {
-      if (apiFailure(err)?.code !== 404) throw new Error(`reading ${where} failed: ${describeApiError(err)}`, { cause: err });
+      if (apiFailure(err)?.code !== 404)
+        throw new Error(`reading ${where} failed: ${describeApiError(err)}`, { cause: err });
     }
     if (!secret) {
       const certs = makeCerts('all', undefined, options, now());
       try {
         await core.createNamespacedSecret({
           namespace,
-          body: { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'etcd-autobackup', 'app.kubernetes.io/component': 'webhook-certs' } }, data: secretData(certs) },
+          body: {
+            apiVersion: 'v1',
+            kind: 'Secret',
+            type: 'kubernetes.io/tls',
+            metadata: {
+              name,
+              namespace,
+              labels: { 'app.kubernetes.io/name': 'etcd-autobackup', 'app.kubernetes.io/component': 'webhook-certs' },
+            },
+            data: secretData(certs),
+          },
         });
         log.info({ secret: where }, 'created the webhook CA and serving certificate');
         return { certs, action: 'created' };
       } catch (err) {
-        if (apiFailure(err)?.reason !== 'AlreadyExists' && apiFailure(err)?.code !== 409) throw new Error(`creating ${where} failed: ${describeApiError(err)}`, { cause: err });
+        if (apiFailure(err)?.reason !== 'AlreadyExists' && apiFailure(err)?.code !== 409)
+          throw new Error(`creating ${where} failed: ${describeApiError(err)}`, { cause: err });
         log.debug({ secret: where }, 'another replica created the certificate Secret first; reading it');
         sawConflict = true;
         continue;
@@ -133,7 +172,8 @@ export async function ensureWebhookCerts(options: CertSyncOptions): Promise<{ ce
     }
     const current = certsOf(secret);
     const plan = planCerts(current, dnsNames, options.renewBeforeMs, now());
-    if (plan === 'keep' && current) return { certs: current, action: sawConflict || attempt > 1 ? 'adopted' : 'unchanged' };
+    if (plan === 'keep' && current)
+      return { certs: current, action: sawConflict || attempt > 1 ? 'adopted' : 'unchanged' };
     const renewed = makeCerts(plan === 'keep' ? 'serving' : plan, current, options, now());
     try {
       await core.replaceNamespacedSecret({
@@ -141,21 +181,33 @@ export async function ensureWebhookCerts(options: CertSyncOptions): Promise<{ ce
         namespace,
         body: { ...secret, apiVersion: 'v1', kind: 'Secret', data: { ...(secret.data ?? {}), ...secretData(renewed) } },
       });
-      log.info({ secret: where, renewed: plan === 'all' ? 'CA and serving certificate' : 'serving certificate' }, 'renewed the webhook certificates');
+      log.info(
+        { secret: where, renewed: plan === 'all' ? 'CA and serving certificate' : 'serving certificate' },
+        'renewed the webhook certificates',
+      );
       return { certs: renewed, action: 'renewed' };
     } catch (err) {
-      if (apiFailure(err)?.code !== 409) throw new Error(`updating ${where} failed: ${describeApiError(err)}`, { cause: err });
-      log.debug({ secret: where, attempt }, 'the certificate Secret changed meanwhile (another replica renewed it); reading it again');
+      if (apiFailure(err)?.code !== 409)
+        throw new Error(`updating ${where} failed: ${describeApiError(err)}`, { cause: err });
+      log.debug(
+        { secret: where, attempt },
+        'the certificate Secret changed meanwhile (another replica renewed it); reading it again',
+      );
       sawConflict = true;
     }
   }
-  throw new Error(`${where} kept changing while this replica tried to renew it (${attempts} conflicts); it tries again at the next check`);
+  throw new Error(
+    `${where} kept changing while this replica tried to renew it (${attempts} conflicts); it tries again at the next check`,
+  );
 }
 
 export type BundleAction = 'patched' | 'unchanged' | 'missing';
 
 /** Sets the caBundle of every webhook in the configuration to `caBundle` (PEM). */
-export async function syncCaBundle(options: Pick<CertSyncOptions, 'kube' | 'webhookConfigName' | 'log' | 'maxAttempts'>, caBundle: string): Promise<BundleAction> {
+export async function syncCaBundle(
+  options: Pick<CertSyncOptions, 'kube' | 'webhookConfigName' | 'log' | 'maxAttempts'>,
+  caBundle: string,
+): Promise<BundleAction> {
   const name = options.webhookConfigName;
   if (!name) return 'unchanged';
   const api = options.kube.makeApiClient(AdmissionregistrationV1Api);
@@ -167,28 +219,46 @@ export async function syncCaBundle(options: Pick<CertSyncOptions, 'kube' | 'webh
       config = await api.readValidatingWebhookConfiguration({ name });
     } catch (err) {
       if (apiFailure(err)?.code === 404) {
-        options.log.warn({ webhookConfiguration: name }, 'ValidatingWebhookConfiguration not found; its caBundle is set when it appears (install it, or unset certs.webhookConfigName)');
+        options.log.warn(
+          { webhookConfiguration: name },
+          'ValidatingWebhookConfiguration not found; its caBundle is set when it appears (install it, or unset certs.webhookConfigName)',
+        );
         return 'missing';
       }
-      throw new Error(`reading ValidatingWebhookConfiguration ${name} failed: ${describeApiError(err)}`, { cause: err });
+      throw new Error(`reading ValidatingWebhookConfiguration ${name} failed: ${describeApiError(err)}`, {
+        cause: err,
+      });
     }
     const ops: { op: string; path: string; value: unknown }[] = [];
     (config.webhooks ?? []).forEach((w, i) => {
-      if (w.clientConfig.caBundle !== wanted) ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: wanted });
+      if (w.clientConfig.caBundle !== wanted)
+        ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: wanted });
     });
     if (ops.length === 0) return 'unchanged';
     // The resourceVersion is a precondition: webhooks reordered meanwhile must not get the wrong index patched.
-    const body = [{ op: 'replace', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion }, ...ops];
+    const body = [
+      { op: 'replace', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
+      ...ops,
+    ];
     try {
-      await api.patchValidatingWebhookConfiguration({ name, body }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+      await api.patchValidatingWebhookConfiguration(
+        { name, body },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      );
       options.log.info({ webhookConfiguration: name, webhooks: ops.length }, 'set the webhook caBundle');
       return 'patched';
     } catch (err) {
-      if (apiFailure(err)?.code !== 409) throw new Error(`patching the caBundle of ValidatingWebhookConfiguration ${name} failed: ${describeApiError(err)}`, { cause: err });
+      if (apiFailure(err)?.code !== 409)
+        throw new Error(
+          `patching the caBundle of ValidatingWebhookConfiguration ${name} failed: ${describeApiError(err)}`,
+          { cause: err },
+        );
       options.log.debug({ webhookConfiguration: name, attempt }, 'webhook configuration changed meanwhile; retrying');
     }
   }
-  throw new Error(`ValidatingWebhookConfiguration ${name} kept changing while patching its caBundle (${attempts} conflicts); it is tried again at the next check`);
+  throw new Error(
+    `ValidatingWebhookConfiguration ${name} kept changing while patching its caBundle (${attempts} conflicts); it is tried again at the next check`,
+  );
 }
 
 export interface CertManager {
@@ -200,9 +270,16 @@ export interface CertManager {
  * Ensures the certificates and the caBundle now, then re-checks every `checkIntervalMs`; calls
  * `onChange` when the serving certificate changed (renewed here or by another replica).
  */
-export async function startCertManager(options: CertSyncOptions & { checkIntervalMs: number; onChange: (certs: WebhookCerts) => void }): Promise<CertManager> {
+export async function startCertManager(
+  options: CertSyncOptions & { checkIntervalMs: number; onChange: (certs: WebhookCerts) => void },
+): Promise<CertManager> {
   let { certs } = await ensureWebhookCerts(options);
-  await syncCaBundle(options, certs.caBundle).catch((err: unknown) => options.log.warn({ err: describeApiError(err) }, 'keeping the webhook caBundle current failed; retrying at the next check'));
+  await syncCaBundle(options, certs.caBundle).catch((err: unknown) =>
+    options.log.warn(
+      { err: describeApiError(err) },
+      'keeping the webhook caBundle current failed; retrying at the next check',
+    ),
+  );
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
@@ -216,7 +293,10 @@ export async function startCertManager(options: CertSyncOptions & { checkInterva
         }
         await syncCaBundle(options, certs.caBundle);
       } catch (err) {
-        options.log.warn({ err: describeApiError(err) }, 'webhook certificate check failed; serving the current certificate and retrying at the next check');
+        options.log.warn(
+          { err: describeApiError(err) },
+          'webhook certificate check failed; serving the current certificate and retrying at the next check',
+        );
       } finally {
         running = false;
       }

@@ -85,7 +85,12 @@ export function certExpiry(certPem: string): Date {
 
 /** The DNS names the apiserver may use for a Service: short, namespaced, and fully qualified. */
 export function serviceDnsNames(service: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
-  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.${clusterDomain}`];
+  return [
+    service,
+    `${service}.${namespace}`,
+    `${service}.${namespace}.svc`,
+    `${service}.${namespace}.svc.${clusterDomain}`,
+  ];
 }
 
 /** The DNS names in a certificate's subjectAltName. */

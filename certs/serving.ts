@@ -18,7 +18,10 @@ export interface ServingTls {
 
 const FILE_CHECK_MS = 30_000;
 
-export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' | 'auditAuth'>, log: Logger): Promise<ServingTls | undefined> {
+export async function startServingTls(
+  config: Pick<Config, 'webhook' | 'certs' | 'auditAuth'>,
+  log: Logger,
+): Promise<ServingTls | undefined> {
   // Client certificates are only asked for when /audit checks them.
   const clientCa = await readClientCa(config.auditAuth.clientCaFile);
   let target: Listening | undefined;
@@ -27,13 +30,19 @@ export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' |
       target?.setCertificate(pem);
       log.info(why);
     } catch (err) {
-      log.error({ err: (err as Error).message }, 'the renewed certificate was not usable; still serving the previous one');
+      log.error(
+        { err: (err as Error).message },
+        'the renewed certificate was not usable; still serving the previous one',
+      );
     }
   };
 
   if (config.certs.manage) {
     // The Kubernetes client loads only when it is used.
-    const [{ defaultKubeConfig, resolveNamespace }, { startCertManager }] = await Promise.all([import('../core/kube.js'), import('./manage.js')]);
+    const [{ defaultKubeConfig, resolveNamespace }, { startCertManager }] = await Promise.all([
+      import('../core/kube.js'),
+      import('./manage.js'),
+    ]);
     const kube = defaultKubeConfig();
     const c = config.certs;
     const manager = await startCertManager({
@@ -64,12 +73,16 @@ export async function startServingTls(config: Pick<Config, 'webhook' | 'certs' |
       intervalMs: FILE_CHECK_MS,
       initial,
       onChange: (pem) => apply(pem, `serving the renewed certificate from ${certFile}`),
-      onError: (err) => log.warn({ err: err.message }, 'reading the renewed TLS certificate failed; still serving the previous one'),
+      onError: (err) =>
+        log.warn({ err: err.message }, 'reading the renewed TLS certificate failed; still serving the previous one'),
     });
     return { tls: { ...initial, clientCa }, attach: (l) => (target = l), close: () => Promise.resolve(watcher.stop()) };
   }
 
-  if (clientCa) log.warn('auditAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage');
+  if (clientCa)
+    log.warn(
+      'auditAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage',
+    );
   return undefined;
 }
 

@@ -38,7 +38,10 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
     closers.push(() => http.close());
 
     const base = http.url.replace('//0.0.0.0:', '//127.0.0.1:');
-    log.info({ roles, listen: http.url, redis: describeRedis(config.redis), cluster: config.cluster }, `etcd-autobackup ${roles.join(' + ')} running`);
+    log.info(
+      { roles, listen: http.url, redis: describeRedis(config.redis), cluster: config.cluster },
+      `etcd-autobackup ${roles.join(' + ')} running`,
+    );
     const lines = [`etcd-autobackup ${roles.join(' + ')} for cluster "${config.cluster}" on ${http.url}`];
     if (webhook) {
       lines.push(`  audit webhook      POST ${base}/audit`, `  admission webhook  POST ${base}/admission`);
@@ -47,9 +50,11 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
           ? `  dashboard          ${base}${webhook.dashboardPath} (user ${config.dashboard.user})`
           : '  dashboard          off (set --dashboard-user and --dashboard-password)',
       );
-      if (webhook.watch) lines.push(`  etcd watch         ${config.watch.prefix} on ${config.etcd.endpoints.join(',')}`);
+      if (webhook.watch)
+        lines.push(`  etcd watch         ${config.watch.prefix} on ${config.etcd.endpoints.join(',')}`);
     }
-    if (worker) lines.push(`  snapshots          ${worker.store.location} (debounce ${config.queue.debounceWindow / 1000}s)`);
+    if (worker)
+      lines.push(`  snapshots          ${worker.store.location} (debounce ${config.queue.debounceWindow / 1000}s)`);
     lines.push(`  health             ${base}/healthz  ${base}/readyz  ${base}/metrics`);
     context.print(lines.join('\n'));
 

@@ -21,7 +21,11 @@ export function defaultKubeConfig(): KubeConfig {
 }
 
 /** The configured namespace, else the pod's own, else the kubeconfig context's, else `default`. */
-export function resolveNamespace(kc: KubeConfig, configured: string | undefined, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): string {
+export function resolveNamespace(
+  kc: KubeConfig,
+  configured: string | undefined,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): string {
   if (configured) return configured;
   try {
     const ns = readFile(SERVICE_ACCOUNT_NAMESPACE).trim();
@@ -66,6 +70,11 @@ export function isApiFailure(err: unknown, code: number): boolean {
 export function describeApiError(err: unknown): string {
   const f = apiFailure(err);
   if (!f) return err instanceof Error ? err.message : String(err);
-  const hint = f.code === 401 ? ' (the service account token was refused)' : f.code === 403 ? ' (RBAC: the service account lacks this permission)' : '';
+  const hint =
+    f.code === 401
+      ? ' (the service account token was refused)'
+      : f.code === 403
+        ? ' (RBAC: the service account lacks this permission)'
+        : '';
   return `HTTP ${f.code}${f.reason ? ` ${f.reason}` : ''}${f.message ? `: ${f.message}` : ''}${hint}`;
 }

@@ -56,7 +56,9 @@ function prettyStream(out: NodeJS.WritableStream): pino.DestinationStream {
       const fields = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
-      out.write(`${(LEVELS[Number(level)] ?? 'LOG').padEnd(5)} ${typeof msg === 'string' ? msg : ''}${fields ? `  ${fields}` : ''}\n`);
+      out.write(
+        `${(LEVELS[Number(level)] ?? 'LOG').padEnd(5)} ${typeof msg === 'string' ? msg : ''}${fields ? `  ${fields}` : ''}\n`,
+      );
     },
   };
 }

@@ -55,12 +55,17 @@ export function describeProgress(p: Progress): string {
   const parts = [formatBytes(p.bytes)];
   if (p.total) parts[0] += ` / ${formatBytes(p.total)} (${Math.min(100, (p.bytes / p.total) * 100).toFixed(0)}%)`;
   parts.push(`${formatBytes(Math.round(rate))}/s`);
-  if (p.total && rate > 0 && p.bytes < p.total) parts.push(`ETA ${formatDuration(((p.total - p.bytes) / rate) * 1000)}`);
+  if (p.total && rate > 0 && p.bytes < p.total)
+    parts.push(`ETA ${formatDuration(((p.total - p.bytes) / rate) * 1000)}`);
   return parts.join('  ');
 }
 
 /** A reporter for `what` (e.g. "upload"): a live line on a TTY, else a log line every 10 s. */
-export function progressReporter(what: string, log: Logger, out: NodeJS.WriteStream = process.stderr): ProgressListener {
+export function progressReporter(
+  what: string,
+  log: Logger,
+  out: NodeJS.WriteStream = process.stderr,
+): ProgressListener {
   if (out.isTTY) {
     return (p, final) => {
       out.write(`\r\x1b[2K${what}: ${describeProgress(p)}${final ? '\n' : ''}`);

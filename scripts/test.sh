@@ -10,6 +10,8 @@ if [ "${1:-}" != "--no-checks" ]; then
   npx tsc -p tsconfig.json --noEmit
   echo "== lint" >&2
   npx eslint .
+  echo "== format (prettier --check; npm run format fixes it)" >&2
+  npx prettier --check --log-level warn "**/*.{ts,js}"
 else
   shift
 fi

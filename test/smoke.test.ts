@@ -14,10 +14,18 @@ test('smoke: snapshot to a file store', async () => {
     const rev = await fillEtcd(etcd.client, 2000);
     const config = loadConfig({ env: {}, flags: { endpoints: etcd.endpoint, store: `file://${dir.path}` } });
     const store = await openStore(config);
-    const manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+    const manifest = await takeBackup({
+      config,
+      store,
+      log: createLogger({ level: 'warn' }),
+      cause: { source: 'manual' },
+    });
     assert.ok(manifest.etcd.revision >= rev);
     const listed = await store.list('');
-    assert.deepEqual(listed.map((o) => o.key).sort(), [manifest.key, manifest.key.replace(/\.db\.gz$/, '.manifest.json')].sort());
+    assert.deepEqual(
+      listed.map((o) => o.key).sort(),
+      [manifest.key, manifest.key.replace(/\.db\.gz$/, '.manifest.json')].sort(),
+    );
   } finally {
     await etcd.stop();
     await dir.remove();

@@ -25,7 +25,10 @@ export function admissionRoute(options: TriggerRouteOptions): RequestHandler {
     try {
       recordAdmission(request, options);
     } catch (err) {
-      options.log.error({ error: messageOf(err), uid }, 'recording an admission change failed; the request is allowed anyway');
+      options.log.error(
+        { error: messageOf(err), uid },
+        'recording an admission change failed; the request is allowed anyway',
+      );
     }
     res.json(allow(uid));
   };
@@ -37,9 +40,15 @@ export function allow(uid: string): AdmissionReviewResponse {
 
 /** The uid and request of an AdmissionReview; throws a 400 when there is no uid to answer to. */
 export function reviewRequest(body: unknown): { uid: string; request: unknown } {
-  const { request } = apiObject(body, [ADMISSION_API_VERSION], 'AdmissionReview', '; register the webhook with admissionReviewVersions: ["v1"]');
+  const { request } = apiObject(
+    body,
+    [ADMISSION_API_VERSION],
+    'AdmissionReview',
+    '; register the webhook with admissionReviewVersions: ["v1"]',
+  );
   const uid = typeof request === 'object' && request !== null ? (request as Record<string, unknown>).uid : undefined;
-  if (typeof uid !== 'string' || uid === '') throw new HttpError(400, 'AdmissionReview.request.uid must be a non-empty string');
+  if (typeof uid !== 'string' || uid === '')
+    throw new HttpError(400, 'AdmissionReview.request.uid must be a non-empty string');
   return { uid, request };
 }
 

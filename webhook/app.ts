@@ -65,7 +65,11 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
     .post(
       // Before the body is read: an unauthenticated sender gets nothing parsed.
       auditAuthentication(loadAuditAuth(config.auditAuth), log),
-      jsonBody({ limit: config.webhook.auditBodyLimit, limitField: 'webhook.auditBodyLimit', expected: 'an audit.k8s.io/v1 EventList' }),
+      jsonBody({
+        limit: config.webhook.auditBodyLimit,
+        limitField: 'webhook.auditBodyLimit',
+        expected: 'an audit.k8s.io/v1 EventList',
+      }),
       auditRoute(triggers),
     )
     .all(methodNotAllowed('POST'));

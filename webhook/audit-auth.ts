@@ -24,9 +24,11 @@ export interface AuditAuth {
   tokenHash: Buffer | undefined;
 }
 
-
 /** Reads the configured CA and token files; a missing or unreadable file is a ConfigError naming it. */
-export function loadAuditAuth(config: Config['auditAuth'] | undefined, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): AuditAuth {
+export function loadAuditAuth(
+  config: Config['auditAuth'] | undefined,
+  read: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): AuditAuth {
   const auth: AuditAuth = { clientCas: [], tokenHash: undefined };
   if (config?.clientCaFile) {
     let text: string;
@@ -36,7 +38,8 @@ export function loadAuditAuth(config: Config['auditAuth'] | undefined, read: (pa
       throw new ConfigError(`cannot read auditAuth.clientCaFile ${config.clientCaFile}: ${messageOf(err)}`);
     }
     const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    if (pems.length === 0) throw new ConfigError(`auditAuth.clientCaFile ${config.clientCaFile} holds no PEM certificate`);
+    if (pems.length === 0)
+      throw new ConfigError(`auditAuth.clientCaFile ${config.clientCaFile} holds no PEM certificate`);
     auth.clientCas = pems.map((p) => new X509Certificate(p));
   }
   if (config?.tokenFile) {
@@ -46,7 +49,10 @@ export function loadAuditAuth(config: Config['auditAuth'] | undefined, read: (pa
     } catch (err) {
       throw new ConfigError(`cannot read auditAuth.tokenFile ${config.tokenFile}: ${messageOf(err)}`);
     }
-    if (token.length < 16) throw new ConfigError(`auditAuth.tokenFile ${config.tokenFile} holds a token shorter than 16 characters; use a long random one (openssl rand -hex 32)`);
+    if (token.length < 16)
+      throw new ConfigError(
+        `auditAuth.tokenFile ${config.tokenFile} holds a token shorter than 16 characters; use a long random one (openssl rand -hex 32)`,
+      );
     auth.tokenHash = sha256(token);
   }
   return auth;
@@ -58,10 +64,14 @@ export function auditAuthRequired(auth: AuditAuth): boolean {
 
 export function auditAuthentication(auth: AuditAuth, log?: Logger): RequestHandler {
   if (!auditAuthRequired(auth)) {
-    log?.warn('POST /audit accepts unauthenticated requests: set auditAuth.clientCaFile or auditAuth.tokenFile (docs/audit-webhook.md)');
+    log?.warn(
+      'POST /audit accepts unauthenticated requests: set auditAuth.clientCaFile or auditAuth.tokenFile (docs/audit-webhook.md)',
+    );
     return (_req, _res, next) => next();
   }
-  const challenge: Record<string, string> = auth.tokenHash ? { 'WWW-Authenticate': 'Bearer realm="etcd-autobackup audit"' } : {};
+  const challenge: Record<string, string> = auth.tokenHash
+    ? { 'WWW-Authenticate': 'Bearer realm="etcd-autobackup audit"' }
+    : {};
   return (req, _res, next) => {
     const reasons: string[] = [];
     if (auth.tokenHash) {
@@ -75,7 +85,13 @@ export function auditAuthentication(auth: AuditAuth, log?: Logger): RequestHandl
       if (problem === undefined) return next();
       reasons.push(problem);
     }
-    next(new HttpError(401, `audit webhook authentication failed (${reasons.join('; ')}): the apiserver's audit kubeconfig must carry ${describe(auth)}`, challenge));
+    next(
+      new HttpError(
+        401,
+        `audit webhook authentication failed (${reasons.join('; ')}): the apiserver's audit kubeconfig must carry ${describe(auth)}`,
+        challenge,
+      ),
+    );
   };
 }
 
@@ -95,12 +111,13 @@ const VERIFY_ERRORS: Record<string, string> = {
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the client certificate is not signed by auditAuth.clientCaFile',
   SELF_SIGNED_CERT_IN_CHAIN: 'the client certificate is not signed by auditAuth.clientCaFile',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'the client certificate is self-signed',
-  CERT_SIGNATURE_FAILURE: 'the client certificate\'s signature does not verify',
+  CERT_SIGNATURE_FAILURE: "the client certificate's signature does not verify",
 };
 
 /** Why the connection's client certificate is not acceptable, or undefined when it is. */
 export function clientCertProblem(socket: Partial<TLSSocket>): string | undefined {
-  if (typeof socket.getPeerCertificate !== 'function') return 'no client certificate (plain HTTP: serve with TLS to use client certificates)';
+  if (typeof socket.getPeerCertificate !== 'function')
+    return 'no client certificate (plain HTTP: serve with TLS to use client certificates)';
   if (socket.authorized === true) return undefined;
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) return 'no client certificate';

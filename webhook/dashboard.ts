@@ -24,12 +24,22 @@ export function dashboardEnabled(config: Pick<Config, 'dashboard'>): boolean {
 
 export function dashboardRouter(options: DashboardOptions): Router {
   const router = express.Router();
-  router.use(operatorGate(options.config, 'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)'));
+  router.use(
+    operatorGate(
+      options.config,
+      'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)',
+    ),
+  );
   if (!dashboardEnabled(options.config)) return router;
   const adapter = new ExpressAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: [new BullMQAdapter(options.queue, { readOnlyMode: false, description: `etcd snapshots of cluster ${options.config.cluster}` })],
+    queues: [
+      new BullMQAdapter(options.queue, {
+        readOnlyMode: false,
+        description: `etcd snapshots of cluster ${options.config.cluster}`,
+      }),
+    ],
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'etcd-autobackup' } },
   });

@@ -41,7 +41,8 @@ export function errorHandler(log: Logger) {
       return;
     }
     if (err instanceof HttpError) {
-      if (err.status >= 400) log.warn({ method: req.method, path: req.path, status: err.status, error: err.message }, 'request rejected');
+      if (err.status >= 400)
+        log.warn({ method: req.method, path: req.path, status: err.status, error: err.message }, 'request rejected');
       res.status(err.status).set(err.headers).json({ error: err.message });
       return;
     }

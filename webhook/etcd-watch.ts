@@ -91,7 +91,10 @@ class EtcdWatchSource implements EtcdWatch {
 
   constructor(options: EtcdWatchOptions) {
     const { etcd, watch } = options.config;
-    this.client = new Etcd3({ ...etcdClientOptions(etcd, etcd.endpoints), faultHandling: { watchBackoff: watchBackoff() } });
+    this.client = new Etcd3({
+      ...etcdClientOptions(etcd, etcd.endpoints),
+      faultHandling: { watchBackoff: watchBackoff() },
+    });
     this.settings = { prefix: watch.prefix, ignorePrefixes: watch.ignorePrefixes };
     this.recorder = options.recorder;
     this.log = options.log;

@@ -8,7 +8,16 @@ import type { AdmissionRequest, AuditEvent } from './wire.js';
 
 export type Filters = Config['filters'];
 
-export const IGNORE_REASONS = ['malformed', 'stage', 'verb', 'status', 'dry-run', 'subresource', 'resource', 'user'] as const;
+export const IGNORE_REASONS = [
+  'malformed',
+  'stage',
+  'verb',
+  'status',
+  'dry-run',
+  'subresource',
+  'resource',
+  'user',
+] as const;
 export type IgnoreReason = (typeof IGNORE_REASONS)[number];
 
 /** `resource` is the label recorded with the change, e.g. `apps/deployments shop/web`. */

@@ -41,15 +41,24 @@ function describeBodyError(err: unknown, options: JsonBodyOptions): unknown {
   const e = err as Record<string, unknown>;
   switch (e.type) {
     case 'entity.too.large':
-      return new HttpError(413, `request body is larger than ${options.limit} bytes; raise ${options.limitField} to accept it`);
+      return new HttpError(
+        413,
+        `request body is larger than ${options.limit} bytes; raise ${options.limitField} to accept it`,
+      );
     case 'entity.parse.failed': {
       const at = /position (\d+)/.exec(typeof e.message === 'string' ? e.message : '')?.[1];
-      return new HttpError(400, `request body is not a valid JSON object${at ? ` (error at position ${at})` : ''}; expected ${options.expected}`);
+      return new HttpError(
+        400,
+        `request body is not a valid JSON object${at ? ` (error at position ${at})` : ''}; expected ${options.expected}`,
+      );
     }
     case 'charset.unsupported':
       return new HttpError(415, `unsupported charset ${clip(String(e.charset))}; send JSON in UTF-8`);
     case 'encoding.unsupported':
-      return new HttpError(415, `unsupported Content-Encoding ${clip(String(e.encoding))}; send identity, gzip, deflate or br`);
+      return new HttpError(
+        415,
+        `unsupported Content-Encoding ${clip(String(e.encoding))}; send identity, gzip, deflate or br`,
+      );
     case 'request.aborted':
       return new HttpError(400, 'the client aborted the request before its body was complete');
     case 'request.size.invalid':
@@ -68,11 +77,20 @@ export function clip(value: string, max = 80): string {
  * The fields of a Kubernetes API object body after checking its apiVersion and kind; throws a 400
  * naming what was expected and what came. `hint` says how to fix the sender.
  */
-export function apiObject(body: unknown, apiVersions: readonly string[], kind: string, hint = ''): Record<string, unknown> {
-  const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+export function apiObject(
+  body: unknown,
+  apiVersions: readonly string[],
+  kind: string,
+  hint = '',
+): Record<string, unknown> {
+  const fields =
+    typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
   const { apiVersion, kind: gotKind } = fields ?? {};
   if (fields === undefined || typeof apiVersion !== 'string' || !apiVersions.includes(apiVersion) || gotKind !== kind) {
-    const got = fields === undefined ? 'a JSON value that is not an object' : `apiVersion ${clip(String(apiVersion))} kind ${clip(String(gotKind))}`;
+    const got =
+      fields === undefined
+        ? 'a JSON value that is not an object'
+        : `apiVersion ${clip(String(apiVersion))} kind ${clip(String(gotKind))}`;
     throw new HttpError(400, `expected apiVersion ${apiVersions.join(' or ')} and kind ${kind}, got ${got}${hint}`);
   }
   return fields;

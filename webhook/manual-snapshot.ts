@@ -16,14 +16,21 @@ export interface ManualSnapshotOptions {
 
 export function manualSnapshotRouter(options: ManualSnapshotOptions): Router {
   const router = express.Router();
-  router.use(operatorGate(options.config, 'POST /snapshot is off: set dashboard.user and dashboard.password, or run `etcd-autobackup snapshot --enqueue`'));
+  router.use(
+    operatorGate(
+      options.config,
+      'POST /snapshot is off: set dashboard.user and dashboard.password, or run `etcd-autobackup snapshot --enqueue`',
+    ),
+  );
   router.post('/', async (req, res) => {
     try {
       const jobId = await options.enqueue({ resource: `http ${req.ip ?? ''}`.trim() });
       res.status(202).json({ jobId, status: 'queued' });
     } catch (err) {
       options.log.warn({ error: messageOf(err) }, 'manual snapshot could not be queued');
-      res.status(503).json({ error: 'the snapshot could not be queued: Redis is not reachable; try again when /readyz is ready' });
+      res
+        .status(503)
+        .json({ error: 'the snapshot could not be queued: Redis is not reachable; try again when /readyz is ready' });
     }
   });
   router.all('/', (_req, res) => {

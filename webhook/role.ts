@@ -31,7 +31,9 @@ export interface WebhookRole {
 export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
   const { config, log, metrics } = options;
   const recorder = createQueueRecorder({ config, log: log.child({ component: 'queue' }), metrics });
-  const watch = config.watch.enabled ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics }) : undefined;
+  const watch = config.watch.enabled
+    ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics })
+    : undefined;
   const app = createWebhookApp({
     config,
     recorder,
@@ -40,7 +42,10 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
     ready: () => recorder.status().redisUp,
     extraRoutes: [
       { path: DASHBOARD_PATH, handler: dashboardRouter({ config, queue: recorder.queue }) },
-      { path: '/snapshot', handler: manualSnapshotRouter({ config, log, enqueue: (cause) => recorder.enqueueNow(cause) }) },
+      {
+        path: '/snapshot',
+        handler: manualSnapshotRouter({ config, log, enqueue: (cause) => recorder.enqueueNow(cause) }),
+      },
     ],
   });
   return {

@@ -47,7 +47,13 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   const member = chosen.status;
   for (const u of chosen.unreachable) log.warn({ endpoint: u.endpoint, error: u.error }, 'etcd member skipped');
   log.info(
-    { endpoint: member.endpoint, memberId: member.memberId, leader: member.isLeader, revision: member.revision, dbSize: member.dbSize },
+    {
+      endpoint: member.endpoint,
+      memberId: member.memberId,
+      leader: member.isLeader,
+      revision: member.revision,
+      dbSize: member.dbSize,
+    },
     'snapshot starting',
   );
 
@@ -62,7 +68,9 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     try {
       source = tag(await openSnapshotStream(chosen.client), 'stream');
     } catch (err) {
-      throw new SnapshotError('stream', `cannot start the snapshot on ${member.endpoint}: ${messageOf(err)}`, { cause: err });
+      throw new SnapshotError('stream', `cannot start the snapshot on ${member.endpoint}: ${messageOf(err)}`, {
+        cause: err,
+      });
     }
     const meter = new ByteMeter(options.onProgress);
     const messages = tag(new SnapshotMessages((total) => (meter.total = total)), 'stream');
@@ -121,7 +129,9 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     } catch (err) {
       // Without its manifest the object is invisible; remove it so it does not linger.
       await store.delete(key).catch(() => undefined);
-      throw new SnapshotError('publish', `writing the manifest to ${store.location} failed: ${messageOf(err)}`, { cause: err });
+      throw new SnapshotError('publish', `writing the manifest to ${store.location} failed: ${messageOf(err)}`, {
+        cause: err,
+      });
     }
     log.info(
       { id, key, revision: member.revision, dbSize, storedSize: manifest.storedSize, durationMs: manifest.durationMs },
@@ -144,14 +154,24 @@ function failure(
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     const timedOut = reason instanceof DOMException && reason.name === 'TimeoutError';
-    return new SnapshotError('stream', timedOut ? `timed out after ${timeoutMs} ms (snapshot.timeout); nothing was published` : 'aborted; nothing was published', {
-      cause: reason,
-    });
+    return new SnapshotError(
+      'stream',
+      timedOut
+        ? `timed out after ${timeoutMs} ms (snapshot.timeout); nothing was published`
+        : 'aborted; nothing was published',
+      {
+        cause: reason,
+      },
+    );
   }
   const stage = origin?.stage ?? (upload.status === 'rejected' ? 'upload' : 'stream');
-  const err: unknown = origin?.err ?? (upload.status === 'rejected' ? upload.reason : flow.status === 'rejected' ? flow.reason : undefined);
-  const where = { stream: `reading the snapshot from ${endpoint}`, verify: 'verifying the snapshot', upload: 'writing to the store' }[
-    stage as 'stream' | 'verify' | 'upload'
-  ];
+  const err: unknown =
+    origin?.err ??
+    (upload.status === 'rejected' ? upload.reason : flow.status === 'rejected' ? flow.reason : undefined);
+  const where = {
+    stream: `reading the snapshot from ${endpoint}`,
+    verify: 'verifying the snapshot',
+    upload: 'writing to the store',
+  }[stage as 'stream' | 'verify' | 'upload'];
   return new SnapshotError(stage, `${where} failed: ${messageOf(err)}; nothing was published`, { cause: err });
 }

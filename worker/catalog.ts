@@ -41,7 +41,8 @@ export async function listSnapshots(store: Store, cluster: string, options: List
   const manifests: Manifest[] = [];
   for (const r of read) {
     let problem = r.problem;
-    if (r.manifest && r.manifest.cluster !== cluster) problem = `belongs to cluster "${r.manifest.cluster}", not "${cluster}"`;
+    if (r.manifest && r.manifest.cluster !== cluster)
+      problem = `belongs to cluster "${r.manifest.cluster}", not "${cluster}"`;
     else if (r.manifest && !present.has(r.manifest.key)) problem = `its snapshot object ${r.manifest.key} is missing`;
     if (problem !== undefined || !r.manifest) options.onInvalid?.(r.key, problem ?? 'unreadable');
     else manifests.push(r.manifest);
@@ -50,7 +51,12 @@ export async function listSnapshots(store: Store, cluster: string, options: List
 }
 
 /** The manifest of `id` (or of the newest snapshot for `latest`). */
-export async function findSnapshot(store: Store, cluster: string, id: string, options: ListOptions = {}): Promise<Manifest> {
+export async function findSnapshot(
+  store: Store,
+  cluster: string,
+  id: string,
+  options: ListOptions = {},
+): Promise<Manifest> {
   const howToList = `run "etcd-autobackup list" (with the same --store and --cluster) to see the snapshot ids`;
   if (id === LATEST) {
     const [newest] = await listSnapshots(store, cluster, options);
@@ -63,7 +69,9 @@ export async function findSnapshot(store: Store, cluster: string, id: string, op
   }
   // Ids are generated as <time>-r<revision>-<hex>; anything with a separator would address another key.
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) {
-    throw new SnapshotNotFoundError(`"${id}" is not a snapshot id (ids look like 20261124T032800Z-r12345-a1b2); ${howToList}`);
+    throw new SnapshotNotFoundError(
+      `"${id}" is not a snapshot id (ids look like 20261124T032800Z-r12345-a1b2); ${howToList}`,
+    );
   }
   try {
     const manifest = await readManifest(store, manifestKey(cluster, id));
@@ -94,4 +102,3 @@ function newestFirst(a: Manifest, b: Manifest): number {
   // Ids start with the UTC time and then the revision, so they break ties between equal times.
   return b.createdAt.localeCompare(a.createdAt) || b.etcd.revision - a.etcd.revision || b.id.localeCompare(a.id);
 }
-

@@ -14,9 +14,14 @@ export function causeFromEnv(env: NodeJS.ProcessEnv): Cause | undefined {
   try {
     json = JSON.parse(raw);
   } catch {
-    throw new ConfigError(`${SNAPSHOT_CAUSE_ENV} is not JSON; it is set by the worker's Job executor and should not be set by hand`);
+    throw new ConfigError(
+      `${SNAPSHOT_CAUSE_ENV} is not JSON; it is set by the worker's Job executor and should not be set by hand`,
+    );
   }
   const parsed = causeSchema.safeParse(json);
-  if (!parsed.success) throw new ConfigError(`${SNAPSHOT_CAUSE_ENV} is not a snapshot cause: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  if (!parsed.success)
+    throw new ConfigError(
+      `${SNAPSHOT_CAUSE_ENV} is not a snapshot cause: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+    );
   return parsed.data;
 }

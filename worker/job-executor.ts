@@ -11,7 +11,15 @@
  * a re-run of the same queue job (after a crash) gets 409 AlreadyExists and adopts its Job.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { BatchV1Api, CoreV1Api, Watch, type KubeConfig, type V1EnvVar, type V1Job, type V1Pod } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  CoreV1Api,
+  Watch,
+  type KubeConfig,
+  type V1EnvVar,
+  type V1Job,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Cause } from '../core/cause.js';
 import { SETTINGS, envName, type Config } from '../core/config/index.js';
@@ -50,7 +58,10 @@ const FORWARDED = /^(cluster|etcd\.|store\.|snapshot\.)/;
 /** A Job name per queue job: stable across re-runs, within the 63 characters of a label value. */
 export function snapshotJobName(cluster: string, jobId: string): string {
   const hash = createHash('sha256').update(`${cluster}\0${jobId}`).digest('hex').slice(0, 10);
-  return `etcd-snapshot-${cluster.slice(0, 36).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '')}-${hash}`;
+  return `etcd-snapshot-${cluster
+    .slice(0, 36)
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/-+$/, '')}-${hash}`;
 }
 
 /** The worker's snapshot settings as the env vars the same CLI reads in the Job. */
@@ -58,7 +69,9 @@ export function forwardedEnv(config: JobExecutorConfig): V1EnvVar[] {
   const env: V1EnvVar[] = [];
   for (const s of SETTINGS) {
     if (s.secret || !FORWARDED.test(s.path)) continue;
-    const value = s.path.split('.').reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config);
+    const value = s.path
+      .split('.')
+      .reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config);
     if (value === undefined) continue;
     // Durations are parsed to milliseconds; a bare number would not parse back as a duration.
     let text: string;
@@ -94,7 +107,12 @@ export function buildSnapshotJob(config: JobExecutorConfig, input: JobSpecInput)
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: input.name, namespace: input.namespace, labels, annotations: { [QUEUE_JOB_ANNOTATION]: input.jobId } },
+    metadata: {
+      name: input.name,
+      namespace: input.namespace,
+      labels,
+      annotations: { [QUEUE_JOB_ANNOTATION]: input.jobId },
+    },
     spec: {
       // Retries belong to the queue (backoff, attempts, dashboard), not to the Job controller.
       backoffLimit: 0,
@@ -108,7 +126,9 @@ export function buildSnapshotJob(config: JobExecutorConfig, input: JobSpecInput)
           dnsPolicy: ex.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
           nodeSelector: ex.nodeSelector,
           tolerations: ex.tolerations,
-          ...(ex.serviceAccountName ? { serviceAccountName: ex.serviceAccountName } : { automountServiceAccountToken: false }),
+          ...(ex.serviceAccountName
+            ? { serviceAccountName: ex.serviceAccountName }
+            : { automountServiceAccountToken: false }),
           containers: [
             {
               name: CONTAINER,
@@ -207,9 +227,15 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
       new Watch(kube)
         .watch(
           `/apis/batch/v1/namespaces/${namespace}/jobs`,
-          { fieldSelector: `metadata.name=${name}`, resourceVersion, timeoutSeconds: watchTimeoutSeconds, allowWatchBookmarks: true },
+          {
+            fieldSelector: `metadata.name=${name}`,
+            resourceVersion,
+            timeoutSeconds: watchTimeoutSeconds,
+            allowWatchBookmarks: true,
+          },
           (phase, obj: V1Job) => {
-            if (phase === 'DELETED') settle(() => reject(new JobGone(`${where(name)} was deleted while the worker waited for it`)));
+            if (phase === 'DELETED')
+              settle(() => reject(new JobGone(`${where(name)} was deleted while the worker waited for it`)));
             else if ((phase === 'ADDED' || phase === 'MODIFIED') && finished(obj)) settle(() => resolve(obj));
           },
           () => settle(() => resolve(undefined)),
@@ -246,13 +272,21 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
     for (;;) {
       let list;
       try {
-        list = await batch.listNamespacedJob({ namespace, labelSelector: `${LABELS.component}=snapshot,${LABELS.cluster}=${config.cluster}` });
+        list = await batch.listNamespacedJob({
+          namespace,
+          labelSelector: `${LABELS.component}=snapshot,${LABELS.cluster}=${config.cluster}`,
+        });
       } catch (err) {
-        throw new SnapshotError('connect', `listing snapshot Jobs in ${namespace} failed: ${describeApiError(err)}`, { cause: err });
+        throw new SnapshotError('connect', `listing snapshot Jobs in ${namespace} failed: ${describeApiError(err)}`, {
+          cause: err,
+        });
       }
       const other = list.items.find((j) => j.metadata?.name !== name && !finished(j));
       if (!other?.metadata?.name) return;
-      log.info({ job: other.metadata.name }, 'another snapshot Job of this cluster is still running; waiting for it first');
+      log.info(
+        { job: other.metadata.name },
+        'another snapshot Job of this cluster is still running; waiting for it first',
+      );
       await waitFinished(other.metadata.name, signal, log).catch((err: unknown) => {
         if (!(err instanceof JobGone)) throw err;
       });
@@ -262,14 +296,23 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
   /** Creates the Job, or adopts the one a previous run of the same queue job created. */
   async function createOrAdopt(name: string, run: SnapshotRun): Promise<V1Job> {
     for (let attempt = 0; ; attempt++) {
-      const body = buildSnapshotJob(config, { name, namespace, jobId: run.jobId, cause: run.cause, nonce: randomBytes(6).toString('hex') });
+      const body = buildSnapshotJob(config, {
+        name,
+        namespace,
+        jobId: run.jobId,
+        cause: run.cause,
+        nonce: randomBytes(6).toString('hex'),
+      });
       try {
         const created = await batch.createNamespacedJob({ namespace, body });
         run.log.info({ job: name, namespace }, 'snapshot Job created');
         return created;
       } catch (err) {
         const f = apiFailure(err);
-        if (f?.code !== 409) throw new SnapshotError('connect', `creating ${where(name)} failed: ${describeApiError(err)}`, { cause: err });
+        if (f?.code !== 409)
+          throw new SnapshotError('connect', `creating ${where(name)} failed: ${describeApiError(err)}`, {
+            cause: err,
+          });
       }
       const existing = await readJob(name);
       if (!existing) continue; // Deleted meanwhile: create again.
@@ -277,13 +320,26 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
         run.log.info({ job: name }, 'adopting the snapshot Job of an earlier run of this queue job');
         return existing;
       }
-      if (attempt >= 30) throw new SnapshotError('connect', `${where(name)} from a failed earlier attempt is not going away; delete it by hand`);
+      if (attempt >= 30)
+        throw new SnapshotError(
+          'connect',
+          `${where(name)} from a failed earlier attempt is not going away; delete it by hand`,
+        );
       if (existing.metadata?.deletionTimestamp === undefined) {
         // A failed earlier attempt: the queue retries, so the Job runs anew.
         run.log.info({ job: name }, 'deleting the failed snapshot Job of an earlier attempt');
-        await batch.deleteNamespacedJob({ name, namespace, body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } }).catch((err: unknown) => {
-          if (apiFailure(err)?.code !== 404) throw new SnapshotError('connect', `deleting ${where(name)} failed: ${describeApiError(err)}`, { cause: err });
-        });
+        await batch
+          .deleteNamespacedJob({
+            name,
+            namespace,
+            body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' },
+          })
+          .catch((err: unknown) => {
+            if (apiFailure(err)?.code !== 404)
+              throw new SnapshotError('connect', `deleting ${where(name)} failed: ${describeApiError(err)}`, {
+                cause: err,
+              });
+          });
       } else {
         await delay(retryDelayMs, run.signal);
       }
@@ -294,7 +350,9 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
     const nonce = job.spec?.template.metadata?.labels?.[LABELS.run];
     if (!nonce) return undefined;
     const pods = await core.listNamespacedPod({ namespace, labelSelector: `${LABELS.run}=${nonce}` });
-    return pods.items.sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
+    return pods.items.sort((a, b) =>
+      String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')),
+    )[0];
   }
 
   async function podLog(pod: V1Pod | undefined, tailLines: number): Promise<string> {
@@ -331,9 +389,17 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
     const pod = await podOf(job).catch(() => undefined);
     if (finished(job) === 'Complete') {
       const printed = manifestFromLog(await podLog(pod, 1000));
-      if (!printed) throw new SnapshotError('publish', `${where(name)} completed but its pod log holds no manifest (was the log rotated away?); check the store with "etcd-autobackup list"`);
+      if (!printed)
+        throw new SnapshotError(
+          'publish',
+          `${where(name)} completed but its pod log holds no manifest (was the log rotated away?); check the store with "etcd-autobackup list"`,
+        );
       const stored = await fromStore(printed);
-      if (!stored) throw new SnapshotError('publish', `${where(name)} reported snapshot ${printed.id}, but its manifest is not in ${store.location}: do the Job and the worker use the same store?`);
+      if (!stored)
+        throw new SnapshotError(
+          'publish',
+          `${where(name)} reported snapshot ${printed.id}, but its manifest is not in ${store.location}: do the Job and the worker use the same store?`,
+        );
       log.info({ id: stored.id }, 'snapshot Job succeeded');
       return stored;
     }
@@ -351,10 +417,13 @@ function describePod(pod: V1Pod | undefined): string {
   if (!pod) return '; no pod was created';
   const name = pod.metadata?.name ?? '?';
   const state = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER)?.state;
-  if (state?.terminated) return `; pod ${name}: exit code ${state.terminated.exitCode}${state.terminated.reason ? ` (${state.terminated.reason})` : ''}`;
-  if (state?.waiting) return `; pod ${name}: ${state.waiting.reason ?? 'waiting'}${state.waiting.message ? `: ${state.waiting.message}` : ''}`;
+  if (state?.terminated)
+    return `; pod ${name}: exit code ${state.terminated.exitCode}${state.terminated.reason ? ` (${state.terminated.reason})` : ''}`;
+  if (state?.waiting)
+    return `; pod ${name}: ${state.waiting.reason ?? 'waiting'}${state.waiting.message ? `: ${state.waiting.message}` : ''}`;
   const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-  if (unscheduled) return `; pod ${name}: ${unscheduled.reason ?? 'not scheduled'}${unscheduled.message ? `: ${unscheduled.message}` : ''}`;
+  if (unscheduled)
+    return `; pod ${name}: ${unscheduled.reason ?? 'not scheduled'}${unscheduled.message ? `: ${unscheduled.message}` : ''}`;
   return `; pod ${name}: ${pod.status?.phase ?? 'unknown phase'}`;
 }
 

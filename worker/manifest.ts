@@ -71,8 +71,15 @@ export function snapshotsPrefix(cluster: string): string {
   return `${cluster}/snapshots/`;
 }
 
-export function newSnapshotId(at: Date, revision: number, random: () => string = () => randomBytes(2).toString('hex')): string {
-  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+export function newSnapshotId(
+  at: Date,
+  revision: number,
+  random: () => string = () => randomBytes(2).toString('hex'),
+): string {
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stamp}-r${revision}-${random()}`;
 }
 
@@ -93,7 +100,9 @@ export function parseManifest(text: string, key: string): Manifest {
   }
   const result = manifestSchema.safeParse(json);
   if (!result.success) {
-    throw new Error(`manifest ${key} is not an ${MANIFEST_FORMAT} manifest: ${result.error.issues[0]?.message ?? 'invalid'}`);
+    throw new Error(
+      `manifest ${key} is not an ${MANIFEST_FORMAT} manifest: ${result.error.issues[0]?.message ?? 'invalid'}`,
+    );
   }
   return result.data;
 }

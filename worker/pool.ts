@@ -95,7 +95,11 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
   let current: AbortController | undefined;
   let shuttingDown = false;
 
-  const processor = async (job: Job<SnapshotJobData, SnapshotJobResult>, token?: string, bullSignal?: AbortSignal): Promise<SnapshotJobResult> => {
+  const processor = async (
+    job: Job<SnapshotJobData, SnapshotJobResult>,
+    token?: string,
+    bullSignal?: AbortSignal,
+  ): Promise<SnapshotJobResult> => {
     const data = job.data;
     const jobLog = log.child({ jobId: job.id, window: data.window, attempt: job.attemptsMade + 1 });
     if (data.cluster !== config.cluster) {
@@ -122,9 +126,11 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       metrics?.snapshotDuration.observe({ cluster: data.cluster }, (Date.now() - started) / 1000);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'db' }, manifest.dbSize);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'stored' }, manifest.storedSize);
-      await Promise.resolve(manifest).then((m) => options.afterSnapshot?.(m, jobLog)).catch((err: unknown) =>
-        jobLog.error({ err: messageOf(err) }, 'after-snapshot hook failed; the snapshot itself succeeded'),
-      );
+      await Promise.resolve(manifest)
+        .then((m) => options.afterSnapshot?.(m, jobLog))
+        .catch((err: unknown) =>
+          jobLog.error({ err: messageOf(err) }, 'after-snapshot hook failed; the snapshot itself succeeded'),
+        );
       return { id: manifest.id, key: manifest.key, revision: manifest.etcd.revision, storedSize: manifest.storedSize };
     } catch (err) {
       if (shuttingDown && controller.signal.reason instanceof ShutdownAbort) {
@@ -134,12 +140,19 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         throw new DelayedError();
       }
       metrics?.snapshots.inc({ cluster: data.cluster, result: 'failure' });
-      metrics?.snapshotFailures.inc({ cluster: data.cluster, stage: err instanceof SnapshotError ? err.stage : 'other' });
+      metrics?.snapshotFailures.inc({
+        cluster: data.cluster,
+        stage: err instanceof SnapshotError ? err.stage : 'other',
+      });
       throw err;
     } finally {
       clearInterval(renewal);
       current = undefined;
-      await lock.release().catch((err: unknown) => jobLog.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'));
+      await lock
+        .release()
+        .catch((err: unknown) =>
+          jobLog.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'),
+        );
     }
   };
 
@@ -237,18 +250,21 @@ async function causeOf(job: Job<SnapshotJobData, SnapshotJobResult>, redis: Redi
 
 function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
   let renewed = Date.now();
-  const timer = setInterval(() => {
-    lock.renew().then(
-      (held) => {
-        if (held) renewed = Date.now();
-        else abortLost();
-      },
-      (err: unknown) => {
-        log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed');
-        if (Date.now() - renewed > lockMs * 0.8) abortLost();
-      },
-    );
-  }, Math.max(250, Math.floor(lockMs / 3)));
+  const timer = setInterval(
+    () => {
+      lock.renew().then(
+        (held) => {
+          if (held) renewed = Date.now();
+          else abortLost();
+        },
+        (err: unknown) => {
+          log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed');
+          if (Date.now() - renewed > lockMs * 0.8) abortLost();
+        },
+      );
+    },
+    Math.max(250, Math.floor(lockMs / 3)),
+  );
   timer.unref();
   function abortLost(): void {
     // Another worker may take the cluster now: stop rather than run two snapshots at once.

@@ -49,7 +49,9 @@ export interface PruneOptions {
 }
 
 /** The prune options that come from the config. */
-export function pruneSettings(config: Pick<Config, 'cluster' | 'retention' | 'snapshot'>): Pick<PruneOptions, 'cluster' | 'retention' | 'snapshotTimeoutMs'> {
+export function pruneSettings(
+  config: Pick<Config, 'cluster' | 'retention' | 'snapshot'>,
+): Pick<PruneOptions, 'cluster' | 'retention' | 'snapshotTimeoutMs'> {
   return { cluster: config.cluster, retention: config.retention, snapshotTimeoutMs: config.snapshot.timeout };
 }
 
@@ -125,14 +127,18 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
   try {
     listed = await store.list(prefix);
   } catch (err) {
-    throw new PruneError(`listing ${prefix} in ${store.location} failed, so nothing was deleted: ${messageOf(err)}`, { cause: err });
+    throw new PruneError(`listing ${prefix} in ${store.location} failed, so nothing was deleted: ${messageOf(err)}`, {
+      cause: err,
+    });
   }
 
   const present = new Set(listed.map((o) => o.key));
   const groups = new Map<string, Group>();
   for (const o of listed) {
     if (!o.key.startsWith(prefix)) {
-      throw new PruneError(`the listing of ${prefix} in ${store.location} returned "${o.key}", outside the prefix; nothing was deleted`);
+      throw new PruneError(
+        `the listing of ${prefix} in ${store.location} returned "${o.key}", outside the prefix; nothing was deleted`,
+      );
     }
     const own = parseOwnName(o.key.slice(prefix.length));
     if (!own) {
@@ -145,24 +151,36 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     groups.set(own.id, group);
   }
 
-  const reads = await mapLimit([...groups].filter(([, g]) => g.manifest), options.concurrency ?? 8, async ([id, g]) => {
-    const key = (g.manifest as ObjectInfo).key;
-    try {
-      return { id, key, manifest: parseManifest(await readText(store, key), key) };
-    } catch (err) {
-      if (err instanceof NotFoundError) return { id, key, gone: true };
-      if (err instanceof ManifestReadError) {
-        throw new PruneError(`reading manifest ${key} from ${store.location} failed, so nothing was deleted: ${messageOf(err.cause)}`, { cause: err });
+  const reads = await mapLimit(
+    [...groups].filter(([, g]) => g.manifest),
+    options.concurrency ?? 8,
+    async ([id, g]) => {
+      const key = (g.manifest as ObjectInfo).key;
+      try {
+        return { id, key, manifest: parseManifest(await readText(store, key), key) };
+      } catch (err) {
+        if (err instanceof NotFoundError) return { id, key, gone: true };
+        if (err instanceof ManifestReadError) {
+          throw new PruneError(
+            `reading manifest ${key} from ${store.location} failed, so nothing was deleted: ${messageOf(err.cause)}`,
+            { cause: err },
+          );
+        }
+        return { id, key, problem: messageOf(err) };
       }
-      return { id, key, problem: messageOf(err) };
-    }
-  });
+    },
+  );
 
   const found: Found[] = [];
   const orphans: Orphan[] = [];
   const noteOrphan = (o: ObjectInfo, why: string) => {
-    if (isStale(o.modified, now, safeAge)) orphans.push({ key: o.key, reason: why, ...(o.modified ? { modified: o.modified } : {}) });
-    else report.skipped.push({ key: o.key, reason: `${why}, but not older than ${hours(safeAge)}: it may still be being written` });
+    if (isStale(o.modified, now, safeAge))
+      orphans.push({ key: o.key, reason: why, ...(o.modified ? { modified: o.modified } : {}) });
+    else
+      report.skipped.push({
+        key: o.key,
+        reason: `${why}, but not older than ${hours(safeAge)}: it may still be being written`,
+      });
   };
   const readById = new Map(reads.map((r) => [r.id, r]));
   for (const [id, g] of groups) {
@@ -170,7 +188,10 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     if (r?.gone) continue; // Deleted by someone else since the listing; the next run sees the rest.
     if (r?.problem !== undefined || (r?.manifest && (r.manifest.cluster !== cluster || r.manifest.id !== id))) {
       const why = r.problem ?? `it describes ${r.manifest?.cluster}/${r.manifest?.id}, not ${cluster}/${id}`;
-      report.skipped.push({ key: r.key, reason: `unusable manifest (${why}); left with its object, never deleted blindly` });
+      report.skipped.push({
+        key: r.key,
+        reason: `unusable manifest (${why}); left with its object, never deleted blindly`,
+      });
       for (const o of g.objects) report.skipped.push({ key: o.key, reason: `its manifest ${r.key} is unusable` });
       continue;
     }
@@ -180,7 +201,11 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     if (!manifest || !g.manifest) continue;
     if (!target) {
       // An object that exists under a name we do not write (or elsewhere) is not ours to judge.
-      if (present.has(manifest.key)) report.skipped.push({ key: g.manifest.key, reason: `its object ${manifest.key} is not named as this service names snapshots; left alone` });
+      if (present.has(manifest.key))
+        report.skipped.push({
+          key: g.manifest.key,
+          reason: `its object ${manifest.key} is not named as this service names snapshots; left alone`,
+        });
       else noteOrphan(g.manifest, `manifest whose object ${manifest.key} is missing`);
       continue;
     }
@@ -203,10 +228,16 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
   const plan = planRetention(found, retention);
   const newestVerified = plan.keep.find((d) => d.reasons.includes('newest verified'));
   if (newestVerified && plan.remove.some((d) => d.snapshot.id === newestVerified.snapshot.id)) {
-    throw new PruneError('retention planned to delete the newest verified snapshot; nothing was deleted (this is a bug)');
+    throw new PruneError(
+      'retention planned to delete the newest verified snapshot; nothing was deleted (this is a bug)',
+    );
   }
   const rules = `last ${retention.keepLast}, hourly ${retention.hourly}, daily ${retention.daily}, weekly ${retention.weekly}, monthly ${retention.monthly}`;
-  report.kept = plan.keep.map((d) => ({ id: d.snapshot.id, createdAt: d.snapshot.manifest.createdAt, reasons: d.reasons }));
+  report.kept = plan.keep.map((d) => ({
+    id: d.snapshot.id,
+    createdAt: d.snapshot.manifest.createdAt,
+    reasons: d.reasons,
+  }));
   const doomed = plan.remove.map((d) => ({
     id: d.snapshot.id,
     createdAt: d.snapshot.manifest.createdAt,
@@ -257,7 +288,13 @@ const TEMP_MARK = '.partial-';
  * A file store's upload temp files are invisible to list(), but a crash leaves them behind: sweep
  * stale ones of our naming in the cluster's snapshots directory (and only there).
  */
-async function fileStoreTemps(store: Store, prefix: string, now: Date, safeAge: number, report: PruneReport): Promise<Orphan[]> {
+async function fileStoreTemps(
+  store: Store,
+  prefix: string,
+  now: Date,
+  safeAge: number,
+  report: PruneReport,
+): Promise<Orphan[]> {
   if (!(store instanceof FileStore) || !store.location.startsWith('file://')) return [];
   const dir = join(store.location.slice('file://'.length), ...prefix.split('/').filter(Boolean));
   let names: string[];
@@ -270,12 +307,18 @@ async function fileStoreTemps(store: Store, prefix: string, now: Date, safeAge: 
   const out: Orphan[] = [];
   for (const name of names) {
     const mark = name.lastIndexOf(TEMP_MARK);
-    if (mark < 0 || !parseOwnName(name.slice(0, mark)) || !/^[0-9a-f]+$/.test(name.slice(mark + TEMP_MARK.length))) continue;
+    if (mark < 0 || !parseOwnName(name.slice(0, mark)) || !/^[0-9a-f]+$/.test(name.slice(mark + TEMP_MARK.length)))
+      continue;
     const path = join(dir, name);
-    const modified = await stat(path).then((s) => s.mtime, () => undefined);
+    const modified = await stat(path).then(
+      (s) => s.mtime,
+      () => undefined,
+    );
     if (modified === undefined) continue;
-    if (isStale(modified, now, safeAge)) out.push({ key: `${prefix}${name}`, reason: 'upload temp file left by an interrupted write', modified, path });
-    else report.skipped.push({ key: `${prefix}${name}`, reason: 'upload temp file of a write that may still be running' });
+    if (isStale(modified, now, safeAge))
+      out.push({ key: `${prefix}${name}`, reason: 'upload temp file left by an interrupted write', modified, path });
+    else
+      report.skipped.push({ key: `${prefix}${name}`, reason: 'upload temp file of a write that may still be running' });
   }
   return out;
 }
@@ -304,7 +347,6 @@ function hours(ms: number): string {
   return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : `${Math.round(ms / 60_000)}m`;
 }
 
-
 export type PruneMetrics = Pick<Metrics, 'pruneRuns' | 'pruned'>;
 
 /**
@@ -324,12 +366,20 @@ export function pruneAfterSnapshot(options: {
       metrics?.pruned.inc({ cluster: config.cluster, kind: 'snapshot' }, report.deleted.length);
       metrics?.pruned.inc({ cluster: config.cluster, kind: 'orphan' }, report.orphans.length);
       log.info(
-        { kept: report.kept.length, deleted: report.deleted.length, orphans: report.orphans.length, skipped: report.skipped.length },
+        {
+          kept: report.kept.length,
+          deleted: report.deleted.length,
+          orphans: report.orphans.length,
+          skipped: report.skipped.length,
+        },
         'retention done',
       );
     } catch (err) {
       metrics?.pruneRuns.inc({ cluster: config.cluster, result: 'failure' });
-      log.error({ err: messageOf(err) }, `retention after snapshot ${manifest.id} failed (the snapshot itself succeeded): ${messageOf(err)}`);
+      log.error(
+        { err: messageOf(err) },
+        `retention after snapshot ${manifest.id} failed (the snapshot itself succeeded): ${messageOf(err)}`,
+      );
     }
   };
 }

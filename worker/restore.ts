@@ -57,7 +57,11 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     const report = await verifyInto(work, options);
     const staged = join(work, 'data');
     const member = effectiveMember(options.member ?? {});
-    await runEtcdctl(options.etcdctl, ['snapshot', 'restore', report.file, '--data-dir', staged, ...memberArgs(member)], options.signal);
+    await runEtcdctl(
+      options.etcdctl,
+      ['snapshot', 'restore', report.file, '--data-dir', staged, ...memberArgs(member)],
+      options.signal,
+    );
     options.signal?.throwIfAborted();
     await assertUsableTarget(dataDir);
     try {
@@ -66,7 +70,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
-        throw new RestoreTargetError(`${dataDir} changed during the restore and is no longer empty; nothing was restored`);
+        throw new RestoreTargetError(
+          `${dataDir} changed during the restore and is no longer empty; nothing was restored`,
+        );
       }
       throw err;
     }
@@ -85,7 +91,8 @@ async function assertUsableTarget(dataDir: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  if (!isDir) throw new RestoreTargetError(`--data-dir ${dataDir} is a file, not a directory; give a new or empty directory`);
+  if (!isDir)
+    throw new RestoreTargetError(`--data-dir ${dataDir} is a file, not a directory; give a new or empty directory`);
   const entries = await readdir(dataDir);
   if (entries.length > 0) {
     throw new RestoreTargetError(
@@ -103,7 +110,10 @@ const ETCD_DEFAULT_PEER_URL = 'http://localhost:2380';
  */
 export function effectiveMember(member: MemberSettings): MemberSettings {
   if (!member.name || member.initialCluster) return member;
-  const peers = (member.initialAdvertisePeerUrls ?? ETCD_DEFAULT_PEER_URL).split(',').map((u) => u.trim()).filter(Boolean);
+  const peers = (member.initialAdvertisePeerUrls ?? ETCD_DEFAULT_PEER_URL)
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
   return { ...member, initialCluster: peers.map((u) => `${member.name}=${u}`).join(',') };
 }
 

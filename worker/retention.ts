@@ -84,7 +84,9 @@ export function isoWeek(at: Date): string {
 }
 
 function newestFirst(a: Candidate, b: Candidate): number {
-  return b.createdAt.getTime() - a.createdAt.getTime() || b.revision - a.revision || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0);
+  return (
+    b.createdAt.getTime() - a.createdAt.getTime() || b.revision - a.revision || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0)
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

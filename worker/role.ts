@@ -22,9 +22,13 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   // them now makes a missing or malformed key stop the worker at start, not at its first snapshot.
   await loadKeyRing(config.encryption);
   const store = await openStore(config);
-  const afterSnapshot = config.retention.enabled && config.retention.afterSnapshot ? pruneAfterSnapshot({ config, store, metrics }) : undefined;
+  const afterSnapshot =
+    config.retention.enabled && config.retention.afterSnapshot
+      ? pruneAfterSnapshot({ config, store, metrics })
+      : undefined;
   // executor job: each snapshot runs as a Kubernetes Job; the Kubernetes client loads only then.
-  const runSnapshot = config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
+  const runSnapshot =
+    config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
   const pool = await startWorkerPool({
     config,
     store,

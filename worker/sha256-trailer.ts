@@ -52,7 +52,9 @@ export class Sha256TrailerVerifier extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.tail.length < TRAILER_SIZE) {
-      done(new IntegrityError(`snapshot stream too short (${this.hashed + this.tail.length} bytes): no SHA-256 trailer`));
+      done(
+        new IntegrityError(`snapshot stream too short (${this.hashed + this.tail.length} bytes): no SHA-256 trailer`),
+      );
       return;
     }
     const digest = this.hash.digest();

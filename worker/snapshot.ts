@@ -38,7 +38,11 @@ export class SnapshotMessages extends Transform {
     if (this.expected === undefined) {
       done(new IntegrityError('etcd ended the snapshot stream without sending any data'));
     } else if (this.received !== this.expected) {
-      done(new IntegrityError(`snapshot stream ended early: got ${this.received} of ${this.expected} bytes (database plus 32-byte SHA-256 trailer)`));
+      done(
+        new IntegrityError(
+          `snapshot stream ended early: got ${this.received} of ${this.expected} bytes (database plus 32-byte SHA-256 trailer)`,
+        ),
+      );
     } else {
       done();
     }

@@ -49,7 +49,9 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   const what = `snapshot ${manifest.id} (${manifest.key} in ${store.location})`;
   const unknown = manifest.transforms.filter((t) => !KNOWN_TRANSFORMS.has(t));
   if (unknown.length > 0) {
-    throw new IntegrityError(`${what} was written with ${unknown.join(', ')}, which this version cannot read back; use a newer etcd-autobackup`);
+    throw new IntegrityError(
+      `${what} was written with ${unknown.join(', ')}, which this version cannot read back; use a newer etcd-autobackup`,
+    );
   }
   // Before the download, so that a missing key costs nothing.
   const decrypt = decryptStage(manifest, options.keys, what);
@@ -58,7 +60,8 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   try {
     object = await store.get(manifest.key);
   } catch (err) {
-    if (err instanceof NotFoundError) throw new IntegrityError(`${what} is missing: its manifest exists but the object does not`);
+    if (err instanceof NotFoundError)
+      throw new IntegrityError(`${what} is missing: its manifest exists but the object does not`);
     throw new Error(`reading ${what} failed: ${messageOf(err)}`, { cause: err });
   }
   if (object.size !== manifest.storedSize) {
@@ -80,9 +83,12 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   const verifier = tag(new Sha256TrailerVerifier(), 'verify');
   const counter = new ByteMeter();
   try {
-    await pipeline([tag(object.body, 'read'), ...stages, verifier, counter, tag(createWriteStream(dest, { flags: 'wx' }), 'write')], {
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    await pipeline(
+      [tag(object.body, 'read'), ...stages, verifier, counter, tag(createWriteStream(dest, { flags: 'wx' }), 'write')],
+      {
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+    );
   } catch (err) {
     if (options.signal?.aborted) throw new Error(`download of ${what} interrupted`, { cause: err });
     const origin = failures.origin;
@@ -136,10 +142,18 @@ export async function runEtcdctl(etcdctl: string, args: string[], signal?: Abort
         if (!err) return resolve(stdout);
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
-          return reject(new Error(`cannot run etcdctl: "${etcdctl}" not found; install etcdctl 3.4 or newer or set --etcdctl (etcd.etcdctl)`));
+          return reject(
+            new Error(
+              `cannot run etcdctl: "${etcdctl}" not found; install etcdctl 3.4 or newer or set --etcdctl (etcd.etcdctl)`,
+            ),
+          );
         }
         const said = lastLines(stderr || stdout);
-        reject(new Error(`etcdctl ${args.slice(0, 2).join(' ')} failed${said ? `: ${said}` : ` (${err.message})`}`, { cause: err }));
+        reject(
+          new Error(`etcdctl ${args.slice(0, 2).join(' ')} failed${said ? `: ${said}` : ` (${err.message})`}`, {
+            cause: err,
+          }),
+        );
       },
     );
   });

@@ -10,22 +10,31 @@ type Applied = { provider: 's3'; result: LifecycleResult } | { provider: 'oci'; 
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
 export function registerLifecycle(program: Command, context: CliContext): void {
-  const lifecycle = program.command('lifecycle').description('bucket lifecycle rules for the cluster\'s snapshots (archive tier, expiry)');
+  const lifecycle = program
+    .command('lifecycle')
+    .description("bucket lifecycle rules for the cluster's snapshots (archive tier, expiry)");
   withConfigOptions(
     lifecycle
       .command('apply')
-      .description('add or update this cluster\'s lifecycle rule in the bucket, keeping every other rule (needs lifecycle.enabled)')
+      .description(
+        "add or update this cluster's lifecycle rule in the bucket, keeping every other rule (needs lifecycle.enabled)",
+      )
       .option('--dry-run', 'show the rule and what would change; change nothing')
       .option('--json', 'print the result as JSON'),
   ).action(async (opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     if (!config.lifecycle.enabled) {
-      throw new ConfigError('lifecycle.enabled is false: set lifecycle.enabled: true (or --lifecycle) to apply a lifecycle rule');
+      throw new ConfigError(
+        'lifecycle.enabled is false: set lifecycle.enabled: true (or --lifecycle) to apply a lifecycle rule',
+      );
     }
     const applied = await applyLifecycle(config, opts.dryRun ?? false);
     if (applied.provider === 's3') for (const warning of applied.result.warnings) log.warn(warning);
     if (opts.json) context.print(JSON.stringify(applied.result, null, 2));
-    else context.print(applied.provider === 's3' ? describeLifecycle(applied.result) : describeOciLifecycle(applied.result));
+    else
+      context.print(
+        applied.provider === 's3' ? describeLifecycle(applied.result) : describeOciLifecycle(applied.result),
+      );
   });
 }
 
@@ -35,22 +44,38 @@ async function applyLifecycle(config: Config, dryRun: boolean): Promise<Applied>
   switch (scheme) {
     case 's3': {
       const { applyS3Lifecycle } = await import('../../worker/stores/s3-lifecycle.js');
-      return { provider: 's3', result: await applyS3Lifecycle({ url, s3: config.store.s3, cluster: config.cluster, lifecycle: config.lifecycle, dryRun }) };
+      return {
+        provider: 's3',
+        result: await applyS3Lifecycle({
+          url,
+          s3: config.store.s3,
+          cluster: config.cluster,
+          lifecycle: config.lifecycle,
+          dryRun,
+        }),
+      };
     }
     case 'oci': {
       const { openOciStore } = await import('../../worker/stores/oci.js');
       const { applyOciLifecycle } = await import('../../worker/stores/oci-lifecycle.js');
       const store = openOciStore(url, config.store.oci);
       try {
-        return { provider: 'oci', result: await applyOciLifecycle(store, config.cluster, config.lifecycle, { dryRun }) };
+        return {
+          provider: 'oci',
+          result: await applyOciLifecycle(store, config.cluster, config.lifecycle, { dryRun }),
+        };
       } finally {
         await store.close();
       }
     }
     case 'ncp':
-      throw new ConfigError('store.url: NCP Object Storage lifecycle rules are set in the NCP console (Object Storage > Bucket > Lifecycle management); see docs/retention.md');
+      throw new ConfigError(
+        'store.url: NCP Object Storage lifecycle rules are set in the NCP console (Object Storage > Bucket > Lifecycle management); see docs/retention.md',
+      );
     case 'file':
-      throw new ConfigError('store.url: a file store has no lifecycle rules; retention (etcd-autobackup prune) deletes old snapshots there');
+      throw new ConfigError(
+        'store.url: a file store has no lifecycle rules; retention (etcd-autobackup prune) deletes old snapshots there',
+      );
     default:
       throw new ConfigError(`store.url: "${scheme}://" stores have no lifecycle support yet`);
   }
@@ -85,7 +110,9 @@ export function describeOciLifecycle(r: OciLifecycleResult): string {
   return [
     head,
     `  prefix       ${r.prefix}`,
-    ...r.items.map((rule) => `  rule         ${rule.name}: ${rule.action} after ${rule.timeAmount} ${rule.timeUnit.toLowerCase()}`),
+    ...r.items.map(
+      (rule) => `  rule         ${rule.name}: ${rule.action} after ${rule.timeAmount} ${rule.timeUnit.toLowerCase()}`,
+    ),
     `  other rules  ${r.kept.length > 0 ? `${r.kept.join(', ')} (kept as they were)` : 'none'}`,
   ].join('\n');
 }

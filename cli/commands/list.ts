@@ -47,7 +47,9 @@ function table(snapshots: readonly Manifest[]): string {
     ]),
   ];
   const widths = rows.reduce<number[]>((w, r) => r.map((cell, col) => Math.max(w[col] ?? 0, cell.length)), []);
-  return rows.map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ')).join('\n');
+  return rows
+    .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '))
+    .join('\n');
 }
 
 function describeCause(cause: Manifest['cause']): string {

@@ -8,7 +8,9 @@ export function registerPrune(program: Command, context: CliContext): void {
   withConfigOptions(
     program
       .command('prune')
-      .description('delete the snapshots the retention counts no longer keep, and stale orphans (the worker also does this after each snapshot)')
+      .description(
+        'delete the snapshots the retention counts no longer keep, and stale orphans (the worker also does this after each snapshot)',
+      )
       .option('--dry-run', 'print what would be deleted and why; delete nothing')
       .option('--json', 'print the report as JSON'),
   ).action(async (opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
@@ -39,7 +41,8 @@ export function describePrune(report: PruneReport): string {
   ];
   const width = rows.reduce((w, r) => Math.max(w, (r[0] as string).length), 0);
   const idWidth = rows.reduce((w, r) => Math.max(w, (r[1] as string).length), 0);
-  for (const [action, name, why] of rows) lines.push(`  ${(action as string).padEnd(width)}  ${(name as string).padEnd(idWidth)}  ${why as string}`);
+  for (const [action, name, why] of rows)
+    lines.push(`  ${(action as string).padEnd(width)}  ${(name as string).padEnd(idWidth)}  ${why as string}`);
   if (report.foreign > 0) lines.push(`  ${report.foreign} object(s) not written by etcd-autobackup left untouched`);
   return lines.join('\n');
 }

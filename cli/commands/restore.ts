@@ -50,7 +50,12 @@ export function registerRestore(program: Command, context: CliContext): void {
         keys: await loadKeyRing(config.encryption),
       });
       context.print(
-        [describeReport(report), `restored revision ${report.status.revision} into ${report.dataDir}`, '', ...restoreNextSteps(report)].join('\n'),
+        [
+          describeReport(report),
+          `restored revision ${report.status.revision} into ${report.dataDir}`,
+          '',
+          ...restoreNextSteps(report),
+        ].join('\n'),
       );
     } finally {
       await store.close();

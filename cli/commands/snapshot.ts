@@ -19,7 +19,11 @@ export function registerSnapshot(program: Command, context: CliContext): void {
     const { config, log } = setup(cmd);
     if (opts.enqueue) {
       const jobId = await enqueueSnapshot(config, { resource: 'cli' });
-      context.print(opts.json ? JSON.stringify({ jobId }) : `queued snapshot job ${jobId}; follow it on the dashboard or with \`etcd-autobackup list\``);
+      context.print(
+        opts.json
+          ? JSON.stringify({ jobId })
+          : `queued snapshot job ${jobId}; follow it on the dashboard or with \`etcd-autobackup list\``,
+      );
       return;
     }
     const store = await openStore(config);

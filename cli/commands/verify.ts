@@ -12,9 +12,14 @@ export function registerVerify(program: Command, context: CliContext): void {
   withConfigOptions(
     program
       .command('verify')
-      .description('download a snapshot, check its SHA-256 against etcd\'s trailer and the manifest, and open it with etcdctl')
+      .description(
+        "download a snapshot, check its SHA-256 against etcd's trailer and the manifest, and open it with etcdctl",
+      )
       .argument('<id>', 'snapshot id from "etcd-autobackup list", or "latest"')
-      .option('--temp-dir <dir>', 'where the uncompressed copy is written while checking (default: the system temp dir)')
+      .option(
+        '--temp-dir <dir>',
+        'where the uncompressed copy is written while checking (default: the system temp dir)',
+      )
       .option('--json', 'print the report as JSON'),
   ).action(async (id: string, opts: { json?: boolean; tempDir?: string }, cmd: Command) => {
     const { config, log } = setup(cmd);
@@ -49,5 +54,13 @@ export function describeReport(report: VerifyReport): string {
 }
 
 function reportJson(report: VerifyReport): Record<string, unknown> {
-  return { ok: true, id: report.manifest.id, key: report.manifest.key, sha256: report.sha256, dbSize: report.dbSize, snapshotSize: report.snapshotSize, status: report.status };
+  return {
+    ok: true,
+    id: report.manifest.id,
+    key: report.manifest.key,
+    sha256: report.sha256,
+    dbSize: report.dbSize,
+    snapshotSize: report.snapshotSize,
+    status: report.status,
+  };
 }

@@ -82,7 +82,10 @@ function convert(setting: Setting, raw: string | boolean): unknown {
     case 'string':
       return raw;
     case 'list':
-      return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
     case 'int':
       return /^-?\d+$/.test(raw.trim()) ? Number(raw) : undefined;
     case 'bool': {
@@ -95,7 +98,9 @@ function convert(setting: Setting, raw: string | boolean): unknown {
 }
 
 function expectation(setting: Setting): string {
-  return { string: 'a text value', list: 'a comma-separated list', int: 'a whole number', bool: 'true or false' }[setting.kind];
+  return { string: 'a text value', list: 'a comma-separated list', int: 'a whole number', bool: 'true or false' }[
+    setting.kind
+  ];
 }
 
 function setPath(tree: Tree, path: string, value: unknown): void {

@@ -86,7 +86,12 @@ export function referenceMarkdown(): string {
     '',
   ];
   for (const [section, list] of sections) {
-    out.push(`## ${section}`, '', '| key | type | default | flag / env | description |', '| --- | --- | --- | --- | --- |');
+    out.push(
+      `## ${section}`,
+      '',
+      '| key | type | default | flag / env | description |',
+      '| --- | --- | --- | --- | --- |',
+    );
     for (const r of list) {
       const flag = r.flag ? `\`${r.flag}\`<br>\`${r.env}\`` : '';
       const desc = `${r.description}${r.secret ? ' **(secret)**' : ''}`.replace(/\|/g, '\\|');

@@ -17,21 +17,42 @@ const duration = (what: string) =>
     return ms;
   });
 
-const etcdEndpoint = z
-  .string()
-  .refine((s) => /^https?:\/\/[^/\s]+(:\d+)?\/?$/.test(s), {
-    message: 'expected an etcd client URL like https://10.0.0.1:2379 or http://127.0.0.1:2379',
-  });
+const etcdEndpoint = z.string().refine((s) => /^https?:\/\/[^/\s]+(:\d+)?\/?$/.test(s), {
+  message: 'expected an etcd client URL like https://10.0.0.1:2379 or http://127.0.0.1:2379',
+});
 
 export const etcdSchema = z
   .strictObject({
-    endpoints: z.array(etcdEndpoint).min(1, 'give at least one etcd endpoint').default(['http://127.0.0.1:2379']).describe('Client URLs of the etcd members; the snapshot is taken from one healthy member.'),
-    cacert: z.string().min(1).optional().describe('CA bundle that signed the etcd server certificates (kubeadm: /etc/kubernetes/pki/etcd/ca.crt).'),
-    cert: z.string().min(1).optional().describe('Client certificate for etcd\'s client-cert auth (kubeadm: healthcheck-client.crt or server.crt).'),
+    endpoints: z
+      .array(etcdEndpoint)
+      .min(1, 'give at least one etcd endpoint')
+      .default(['http://127.0.0.1:2379'])
+      .describe('Client URLs of the etcd members; the snapshot is taken from one healthy member.'),
+    cacert: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('CA bundle that signed the etcd server certificates (kubeadm: /etc/kubernetes/pki/etcd/ca.crt).'),
+    cert: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Client certificate for etcd's client-cert auth (kubeadm: healthcheck-client.crt or server.crt)."),
     key: z.string().min(1).optional().describe('Private key of the client certificate.'),
-    preferLeader: z.boolean().default(false).describe('Take snapshots from the leader instead of preferring a follower (followers spare the leader\'s disk and CPU).'),
-    dialTimeout: duration('etcd.dialTimeout').prefault('5s').describe('How long to wait for a member to answer its status call before trying the next.'),
-    username: z.string().min(1).optional().describe('etcd user for etcd\'s own auth (rare on Kubernetes; client certs are usual).'),
+    preferLeader: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Take snapshots from the leader instead of preferring a follower (followers spare the leader's disk and CPU).",
+      ),
+    dialTimeout: duration('etcd.dialTimeout')
+      .prefault('5s')
+      .describe('How long to wait for a member to answer its status call before trying the next.'),
+    username: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("etcd user for etcd's own auth (rare on Kubernetes; client certs are usual)."),
     password: z.string().min(1).optional().describe('Password of `username`. Secret: never logged.'),
     etcdctl: z.string().min(1).default('etcdctl').describe('Path to the etcdctl binary used by verify and restore.'),
   })
@@ -41,28 +62,85 @@ export const etcdSchema = z
   });
 
 export const s3Schema = z.strictObject({
-  endpoint: z.string().url('expected a URL like https://minio.example:9000').optional().describe('Endpoint of an S3-compatible service (MinIO, Ceph, R2...); empty for AWS.'),
+  endpoint: z
+    .string()
+    .url('expected a URL like https://minio.example:9000')
+    .optional()
+    .describe('Endpoint of an S3-compatible service (MinIO, Ceph, R2...); empty for AWS.'),
   region: z.string().min(1).optional().describe('Region; AWS needs it, most S3-compatible services accept any.'),
-  forcePathStyle: z.boolean().optional().describe('Path-style addressing (bucket in the path), which MinIO and most on-premise services need.'),
-  accessKeyId: z.string().min(1).optional().describe('Access key id; when unset the usual AWS chain (env, profile, IRSA, instance role) is used.'),
+  forcePathStyle: z
+    .boolean()
+    .optional()
+    .describe('Path-style addressing (bucket in the path), which MinIO and most on-premise services need.'),
+  accessKeyId: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Access key id; when unset the usual AWS chain (env, profile, IRSA, instance role) is used.'),
   secretAccessKey: z.string().min(1).optional().describe('Secret access key. Secret: never logged.'),
   sessionToken: z.string().min(1).optional().describe('Session token for temporary credentials. Secret: never logged.'),
-  caFile: z.string().min(1).optional().describe('PEM file with extra CA certificates to trust for the endpoint (self-signed MinIO, private CAs).'),
-  partSizeMiB: z.number().int().min(5).max(512).default(8).describe('Multipart part size in MiB: memory used by an upload is about partSize x queueSize.'),
+  caFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEM file with extra CA certificates to trust for the endpoint (self-signed MinIO, private CAs).'),
+  partSizeMiB: z
+    .number()
+    .int()
+    .min(5)
+    .max(512)
+    .default(8)
+    .describe('Multipart part size in MiB: memory used by an upload is about partSize x queueSize.'),
   queueSize: z.number().int().min(1).max(16).default(2).describe('Parts uploaded in parallel.'),
 });
 
 export const ociSchema = z.strictObject({
-  region: z.string().regex(/^[a-z0-9-]+$/, 'expected an OCI region id like us-ashburn-1').optional().describe('Region id (us-ashburn-1, eu-frankfurt-1...); overrides the config file\'s region. The store URL\'s ?region= may give it too.'),
-  tenancy: z.string().min(1).optional().describe('Tenancy OCID for API-key auth. With tenancy, user, fingerprint and privateKeyFile set, no OCI config file is read.'),
+  region: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, 'expected an OCI region id like us-ashburn-1')
+    .optional()
+    .describe(
+      "Region id (us-ashburn-1, eu-frankfurt-1...); overrides the config file's region. The store URL's ?region= may give it too.",
+    ),
+  tenancy: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Tenancy OCID for API-key auth. With tenancy, user, fingerprint and privateKeyFile set, no OCI config file is read.',
+    ),
   user: z.string().min(1).optional().describe('User OCID the API key belongs to.'),
-  fingerprint: z.string().regex(/^([0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}$/, 'expected an API key fingerprint like 12:34:...:ef (16 hex pairs)').optional().describe('Fingerprint of the API key, as the console shows it.'),
-  privateKeyFile: z.string().min(1).optional().describe('PEM file with the API key\'s private key (e.g. a mounted Kubernetes Secret).'),
+  fingerprint: z
+    .string()
+    .regex(/^([0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}$/, 'expected an API key fingerprint like 12:34:...:ef (16 hex pairs)')
+    .optional()
+    .describe('Fingerprint of the API key, as the console shows it.'),
+  privateKeyFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("PEM file with the API key's private key (e.g. a mounted Kubernetes Secret)."),
   passphrase: z.string().min(1).optional().describe('Passphrase of an encrypted private key. Secret: never logged.'),
-  configFile: z.string().min(1).optional().describe('OCI config file as the oci CLI writes it (default ~/.oci/config), used when the API-key fields above are not set.'),
+  configFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'OCI config file as the oci CLI writes it (default ~/.oci/config), used when the API-key fields above are not set.',
+    ),
   profile: z.string().min(1).default('DEFAULT').describe('Profile of the config file to use.'),
-  endpoint: z.string().url('expected a URL like https://objectstorage.us-ashburn-1.oraclecloud.com').optional().describe('Object Storage endpoint; empty derives it from the region.'),
-  partSizeMiB: z.number().int().min(10).max(512).default(10).describe('Multipart part size in MiB: memory used by an upload is about partSize x (queueSize + 1).'),
+  endpoint: z
+    .string()
+    .url('expected a URL like https://objectstorage.us-ashburn-1.oraclecloud.com')
+    .optional()
+    .describe('Object Storage endpoint; empty derives it from the region.'),
+  partSizeMiB: z
+    .number()
+    .int()
+    .min(10)
+    .max(512)
+    .default(10)
+    .describe('Multipart part size in MiB: memory used by an upload is about partSize x (queueSize + 1).'),
   queueSize: z.number().int().min(1).max(16).default(2).describe('Parts uploaded in parallel.'),
 });
 
@@ -71,48 +149,108 @@ const storeUrl = z.string().refine((s) => /^(file|s3|ncp|oci):\/\//.test(s) || !
 });
 
 export const storeSchema = z.strictObject({
-  url: storeUrl.default('file://./backups').describe('Where snapshots go: file:///dir, s3://bucket/prefix, ncp://bucket/prefix?region=kr, oci://namespace/bucket/prefix?region=us-ashburn-1. A bare path means file.'),
+  url: storeUrl
+    .default('file://./backups')
+    .describe(
+      'Where snapshots go: file:///dir, s3://bucket/prefix, ncp://bucket/prefix?region=kr, oci://namespace/bucket/prefix?region=us-ashburn-1. A bare path means file.',
+    ),
   s3: s3Schema.default(s3Schema.parse({})),
   oci: ociSchema.default(ociSchema.parse({})),
 });
 
 export const snapshotSchema = z.strictObject({
-  compression: z.enum(['gzip', 'none']).default('gzip').describe('Compression of the stored object; gzip costs CPU and usually shrinks etcd databases 3-10x.'),
+  compression: z
+    .enum(['gzip', 'none'])
+    .default('gzip')
+    .describe('Compression of the stored object; gzip costs CPU and usually shrinks etcd databases 3-10x.'),
   compressionLevel: z.number().int().min(1).max(9).default(6).describe('gzip level 1 (fast) to 9 (small).'),
-  timeout: duration('snapshot.timeout').prefault('30m').describe('Give up on a snapshot that has not finished in this time.'),
+  timeout: duration('snapshot.timeout')
+    .prefault('30m')
+    .describe('Give up on a snapshot that has not finished in this time.'),
 });
 
 export const encryptionSchema = z.strictObject({
-  keyFile: z.string().min(1).optional().describe('File with the 256-bit key that encrypts new snapshots (32 raw bytes or 44 characters of base64, e.g. a mounted Kubernetes Secret); unset stores snapshots unencrypted. Read at each snapshot, so a rotated Secret takes effect without a restart. See docs/encryption.md.'),
-  decryptionKeyFiles: z.array(z.string().min(1)).default([]).describe('Further key files that only decrypt (verify, restore): the old keys after a rotation. The keyFile key decrypts too.'),
+  keyFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File with the 256-bit key that encrypts new snapshots (32 raw bytes or 44 characters of base64, e.g. a mounted Kubernetes Secret); unset stores snapshots unencrypted. Read at each snapshot, so a rotated Secret takes effect without a restart. See docs/encryption.md.',
+    ),
+  decryptionKeyFiles: z
+    .array(z.string().min(1))
+    .default([])
+    .describe(
+      'Further key files that only decrypt (verify, restore): the old keys after a rotation. The keyFile key decrypts too.',
+    ),
 });
 
 export const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-  format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('json for machines, pretty for people; auto is pretty when stderr is a terminal and json otherwise (containers).'),
+  format: z
+    .enum(['auto', 'json', 'pretty'])
+    .default('auto')
+    .describe(
+      'json for machines, pretty for people; auto is pretty when stderr is a terminal and json otherwise (containers).',
+    ),
 });
 
 export const redisSchema = z.strictObject({
-  url: z.string().regex(/^rediss?:\/\//, 'expected a Redis URL like redis://127.0.0.1:6379').default('redis://127.0.0.1:6379').describe('Redis URL: redis://host:6379/0 or rediss:// for TLS. A password in the URL is treated as a secret.'),
+  url: z
+    .string()
+    .regex(/^rediss?:\/\//, 'expected a Redis URL like redis://127.0.0.1:6379')
+    .default('redis://127.0.0.1:6379')
+    .describe('Redis URL: redis://host:6379/0 or rediss:// for TLS. A password in the URL is treated as a secret.'),
   password: z.string().min(1).optional().describe('Password, when not in the URL. Secret: never logged.'),
-  sentinels: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port')).default([]).describe('Sentinel addresses (host:port); when set, `url`\'s host is ignored and `sentinelName` names the master.'),
+  sentinels: z
+    .array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port'))
+    .default([])
+    .describe("Sentinel addresses (host:port); when set, `url`'s host is ignored and `sentinelName` names the master."),
   sentinelName: z.string().min(1).default('mymaster').describe('Name of the master set watched by the sentinels.'),
-  prefix: z.string().min(1).default('etcd-autobackup').describe('Prefix of every key the queue writes, so several installations can share a Redis.'),
+  prefix: z
+    .string()
+    .min(1)
+    .default('etcd-autobackup')
+    .describe('Prefix of every key the queue writes, so several installations can share a Redis.'),
 });
 
 export const queueSchema = z.strictObject({
-  debounceWindow: duration('queue.debounceWindow').prefault('5m').describe('Changes within one window lead to one snapshot, taken at the window\'s end.'),
-  maxInterval: duration('queue.maxInterval').prefault('24h').describe('A snapshot at least this often even when nothing changes. 0 turns the schedule off.'),
-  attempts: z.number().int().min(1).max(100).default(5).describe('Attempts of a failed snapshot job before it is kept as failed.'),
+  debounceWindow: duration('queue.debounceWindow')
+    .prefault('5m')
+    .describe("Changes within one window lead to one snapshot, taken at the window's end."),
+  maxInterval: duration('queue.maxInterval')
+    .prefault('24h')
+    .describe('A snapshot at least this often even when nothing changes. 0 turns the schedule off.'),
+  attempts: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(5)
+    .describe('Attempts of a failed snapshot job before it is kept as failed.'),
   backoff: duration('queue.backoff').prefault('30s').describe('First retry delay; doubles on each attempt.'),
   keepJobs: z.number().int().min(1).default(200).describe('Completed and failed jobs kept for the dashboard.'),
-  lockDuration: duration('queue.lockDuration').prefault('60s').describe('How long a worker holds a snapshot job (renewed while it runs): a crashed worker\'s job is retried by another worker after about this long.'),
-  shutdownGrace: duration('queue.shutdownGrace').prefault('25s').describe('On SIGTERM, how long the running snapshot may go on before it is abandoned (nothing is published) and left for another worker. Keep below the pod\'s terminationGracePeriodSeconds.'),
+  lockDuration: duration('queue.lockDuration')
+    .prefault('60s')
+    .describe(
+      "How long a worker holds a snapshot job (renewed while it runs): a crashed worker's job is retried by another worker after about this long.",
+    ),
+  shutdownGrace: duration('queue.shutdownGrace')
+    .prefault('25s')
+    .describe(
+      "On SIGTERM, how long the running snapshot may go on before it is abandoned (nothing is published) and left for another worker. Keep below the pod's terminationGracePeriodSeconds.",
+    ),
 });
 
 export const webhookTlsSchema = z
   .strictObject({
-    certFile: z.string().min(1).optional().describe('PEM serving certificate (chain) for HTTPS; re-read when it changes, e.g. a renewed Secret volume. Unset (and certs.manage off): plain HTTP.'),
+    certFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM serving certificate (chain) for HTTPS; re-read when it changes, e.g. a renewed Secret volume. Unset (and certs.manage off): plain HTTP.',
+      ),
     keyFile: z.string().min(1).optional().describe('PEM private key of `certFile`.'),
   })
   .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), {
@@ -121,66 +259,196 @@ export const webhookTlsSchema = z
   });
 
 export const webhookSchema = z.strictObject({
-  tls: webhookTlsSchema.default(webhookTlsSchema.parse({})).describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
-  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443').default('127.0.0.1:8080').describe('host:port the HTTP server listens on.'),
-  auditBodyLimit: z.number().int().min(1024).default(10 * 1024 * 1024).describe('Largest audit EventList body accepted, in bytes.'),
-  admissionBodyLimit: z.number().int().min(1024).default(3 * 1024 * 1024).describe('Largest AdmissionReview body accepted, in bytes.'),
+  tls: webhookTlsSchema
+    .default(webhookTlsSchema.parse({}))
+    .describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
+  listen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443')
+    .default('127.0.0.1:8080')
+    .describe('host:port the HTTP server listens on.'),
+  auditBodyLimit: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024)
+    .describe('Largest audit EventList body accepted, in bytes.'),
+  admissionBodyLimit: z
+    .number()
+    .int()
+    .min(1024)
+    .default(3 * 1024 * 1024)
+    .describe('Largest AdmissionReview body accepted, in bytes.'),
 });
 
 export const filtersSchema = z.strictObject({
-  verbs: z.array(z.string().min(1)).default(['create', 'update', 'patch', 'delete', 'deletecollection']).describe('Verbs that write.'),
-  ignoreResources: z.array(z.string().min(1)).default(['coordination.k8s.io/leases', 'events', 'events.k8s.io/events']).describe('Resources that change too often to be worth a snapshot, as `group/resource` (core group: just `resource`).'),
-  ignoreSubresources: z.array(z.string().min(1)).default(['exec', 'attach', 'portforward', 'proxy', 'log']).describe('Subresources that write nothing to etcd.'),
-  ignoreUsers: z.array(z.string().min(1)).default([]).describe('Users whose writes never trigger (e.g. a controller that rewrites status constantly).'),
+  verbs: z
+    .array(z.string().min(1))
+    .default(['create', 'update', 'patch', 'delete', 'deletecollection'])
+    .describe('Verbs that write.'),
+  ignoreResources: z
+    .array(z.string().min(1))
+    .default(['coordination.k8s.io/leases', 'events', 'events.k8s.io/events'])
+    .describe(
+      'Resources that change too often to be worth a snapshot, as `group/resource` (core group: just `resource`).',
+    ),
+  ignoreSubresources: z
+    .array(z.string().min(1))
+    .default(['exec', 'attach', 'portforward', 'proxy', 'log'])
+    .describe('Subresources that write nothing to etcd.'),
+  ignoreUsers: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('Users whose writes never trigger (e.g. a controller that rewrites status constantly).'),
 });
 
 export const watchSchema = z.strictObject({
-  enabled: z.boolean().default(false).describe('Watch etcd itself for changes (needs etcd access from the webhook role).'),
+  enabled: z
+    .boolean()
+    .default(false)
+    .describe('Watch etcd itself for changes (needs etcd access from the webhook role).'),
   prefix: z.string().min(1).default('/registry/').describe('Key prefix of the Kubernetes objects.'),
-  ignorePrefixes: z.array(z.string().min(1)).default(['/registry/leases/', '/registry/events/', '/registry/masterleases/']).describe('Key prefixes that never trigger.'),
+  ignorePrefixes: z
+    .array(z.string().min(1))
+    .default(['/registry/leases/', '/registry/events/', '/registry/masterleases/'])
+    .describe('Key prefixes that never trigger.'),
 });
 
 export const dashboardSchema = z.strictObject({
-  user: z.string().min(1).optional().describe('Basic-auth user of /queues; the dashboard is off unless both user and password are set.'),
+  user: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Basic-auth user of /queues; the dashboard is off unless both user and password are set.'),
   password: z.string().min(1).optional().describe('Basic-auth password of /queues. Secret: never logged.'),
 });
 
 export const retentionSchema = z.strictObject({
-  enabled: z.boolean().default(true).describe('Delete old snapshots of this cluster by the counts below; false keeps everything (and `prune` refuses to delete).'),
-  afterSnapshot: z.boolean().default(true).describe('Prune after each successful snapshot; false leaves pruning to `etcd-autobackup prune` (e.g. a CronJob).'),
-  keepLast: z.number().int().min(1).default(10).describe('Keep the newest N snapshots. The newest verified snapshot is always kept, whatever the counts.'),
-  hourly: z.number().int().min(0).default(24).describe('Also keep the newest snapshot of each of the last N hours that have one (UTC).'),
-  daily: z.number().int().min(0).default(7).describe('Also keep the newest snapshot of each of the last N days that have one (UTC).'),
-  weekly: z.number().int().min(0).default(4).describe('Also keep the newest snapshot of each of the last N ISO weeks that have one (UTC, Monday first).'),
-  monthly: z.number().int().min(0).default(6).describe('Also keep the newest snapshot of each of the last N months that have one (UTC).'),
-  orphanAge: duration('retention.orphanAge').prefault('24h').describe('Objects of our naming without a manifest (and manifests without an object, and stale upload temp files) older than this, and older than snapshot.timeout, are deleted as orphans.'),
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Delete old snapshots of this cluster by the counts below; false keeps everything (and `prune` refuses to delete).',
+    ),
+  afterSnapshot: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Prune after each successful snapshot; false leaves pruning to `etcd-autobackup prune` (e.g. a CronJob).',
+    ),
+  keepLast: z
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe('Keep the newest N snapshots. The newest verified snapshot is always kept, whatever the counts.'),
+  hourly: z
+    .number()
+    .int()
+    .min(0)
+    .default(24)
+    .describe('Also keep the newest snapshot of each of the last N hours that have one (UTC).'),
+  daily: z
+    .number()
+    .int()
+    .min(0)
+    .default(7)
+    .describe('Also keep the newest snapshot of each of the last N days that have one (UTC).'),
+  weekly: z
+    .number()
+    .int()
+    .min(0)
+    .default(4)
+    .describe('Also keep the newest snapshot of each of the last N ISO weeks that have one (UTC, Monday first).'),
+  monthly: z
+    .number()
+    .int()
+    .min(0)
+    .default(6)
+    .describe('Also keep the newest snapshot of each of the last N months that have one (UTC).'),
+  orphanAge: duration('retention.orphanAge')
+    .prefault('24h')
+    .describe(
+      'Objects of our naming without a manifest (and manifests without an object, and stale upload temp files) older than this, and older than snapshot.timeout, are deleted as orphans.',
+    ),
 });
 
 export const lifecycleSchema = z
   .strictObject({
-    enabled: z.boolean().default(false).describe('Let `etcd-autobackup lifecycle apply` put a bucket lifecycle rule on the cluster\'s snapshot prefix (s3 on AWS, oci).'),
-    transitionDays: z.number().int().min(0).default(60).describe('Move snapshot objects to the archive storage class after this many days (manifests stay readable); 0 never moves them.'),
-    expireDays: z.number().int().min(0).default(180).describe('Let the provider delete snapshots after this many days; 0 never expires them. Expiry ignores retention: see docs/retention.md.'),
-    storageClass: z.string().regex(/^[A-Za-z_]+$/, 'expected a storage class name like GLACIER, DEEP_ARCHIVE or Archive').optional().describe('Archive class: s3 GLACIER (default), GLACIER_IR, DEEP_ARCHIVE, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING; oci Archive (default) or InfrequentAccess.'),
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Let `etcd-autobackup lifecycle apply` put a bucket lifecycle rule on the cluster's snapshot prefix (s3 on AWS, oci).",
+      ),
+    transitionDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(60)
+      .describe(
+        'Move snapshot objects to the archive storage class after this many days (manifests stay readable); 0 never moves them.',
+      ),
+    expireDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(180)
+      .describe(
+        'Let the provider delete snapshots after this many days; 0 never expires them. Expiry ignores retention: see docs/retention.md.',
+      ),
+    storageClass: z
+      .string()
+      .regex(/^[A-Za-z_]+$/, 'expected a storage class name like GLACIER, DEEP_ARCHIVE or Archive')
+      .optional()
+      .describe(
+        'Archive class: s3 GLACIER (default), GLACIER_IR, DEEP_ARCHIVE, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING; oci Archive (default) or InfrequentAccess.',
+      ),
   })
   .refine((l) => l.transitionDays === 0 || l.expireDays === 0 || l.expireDays > l.transitionDays, {
     message: 'expireDays must be greater than transitionDays (or 0 for no expiry)',
     path: ['expireDays'],
   });
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/, 'expected a Kubernetes object name (lowercase letters, digits, - and .)');
+const dnsLabel = z
+  .string()
+  .regex(
+    /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/,
+    'expected a Kubernetes object name (lowercase letters, digits, - and .)',
+  );
 
 export const certsSchema = z
   .strictObject({
-    manage: z.boolean().default(false).describe('Generate the webhook\'s CA and serving certificate, keep them in a Secret shared by the replicas, renew them, and keep the caBundle of `webhookConfigName` current.'),
-    secretName: dnsLabel.default('etcd-autobackup-webhook-tls').describe('Secret holding ca.crt, ca.key, tls.crt and tls.key.'),
-    serviceName: dnsLabel.default('etcd-autobackup-webhook').describe('Service of the webhook; the certificate covers svc, svc.ns, svc.ns.svc and svc.ns.svc.cluster.local.'),
-    namespace: dnsLabel.optional().describe('Namespace of the Secret and Service; default: the pod\'s own namespace.'),
-    webhookConfigName: dnsLabel.optional().describe('ValidatingWebhookConfiguration whose caBundle is patched to the CA; unset: none is patched.'),
-    validityDays: z.number().int().min(1).max(3650).default(365).describe('Lifetime of the serving certificate, in days.'),
+    manage: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Generate the webhook's CA and serving certificate, keep them in a Secret shared by the replicas, renew them, and keep the caBundle of `webhookConfigName` current.",
+      ),
+    secretName: dnsLabel
+      .default('etcd-autobackup-webhook-tls')
+      .describe('Secret holding ca.crt, ca.key, tls.crt and tls.key.'),
+    serviceName: dnsLabel
+      .default('etcd-autobackup-webhook')
+      .describe('Service of the webhook; the certificate covers svc, svc.ns, svc.ns.svc and svc.ns.svc.cluster.local.'),
+    namespace: dnsLabel.optional().describe("Namespace of the Secret and Service; default: the pod's own namespace."),
+    webhookConfigName: dnsLabel
+      .optional()
+      .describe('ValidatingWebhookConfiguration whose caBundle is patched to the CA; unset: none is patched.'),
+    validityDays: z
+      .number()
+      .int()
+      .min(1)
+      .max(3650)
+      .default(365)
+      .describe('Lifetime of the serving certificate, in days.'),
     caValidityDays: z.number().int().min(1).max(36500).default(3650).describe('Lifetime of the CA, in days.'),
-    renewBefore: duration('certs.renewBefore').prefault('30d').describe('Renew a certificate this long before it expires.'),
-    checkInterval: duration('certs.checkInterval').prefault('1h').describe('How often each replica re-reads the Secret (and renews when due).'),
+    renewBefore: duration('certs.renewBefore')
+      .prefault('30d')
+      .describe('Renew a certificate this long before it expires.'),
+    checkInterval: duration('certs.checkInterval')
+      .prefault('1h')
+      .describe('How often each replica re-reads the Secret (and renews when due).'),
   })
   .refine((c) => c.renewBefore < c.validityDays * 86_400_000, {
     message: 'renewBefore must be shorter than validityDays, or the certificate is renewed on every check',
@@ -188,8 +456,20 @@ export const certsSchema = z
   });
 
 export const auditAuthSchema = z.strictObject({
-  clientCaFile: z.string().min(1).optional().describe('PEM CA(s) that signed the apiserver\'s audit client certificate; with it, /audit needs a client certificate it signed (HTTPS only).'),
-  tokenFile: z.string().min(1).optional().describe('File holding the bearer token the apiserver sends to /audit. With neither this nor clientCaFile, /audit is open.'),
+  clientCaFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "PEM CA(s) that signed the apiserver's audit client certificate; with it, /audit needs a client certificate it signed (HTTPS only).",
+    ),
+  tokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File holding the bearer token the apiserver sends to /audit. With neither this nor clientCaFile, /audit is open.',
+    ),
 });
 
 const toleration = z.strictObject({
@@ -202,26 +482,89 @@ const toleration = z.strictObject({
 
 export const executorSchema = z
   .strictObject({
-    mode: z.enum(['process', 'job']).default('process').describe('process: the worker takes snapshots itself. job: the worker runs each snapshot as a Kubernetes Job on a control-plane node (for etcd reachable only from there).'),
-    namespace: dnsLabel.optional().describe('Namespace of the snapshot Jobs; default: the worker pod\'s own namespace.'),
-    image: z.string().min(1).optional().describe('Image of the snapshot Jobs (this project\'s image, same version as the worker). Required for mode job.'),
-    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent').describe('Pull policy of the Job\'s container.'),
-    command: z.array(z.string().min(1)).optional().describe('Entrypoint of the Job\'s container when the image\'s own is not the etcd-autobackup command; `snapshot --json` is appended as args.'),
-    serviceAccountName: dnsLabel.optional().describe('Service account of the Job pods (e.g. for IRSA / workload identity to reach the store).'),
-    nodeSelector: z.record(z.string(), z.string()).default({ 'node-role.kubernetes.io/control-plane': '' }).describe('Node labels the Job pods must match.'),
-    tolerations: z.array(toleration).default([{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }]).describe('Tolerations of the Job pods.'),
-    hostNetwork: z.boolean().default(true).describe('Run the Job pods in the node\'s network, where etcd listens on 127.0.0.1:2379.'),
-    etcdCertPath: z.string().regex(/^\//, 'expected an absolute host path').default('/etc/kubernetes/pki/etcd').describe('Host directory with the etcd certificates, mounted read-only at the same path in the Job pods.'),
-    runAsUser: z.number().int().min(0).default(0).describe('User of the Job\'s container; kubeadm\'s etcd keys are readable by root only.'),
-    configMap: dnsLabel.optional().describe('ConfigMap with a config.yaml for the Job (mounted and passed with --config); the worker\'s snapshot settings are passed as env vars on top.'),
-    envFromSecret: dnsLabel.optional().describe('Secret whose keys become env vars of the Job (ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, ...): secrets are never copied into the Job spec.'),
-    resources: z
-      .strictObject({ requests: z.record(z.string(), z.string()).optional(), limits: z.record(z.string(), z.string()).optional() })
+    mode: z
+      .enum(['process', 'job'])
+      .default('process')
+      .describe(
+        'process: the worker takes snapshots itself. job: the worker runs each snapshot as a Kubernetes Job on a control-plane node (for etcd reachable only from there).',
+      ),
+    namespace: dnsLabel.optional().describe("Namespace of the snapshot Jobs; default: the worker pod's own namespace."),
+    image: z
+      .string()
+      .min(1)
       .optional()
-      .describe('Resources of the Job\'s container.'),
-    ttlSecondsAfterFinished: z.number().int().min(0).default(3600).describe('Kubernetes deletes a finished Job (and its pod) after this many seconds.'),
-    startTimeout: duration('executor.startTimeout').prefault('10m').describe('Time allowed for scheduling and image pull, on top of snapshot.timeout, before the Job is failed.'),
-    logTailLines: z.number().int().min(1).max(1000).default(20).describe('Lines of the pod log quoted when a Job fails.'),
+      .describe(
+        "Image of the snapshot Jobs (this project's image, same version as the worker). Required for mode job.",
+      ),
+    imagePullPolicy: z
+      .enum(['Always', 'IfNotPresent', 'Never'])
+      .default('IfNotPresent')
+      .describe("Pull policy of the Job's container."),
+    command: z
+      .array(z.string().min(1))
+      .optional()
+      .describe(
+        "Entrypoint of the Job's container when the image's own is not the etcd-autobackup command; `snapshot --json` is appended as args.",
+      ),
+    serviceAccountName: dnsLabel
+      .optional()
+      .describe('Service account of the Job pods (e.g. for IRSA / workload identity to reach the store).'),
+    nodeSelector: z
+      .record(z.string(), z.string())
+      .default({ 'node-role.kubernetes.io/control-plane': '' })
+      .describe('Node labels the Job pods must match.'),
+    tolerations: z
+      .array(toleration)
+      .default([{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }])
+      .describe('Tolerations of the Job pods.'),
+    hostNetwork: z
+      .boolean()
+      .default(true)
+      .describe("Run the Job pods in the node's network, where etcd listens on 127.0.0.1:2379."),
+    etcdCertPath: z
+      .string()
+      .regex(/^\//, 'expected an absolute host path')
+      .default('/etc/kubernetes/pki/etcd')
+      .describe('Host directory with the etcd certificates, mounted read-only at the same path in the Job pods.'),
+    runAsUser: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe("User of the Job's container; kubeadm's etcd keys are readable by root only."),
+    configMap: dnsLabel
+      .optional()
+      .describe(
+        "ConfigMap with a config.yaml for the Job (mounted and passed with --config); the worker's snapshot settings are passed as env vars on top.",
+      ),
+    envFromSecret: dnsLabel
+      .optional()
+      .describe(
+        'Secret whose keys become env vars of the Job (ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, ...): secrets are never copied into the Job spec.',
+      ),
+    resources: z
+      .strictObject({
+        requests: z.record(z.string(), z.string()).optional(),
+        limits: z.record(z.string(), z.string()).optional(),
+      })
+      .optional()
+      .describe("Resources of the Job's container."),
+    ttlSecondsAfterFinished: z
+      .number()
+      .int()
+      .min(0)
+      .default(3600)
+      .describe('Kubernetes deletes a finished Job (and its pod) after this many seconds.'),
+    startTimeout: duration('executor.startTimeout')
+      .prefault('10m')
+      .describe('Time allowed for scheduling and image pull, on top of snapshot.timeout, before the Job is failed.'),
+    logTailLines: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(20)
+      .describe('Lines of the pod log quoted when a Job fails.'),
   })
   .refine((e) => e.mode !== 'job' || e.image !== undefined, {
     message: 'executor.image is required when executor.mode is job (the etcd-autobackup image the Job runs)',
@@ -232,7 +575,8 @@ export const configSchema = z.strictObject({
   cluster: z
     .string()
     .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'expected a lowercase DNS-style name like prod-eu-1')
-    .default('default').describe('Name of the cluster; snapshots are stored under this prefix so clusters can share a bucket.'),
+    .default('default')
+    .describe('Name of the cluster; snapshots are stored under this prefix so clusters can share a bucket.'),
   etcd: etcdSchema.default(etcdSchema.parse({})),
   store: storeSchema.default(storeSchema.parse({})),
   snapshot: snapshotSchema.default(snapshotSchema.parse({})),

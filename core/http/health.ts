@@ -15,7 +15,8 @@ export async function checkReadiness(ready: ReadyCheck, timeoutMs: number, log: 
   });
   try {
     const answer = await Promise.race([Promise.resolve().then(ready), timeout]);
-    if (answer === 'timeout') return { ready: false, reason: `the readiness check did not answer within ${timeoutMs} ms` };
+    if (answer === 'timeout')
+      return { ready: false, reason: `the readiness check did not answer within ${timeoutMs} ms` };
     return answer ? { ready: true } : { ready: false, reason: 'a dependency is not reachable (the queue needs Redis)' };
   } catch (err) {
     // The message goes to the log only: a dependency's error may name internal addresses.

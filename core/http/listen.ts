@@ -43,18 +43,29 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(at + 1)) };
 }
 
-export async function listen(handler: RequestListener, address: string, options: ListenOptions = {}): Promise<Listening> {
+export async function listen(
+  handler: RequestListener,
+  address: string,
+  options: ListenOptions = {},
+): Promise<Listening> {
   const { host, port } = parseListen(address);
   const tls = options.tls;
   if (tls) checkPair(tls);
   const server: Server = tls
-    ? createHttpsServer({ cert: tls.cert, key: tls.key, ...clientVerification(tls), rejectUnauthorized: false }, handler)
+    ? createHttpsServer(
+        { cert: tls.cert, key: tls.key, ...clientVerification(tls), rejectUnauthorized: false },
+        handler,
+      )
     : createServer(handler);
   // The apiserver reuses connections to webhooks; keep them open longer than its idle timeout.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen on ${address} (webhook.listen / --listen): ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`)),
+      reject(
+        new Error(
+          `cannot listen on ${address} (webhook.listen / --listen): ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`,
+        ),
+      ),
     );
     server.listen(port, host, () => resolve());
   });
@@ -64,10 +75,15 @@ export async function listen(handler: RequestListener, address: string, options:
     server,
     url: `${tls ? 'https' : 'http'}://${shownHost}:${bound.port}`,
     setCertificate(pem) {
-      if (!tls) throw new Error('setCertificate on a plain HTTP server: give webhook.tls or certs.manage to serve HTTPS');
+      if (!tls)
+        throw new Error('setCertificate on a plain HTTP server: give webhook.tls or certs.manage to serve HTTPS');
       checkPair(pem);
       // The renewed context keeps verifying client certificates against the same CA.
-      (server as unknown as TlsServer).setSecureContext({ cert: pem.cert, key: pem.key, ...(tls.clientCa ? { ca: tls.clientCa } : {}) });
+      (server as unknown as TlsServer).setSecureContext({
+        cert: pem.cert,
+        key: pem.key,
+        ...(tls.clientCa ? { ca: tls.clientCa } : {}),
+      });
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -82,14 +98,19 @@ function checkPair(pem: { cert: string; key: string }): void {
   try {
     createSecureContext({ cert: pem.cert, key: pem.key });
   } catch (err) {
-    throw new Error(`the TLS serving certificate and key do not form a pair (webhook.tls.certFile / keyFile): ${(err as Error).message}`, { cause: err });
+    throw new Error(
+      `the TLS serving certificate and key do not form a pair (webhook.tls.certFile / keyFile): ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
 export async function readCertFiles(certFile: string, keyFile: string): Promise<{ cert: string; key: string }> {
   const read = (path: string, what: string) =>
     readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new Error(`cannot read the TLS ${what} ${path} (webhook.tls.${what === 'certificate' ? 'certFile' : 'keyFile'}): ${err.code ?? err.message}`);
+      throw new Error(
+        `cannot read the TLS ${what} ${path} (webhook.tls.${what === 'certificate' ? 'certFile' : 'keyFile'}): ${err.code ?? err.message}`,
+      );
     });
   const [cert, key] = await Promise.all([read(certFile, 'certificate'), read(keyFile, 'key')]);
   checkPair({ cert, key });
@@ -104,7 +125,12 @@ export async function readCertFiles(certFile: string, keyFile: string): Promise<
 export function watchCertFiles(
   certFile: string,
   keyFile: string,
-  options: { intervalMs: number; initial: { cert: string; key: string }; onChange: (pem: { cert: string; key: string }) => void; onError: (err: Error) => void },
+  options: {
+    intervalMs: number;
+    initial: { cert: string; key: string };
+    onChange: (pem: { cert: string; key: string }) => void;
+    onError: (err: Error) => void;
+  },
 ): { stop(): void } {
   let last = options.initial;
   let busy = false;

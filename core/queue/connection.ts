@@ -78,7 +78,8 @@ function dbOf(url: URL): number | undefined {
   const path = url.pathname.replace(/^\//, '');
   if (path === '') return undefined;
   const db = Number(path);
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`redis.url: the path must be a database number like /0 (got "/${path}")`);
+  if (!Number.isInteger(db) || db < 0)
+    throw new ConfigError(`redis.url: the path must be a database number like /0 (got "/${path}")`);
   return db;
 }
 

@@ -63,7 +63,13 @@ export async function recordInLedger(
   samples: string[],
 ): Promise<number> {
   const pairs = Object.entries(counts).filter(([, n]) => (n ?? 0) > 0) as [TriggerSource, number][];
-  const args = [String(LEDGER_TTL_MS), String(MAX_SAMPLES), String(pairs.length), ...pairs.flatMap(([s, n]) => [s, String(n)]), ...samples.slice(0, MAX_SAMPLES)];
+  const args = [
+    String(LEDGER_TTL_MS),
+    String(MAX_SAMPLES),
+    String(pairs.length),
+    ...pairs.flatMap(([s, n]) => [s, String(n)]),
+    ...samples.slice(0, MAX_SAMPLES),
+  ];
   const gen = await runScript(redis, RECORD, keys, args);
   return Number(gen);
 }
@@ -77,7 +83,11 @@ export interface Taken {
 
 /** Closes `generation` and returns what was counted into it. */
 export async function takeFromLedger(redis: Redis, keys: [string, string], generation: number): Promise<Taken> {
-  const reply = (await runScript(redis, TAKE, keys, [String(generation), String(LEDGER_TTL_MS)])) as [number, string[], string[]];
+  const reply = (await runScript(redis, TAKE, keys, [String(generation), String(LEDGER_TTL_MS)])) as [
+    number,
+    string[],
+    string[],
+  ];
   const [gen, fields, samples] = reply;
   if (Number(gen) !== generation) return { taken: false, counts: {}, samples: [] };
   const counts: Counts = {};

@@ -150,12 +150,19 @@ class Recorder implements QueueRecorder {
     try {
       return await enqueueManual(this.queue, this.cluster, cause, this.now);
     } catch (err) {
-      throw new Error(`enqueueing a snapshot failed: Redis at ${describeRedis(this.options.config.redis)}: ${messageOf(err)}`, { cause: err });
+      throw new Error(
+        `enqueueing a snapshot failed: Redis at ${describeRedis(this.options.config.redis)}: ${messageOf(err)}`,
+        { cause: err },
+      );
     }
   }
 
   status(): RecorderStatus {
-    return { redisUp: this.up, pendingTriggers: this.pendingTotal, pendingWindows: this.pending.size + this.unadded.size };
+    return {
+      redisUp: this.up,
+      pendingTriggers: this.pendingTotal,
+      pendingWindows: this.pending.size + this.unadded.size,
+    };
   }
 
   flush(): Promise<void> {
@@ -288,8 +295,16 @@ class Recorder implements QueueRecorder {
     this.up = up;
     if (!up) this.added.clear();
     const log = this.options.log;
-    if (up) log?.info({ redis: describeRedis(this.options.config.redis), pendingTriggers: this.pendingTotal }, 'redis reachable');
-    else log?.warn({ redis: describeRedis(this.options.config.redis), err: err === undefined ? undefined : messageOf(err) }, 'redis unreachable; keeping triggers in memory');
+    if (up)
+      log?.info(
+        { redis: describeRedis(this.options.config.redis), pendingTriggers: this.pendingTotal },
+        'redis reachable',
+      );
+    else
+      log?.warn(
+        { redis: describeRedis(this.options.config.redis), err: err === undefined ? undefined : messageOf(err) },
+        'redis unreachable; keeping triggers in memory',
+      );
     this.report();
   }
 
@@ -328,13 +343,15 @@ class Recorder implements QueueRecorder {
 function add(group: Group, change: Change): void {
   group.counts[change.source] = (group.counts[change.source] ?? 0) + 1;
   group.total += 1;
-  if (change.resource && group.samples.length < MAX_SAMPLES && !group.samples.includes(change.resource)) group.samples.push(change.resource);
+  if (change.resource && group.samples.length < MAX_SAMPLES && !group.samples.includes(change.resource))
+    group.samples.push(change.resource);
 }
 
 function merge(into: Group, from: Group): void {
   mergeCounts(into.counts, from.counts);
   into.total += from.total;
-  for (const s of from.samples) if (into.samples.length < MAX_SAMPLES && !into.samples.includes(s)) into.samples.push(s);
+  for (const s of from.samples)
+    if (into.samples.length < MAX_SAMPLES && !into.samples.includes(s)) into.samples.push(s);
   if (from.window.start < into.window.start) into.first = from.first;
 }
 

@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
-import { ensureWebhookCerts, makeCerts, planCerts, startCertManager, syncCaBundle, type CertSyncOptions, type WebhookCerts } from '../../certs/manage.js';
+import {
+  ensureWebhookCerts,
+  makeCerts,
+  planCerts,
+  startCertManager,
+  syncCaBundle,
+  type CertSyncOptions,
+  type WebhookCerts,
+} from '../../certs/manage.js';
 import { certDnsNames, createCa, issueCert, issuedBy, serviceDnsNames } from '../../certs/pki.js';
 import { FakeKubeApi, type KubeObject, type KubeRequest } from '../support/kube-api.js';
 import { waitFor } from '../support/ports.js';
@@ -54,7 +62,10 @@ function putWebhookConfig(): void {
     sideEffects: 'NoneOnDryRun',
     clientConfig: { service: { name: 'eab-webhook', namespace: NS, path: '/admission', port: 443 } },
   });
-  api.put('validatingwebhookconfigurations', { metadata: { name: VWC }, webhooks: [hook('a.etcd-autobackup.io'), hook('b.etcd-autobackup.io')] });
+  api.put('validatingwebhookconfigurations', {
+    metadata: { name: VWC },
+    webhooks: [hook('a.etcd-autobackup.io'), hook('b.etcd-autobackup.io')],
+  });
 }
 
 /** Holds matching requests until `count` of them have arrived, so that replicas race for real. */
@@ -99,7 +110,10 @@ describe('planCerts', () => {
     assert.equal(planCerts(fresh, [...names, 'other.example'], 30 * DAY, now), 'serving');
     assert.equal(planCerts(fresh, names, 30 * DAY, new Date(now.getTime() + 3630 * DAY)), 'all');
     const other = createCa('other');
-    assert.equal(planCerts({ ...fresh, cert: issueCert(other, { commonName: 'x', dnsNames: names }).cert }, names, 30 * DAY, now), 'serving');
+    assert.equal(
+      planCerts({ ...fresh, cert: issueCert(other, { commonName: 'x', dnsNames: names }).cert }, names, 30 * DAY, now),
+      'serving',
+    );
     assert.equal(planCerts({ ...fresh, caBundle: 'garbage' }, names, 30 * DAY, now), 'all');
   });
 
@@ -124,14 +138,21 @@ describe('ensureWebhookCerts and syncCaBundle against the API', () => {
     assert.equal(secret.type, 'kubernetes.io/tls');
 
     const reqs = api.requests.slice(before);
-    assert.deepEqual(reqs.map((r) => `${r.verb} ${r.resource}`), ['get secrets', 'create secrets']);
+    assert.deepEqual(
+      reqs.map((r) => `${r.verb} ${r.resource}`),
+      ['get secrets', 'create secrets'],
+    );
     assert.equal(reqs[1]?.path, `/api/v1/namespaces/${NS}/secrets`);
 
     const rvBefore = api.get('validatingwebhookconfigurations', undefined, VWC)?.metadata.resourceVersion;
     assert.equal(await syncCaBundle(options(), certs.caBundle), 'patched');
     const patch = api.requestsOf('patch', 'validatingwebhookconfigurations').at(-1);
     assert.equal(patch?.contentType, 'application/json-patch+json');
-    assert.deepEqual((patch?.body as unknown[])[0], { op: 'replace', path: '/metadata/resourceVersion', value: rvBefore });
+    assert.deepEqual((patch?.body as unknown[])[0], {
+      op: 'replace',
+      path: '/metadata/resourceVersion',
+      value: rvBefore,
+    });
     const vwc = api.get('validatingwebhookconfigurations', undefined, VWC) as KubeObject;
     for (const w of vwc.webhooks as { clientConfig: { caBundle?: string } }[]) {
       assert.equal(Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString(), certs.caBundle);
@@ -143,7 +164,7 @@ describe('ensureWebhookCerts and syncCaBundle against the API', () => {
     assert.deepEqual(api.problems, []);
   });
 
-  test('two replicas starting together: one creates, the other gets AlreadyExists and uses the winner\'s Secret', async () => {
+  test("two replicas starting together: one creates, the other gets AlreadyExists and uses the winner's Secret", async () => {
     await deleteSecret();
     barrier(2, (r) => r.verb === 'get' && r.resource === 'secrets');
     const before = api.requests.length;
@@ -171,7 +192,8 @@ describe('ensureWebhookCerts and syncCaBundle against the API', () => {
     assert.ok(new Date(new X509Certificate(a.certs.cert).validTo).getTime() > Date.now() + 300 * DAY);
     const updates = api.requests.slice(before).filter((r) => r.verb === 'update');
     assert.equal(updates.length, 2);
-    for (const u of updates) assert.ok((u.body as KubeObject).metadata.resourceVersion, 'updates carry the resourceVersion');
+    for (const u of updates)
+      assert.ok((u.body as KubeObject).metadata.resourceVersion, 'updates carry the resourceVersion');
     assert.deepEqual(secretCerts(), a.certs);
     assert.deepEqual(api.problems, []);
   });
@@ -194,12 +216,19 @@ describe('ensureWebhookCerts and syncCaBundle against the API', () => {
     assert.equal(api.requestsOf('patch').length - patchesBefore, 2, 'first patch conflicted, second applied');
     const vwc = api.get('validatingwebhookconfigurations', undefined, VWC) as KubeObject;
     assert.equal(vwc.metadata.labels?.touched, 'yes', 'the concurrent change is kept');
-    assert.ok((vwc.webhooks as { clientConfig: { caBundle?: string } }[]).every((w) => w.clientConfig.caBundle === Buffer.from(certs.caBundle).toString('base64')));
+    assert.ok(
+      (vwc.webhooks as { clientConfig: { caBundle?: string } }[]).every(
+        (w) => w.clientConfig.caBundle === Buffer.from(certs.caBundle).toString('base64'),
+      ),
+    );
     assert.deepEqual(api.problems, []);
   });
 
   test('a missing webhook configuration is reported, not fatal', async () => {
-    assert.equal(await syncCaBundle(options({ webhookConfigName: 'not-installed' }), secretCerts().caBundle), 'missing');
+    assert.equal(
+      await syncCaBundle(options({ webhookConfigName: 'not-installed' }), secretCerts().caBundle),
+      'missing',
+    );
   });
 
   test('the manager picks up a certificate renewed by another replica', async () => {

@@ -68,14 +68,21 @@ test('certificate files are served, and renewed files picked up', async () => {
   assert.ok(serving);
   assert.equal(serving.tls.clientCa, undefined);
   const http = await listen((_req, res) => res.end('ok'), '127.0.0.1:0', { tls: serving.tls });
-  const watcher = watchCertFiles(certFile, keyFile, { intervalMs: 50, initial: first, onChange: (pem) => http.setCertificate(pem), onError: () => undefined });
+  const watcher = watchCertFiles(certFile, keyFile, {
+    intervalMs: 50,
+    initial: first,
+    onChange: (pem) => http.setCertificate(pem),
+    onError: () => undefined,
+  });
   try {
     assert.equal(await servedSerial(http.url), serialOf(first));
     const renewed = issueCert(ca, { commonName: 'f2', ipAddresses: ['127.0.0.1'] });
     // Cert first, key a moment later, as a Secret volume update may look to a poller: the half pair is skipped.
     await writeFile(certFile, renewed.cert);
     await writeFile(keyFile, renewed.key);
-    await waitFor('the renewed certificate', async () => ((await servedSerial(http.url)) === serialOf(renewed) ? true : undefined));
+    await waitFor('the renewed certificate', async () =>
+      (await servedSerial(http.url)) === serialOf(renewed) ? true : undefined,
+    );
   } finally {
     watcher.stop();
     await serving.close();
@@ -90,7 +97,13 @@ test('plain HTTP when nothing is configured; a mismatched pair is refused at sta
   await writeFile(join(dir.path, 'a.crt'), a.cert);
   await writeFile(join(dir.path, 'b.key'), b.key);
   await assert.rejects(
-    () => startServingTls(configSchema.parse({ webhook: { tls: { certFile: join(dir.path, 'a.crt'), keyFile: join(dir.path, 'b.key') } } }), log),
+    () =>
+      startServingTls(
+        configSchema.parse({
+          webhook: { tls: { certFile: join(dir.path, 'a.crt'), keyFile: join(dir.path, 'b.key') } },
+        }),
+        log,
+      ),
     /do not form a pair/,
   );
 });

@@ -9,7 +9,16 @@ import { createHealthApp } from '../../core/http/health.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics } from '../../core/metrics.js';
 import { createWebhookApp } from '../../webhook/app.js';
-import { byKind, find, rbacProblems, schemaProblems, wiringProblems, workloads, type Container, type Workload } from '../support/chart-checks.js';
+import {
+  byKind,
+  find,
+  rbacProblems,
+  schemaProblems,
+  wiringProblems,
+  workloads,
+  type Container,
+  type Workload,
+} from '../support/chart-checks.js';
 import { CHART, chartTools, helm, NAMESPACE, RELEASE, renderChart, type K8sObject } from '../support/helm.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -23,7 +32,13 @@ const SCENARIOS: readonly { name: string; files: string[] }[] = [
 ];
 /** Secrets and claims the example values say the operator brings. */
 const EXTERNAL = {
-  secrets: ['ncp-object-storage', 'etcd-autobackup-webhook-cert', 'oci-api-key', 'etcd-backup-encryption', 'apiserver-audit-client-ca'],
+  secrets: [
+    'ncp-object-storage',
+    'etcd-autobackup-webhook-cert',
+    'oci-api-key',
+    'etcd-backup-encryption',
+    'apiserver-audit-client-ca',
+  ],
   claims: ['etcd-snapshots'],
 };
 /** Secret values in the example files: none may reach a ConfigMap or the notes. */
@@ -49,7 +64,12 @@ function deployment(objects: readonly K8sObject[], component: string): Workload 
 function decodedSecret(objects: readonly K8sObject[], name: string): Record<string, string> | undefined {
   const s = find(objects, 'Secret', name);
   if (!s) return undefined;
-  return Object.fromEntries(Object.entries((s.data as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  return Object.fromEntries(
+    Object.entries((s.data as Record<string, string> | undefined) ?? {}).map(([k, v]) => [
+      k,
+      Buffer.from(v, 'base64').toString('utf8'),
+    ]),
+  );
 }
 
 /**
@@ -58,7 +78,8 @@ function decodedSecret(objects: readonly K8sObject[], name: string): Record<stri
  */
 async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Container, dir: string): Promise<Config> {
   const env: NodeJS.ProcessEnv = {};
-  for (const from of c.envFrom ?? []) Object.assign(env, from.secretRef ? decodedSecret(objects, from.secretRef.name) : {});
+  for (const from of c.envFrom ?? [])
+    Object.assign(env, from.secretRef ? decodedSecret(objects, from.secretRef.name) : {});
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = e.value;
     const ref = e.valueFrom?.secretKeyRef;
@@ -118,7 +139,10 @@ describe('chart: helm lint and the values schema', () => {
       [['redis.enabled=false'], /redis\.external\.url/],
       [['config.executor.mode=job'], /executor\.mode is job but the store is a local folder/],
       [['worker.localStore.type=pvc'], /worker\.localStore\.existingClaim/],
-      [['config.executor.mode=job', 'config.store.url=s3://b/p', 'encryption.existingSecret=k'], /snapshot Job does not mount the key Secret/],
+      [
+        ['config.executor.mode=job', 'config.store.url=s3://b/p', 'encryption.existingSecret=k'],
+        /snapshot Job does not mount the key Secret/,
+      ],
     ];
     for (const [set, pattern] of cases) {
       const r = await helm(['template', RELEASE, CHART, ...set.flatMap((s) => ['--set', s])]);
@@ -136,7 +160,8 @@ describe('chart: rendered objects', () => {
       assert.deepEqual(wiringProblems(objects, EXTERNAL), []);
       assert.deepEqual(rbacProblems(objects), []);
 
-      for (const cm of byKind(objects, 'ConfigMap')) assert.doesNotMatch(JSON.stringify(cm), SECRET_VALUES, `a secret value is in ConfigMap ${cm.metadata.name}`);
+      for (const cm of byKind(objects, 'ConfigMap'))
+        assert.doesNotMatch(JSON.stringify(cm), SECRET_VALUES, `a secret value is in ConfigMap ${cm.metadata.name}`);
 
       const webhook = deployment(objects, 'webhook');
       const worker = deployment(objects, 'worker');
@@ -146,7 +171,11 @@ describe('chart: rendered objects', () => {
         const webhookConfig = await loadedConfig(objects, webhook, wc, dir.path);
         const kc = container(worker, 'worker');
         const workerConfig = await loadedConfig(objects, worker, kc, dir.path);
-        assert.deepEqual({ ...webhookConfig, webhook: undefined }, { ...workerConfig, webhook: undefined }, 'both processes share one config');
+        assert.deepEqual(
+          { ...webhookConfig, webhook: undefined },
+          { ...workerConfig, webhook: undefined },
+          'both processes share one config',
+        );
 
         // The ports the probes and Services use are the ones the processes listen on.
         const port = (c: Container, name: string) => c.ports?.find((p) => p.name === name)?.containerPort;
@@ -154,8 +183,13 @@ describe('chart: rendered objects', () => {
         assert.equal(workerConfig.webhook.listen, `0.0.0.0:${port(kc, 'http')}`);
 
         // HTTPS for the API server: either managed certs or mounted files.
-        assert.ok(webhookConfig.certs.manage || (webhookConfig.webhook.tls.certFile && mounted(wc, webhookConfig.webhook.tls.certFile)), 'the webhook serves HTTPS');
-        for (const f of [webhookConfig.auditAuth.tokenFile, webhookConfig.auditAuth.clientCaFile]) if (f) assert.ok(mounted(wc, f), `${f} is mounted in the webhook`);
+        assert.ok(
+          webhookConfig.certs.manage ||
+            (webhookConfig.webhook.tls.certFile && mounted(wc, webhookConfig.webhook.tls.certFile)),
+          'the webhook serves HTTPS',
+        );
+        for (const f of [webhookConfig.auditAuth.tokenFile, webhookConfig.auditAuth.clientCaFile])
+          if (f) assert.ok(mounted(wc, f), `${f} is mounted in the webhook`);
         if (webhookConfig.certs.manage) {
           assert.equal(webhookConfig.certs.serviceName, `${FULLNAME}-webhook`);
           assert.equal(webhookConfig.certs.namespace, NAMESPACE);
@@ -166,16 +200,23 @@ describe('chart: rendered objects', () => {
 
         // What the worker reads is mounted in the worker (etcd certs, store folder, keys).
         if (workerConfig.executor.mode === 'process') {
-          for (const f of [workerConfig.etcd.cacert, workerConfig.etcd.cert, workerConfig.etcd.key]) if (f) assert.ok(mounted(kc, f), `${f} is mounted in the worker`);
+          for (const f of [workerConfig.etcd.cacert, workerConfig.etcd.cert, workerConfig.etcd.key])
+            if (f) assert.ok(mounted(kc, f), `${f} is mounted in the worker`);
         } else {
           assert.equal(workerConfig.executor.configMap, FULLNAME);
           assert.ok(find(objects, 'ConfigMap', FULLNAME));
           assert.ok(workerConfig.executor.image?.startsWith('etcd-autobackup:'));
         }
-        if (workerConfig.store.url.startsWith('file://')) assert.ok(mounted(kc, new URL(workerConfig.store.url).pathname), 'the file store is mounted');
-        for (const f of [workerConfig.encryption.keyFile, ...workerConfig.encryption.decryptionKeyFiles]) if (f) assert.ok(mounted(kc, f), `${f} is mounted`);
-        if (byKind(objects, 'StatefulSet').length > 0) assert.equal(workerConfig.redis.url, `redis://${FULLNAME}-redis:6379`);
-        assert.ok(workerConfig.redis.password !== undefined || /:[^@/]+@/.test(workerConfig.redis.url), 'Redis has a password');
+        if (workerConfig.store.url.startsWith('file://'))
+          assert.ok(mounted(kc, new URL(workerConfig.store.url).pathname), 'the file store is mounted');
+        for (const f of [workerConfig.encryption.keyFile, ...workerConfig.encryption.decryptionKeyFiles])
+          if (f) assert.ok(mounted(kc, f), `${f} is mounted`);
+        if (byKind(objects, 'StatefulSet').length > 0)
+          assert.equal(workerConfig.redis.url, `redis://${FULLNAME}-redis:6379`);
+        assert.ok(
+          workerConfig.redis.password !== undefined || /:[^@/]+@/.test(workerConfig.redis.url),
+          'Redis has a password',
+        );
       } finally {
         await dir.remove();
       }
@@ -197,7 +238,16 @@ describe('chart: what the defaults promise', () => {
     assert.equal(c.readinessProbe?.httpGet?.scheme, 'HTTPS');
 
     const [vwc] = byKind(objects, 'ValidatingWebhookConfiguration');
-    const hook = (vwc?.webhooks as { failurePolicy: string; sideEffects: string; timeoutSeconds: number; clientConfig: { service: { path: string } }; rules: { operations: string[] }[]; matchConditions: { expression: string }[] }[])[0];
+    const hook = (
+      vwc?.webhooks as {
+        failurePolicy: string;
+        sideEffects: string;
+        timeoutSeconds: number;
+        clientConfig: { service: { path: string } };
+        rules: { operations: string[] }[];
+        matchConditions: { expression: string }[];
+      }[]
+    )[0];
     assert.ok(hook);
     assert.equal(hook.failurePolicy, 'Ignore');
     assert.equal(hook.sideEffects, 'NoneOnDryRun');
@@ -212,7 +262,9 @@ describe('chart: what the defaults promise', () => {
   test('worker: control-plane nodes, etcd certs read-only from the host, non-root except a CHOWN-only init step', async () => {
     const objects = await renderChart();
     const worker = deployment(objects, 'worker');
-    assert.deepEqual((worker.pod as unknown as { nodeSelector: Record<string, string> }).nodeSelector, { 'node-role.kubernetes.io/control-plane': '' });
+    assert.deepEqual((worker.pod as unknown as { nodeSelector: Record<string, string> }).nodeSelector, {
+      'node-role.kubernetes.io/control-plane': '',
+    });
     const tolerations = (worker.pod as unknown as { tolerations: { key: string }[] }).tolerations;
     assert.ok(tolerations.some((t) => t.key === 'node-role.kubernetes.io/control-plane'));
     const host = worker.pod.volumes?.find((v) => v.hostPath?.path === '/etc/kubernetes/pki/etcd');
@@ -226,9 +278,15 @@ describe('chart: what the defaults promise', () => {
     assert.equal(c.securityContext?.runAsUser ?? worker.pod.securityContext?.runAsUser, 10001);
     assert.ok(!c.volumeMounts?.some((m) => m.name === host.name), 'the worker reads the copies, not the host folder');
 
-    const rendered = await renderChart([], ['worker.copyEtcdCerts=false', 'etcd.certPath=/srv/etcd-pki', 'etcd.certFile=apiserver-etcd-client.crt']);
+    const rendered = await renderChart(
+      [],
+      ['worker.copyEtcdCerts=false', 'etcd.certPath=/srv/etcd-pki', 'etcd.certFile=apiserver-etcd-client.crt'],
+    );
     const plain = deployment(rendered, 'worker');
-    assert.equal(plain.pod.initContainers?.[0]?.volumeMounts?.some((m) => m.mountPath === '/host-etcd-pki'), false);
+    assert.equal(
+      plain.pod.initContainers?.[0]?.volumeMounts?.some((m) => m.mountPath === '/host-etcd-pki'),
+      false,
+    );
     const mount = container(plain, 'worker').volumeMounts?.find((m) => m.mountPath === '/etc/etcd-autobackup/etcd-pki');
     assert.equal(mount?.readOnly, true);
     assert.equal(plain.pod.volumes?.find((v) => v.name === mount?.name)?.hostPath?.path, '/srv/etcd-pki');
@@ -239,19 +297,30 @@ describe('chart: what the defaults promise', () => {
     const plain = await renderChart([], ['tls.mode=secret']);
     assert.equal(byKind(plain, 'ClusterRole').length, 0);
     assert.ok(!JSON.stringify(byKind(plain, 'Role')).includes('"jobs"'));
-    for (const w of workloads(plain)) assert.equal((w.pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false, w.object.metadata.name);
+    for (const w of workloads(plain))
+      assert.equal(
+        (w.pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken,
+        false,
+        w.object.metadata.name,
+      );
 
     const jobs = await renderChart([join(CI, 'job-executor-values.yaml')]);
     const role = find(jobs, 'Role', `${FULLNAME}-worker`);
     assert.match(JSON.stringify(role), /"jobs"/);
     assert.match(JSON.stringify(role), /"pods\/log"/);
-    assert.equal((deployment(jobs, 'worker').pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, true);
+    assert.equal(
+      (deployment(jobs, 'worker').pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken,
+      true,
+    );
     const [cr] = byKind(jobs, 'ClusterRole');
     assert.deepEqual((cr?.rules as { resourceNames: string[] }[])[0]?.resourceNames, [FULLNAME]);
   });
 
   test('secret fields move from config into the chart Secret, keyed by their env var', async () => {
-    const objects = await renderChart([join(CI, 'external-redis-values.yaml')], ['config.dashboard.user=admin', 'config.dashboard.password=dash-pass-1']);
+    const objects = await renderChart(
+      [join(CI, 'external-redis-values.yaml')],
+      ['config.dashboard.user=admin', 'config.dashboard.password=dash-pass-1'],
+    );
     const secret = decodedSecret(objects, FULLNAME);
     assert.equal(secret?.ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, 'minio-secret-value');
     assert.equal(secret?.ETCD_AUTOBACKUP_DASHBOARD_PASSWORD, 'dash-pass-1');
@@ -261,7 +330,7 @@ describe('chart: what the defaults promise', () => {
     assert.match(cm, /accessKeyId: minio/);
   });
 
-  test('the original service\'s values map onto the store and etcd settings', async () => {
+  test("the original service's values map onto the store and etcd settings", async () => {
     const legacy = await renderChart([join(CI, 'legacy-values.yaml')]);
     const cm = (find(legacy, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '';
     assert.match(cm, /url: s3:\/\/legacy-etcd-backups\/cluster-a/);
@@ -272,7 +341,10 @@ describe('chart: what the defaults promise', () => {
     const ncp = await renderChart([join(CI, 'legacy-ncp-values.yaml')]);
     assert.match(JSON.stringify(find(ncp, 'ConfigMap', FULLNAME)), /ncp:\/\/etcd-backup\?region=kr/);
     const oci = await renderChart([join(CI, 'legacy-oci-values.yaml')]);
-    assert.match(JSON.stringify(find(oci, 'ConfigMap', FULLNAME)), /https:\/\/axaxnpcrorw5\.compat\.objectstorage\.ap-seoul-1\.oraclecloud\.com/);
+    assert.match(
+      JSON.stringify(find(oci, 'ConfigMap', FULLNAME)),
+      /https:\/\/axaxnpcrorw5\.compat\.objectstorage\.ap-seoul-1\.oraclecloud\.com/,
+    );
   });
 
   test('probes and the admission path hit routes the processes really serve', async () => {
@@ -280,11 +352,18 @@ describe('chart: what the defaults promise', () => {
     const config = loadConfig({ env: {} });
     const log = createLogger({ level: 'silent' });
     const apps = {
-      webhook: createWebhookApp({ config, recorder: { record: () => undefined }, log, metrics: createMetrics({ defaultMetrics: false }), ready: () => true }),
+      webhook: createWebhookApp({
+        config,
+        recorder: { record: () => undefined },
+        log,
+        metrics: createMetrics({ defaultMetrics: false }),
+        ready: () => true,
+      }),
       worker: createHealthApp({ metrics: createMetrics({ defaultMetrics: false }), ready: () => true, log }),
     };
     const [vwc] = byKind(objects, 'ValidatingWebhookConfiguration');
-    const admissionPath = (vwc?.webhooks as { clientConfig: { service: { path: string } } }[])[0]?.clientConfig.service.path;
+    const admissionPath = (vwc?.webhooks as { clientConfig: { service: { path: string } } }[])[0]?.clientConfig.service
+      .path;
     for (const [component, app] of Object.entries(apps)) {
       const server = app.listen(0, '127.0.0.1');
       await new Promise((resolve) => server.once('listening', resolve));
@@ -296,7 +375,11 @@ describe('chart: what the defaults promise', () => {
           assert.equal(res.status, 200, `${component} ${probe?.httpGet?.path}`);
         }
         if (component === 'webhook') {
-          const res = await fetch(`${base}${admissionPath ?? ''}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+          const res = await fetch(`${base}${admissionPath ?? ''}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: '{}',
+          });
           assert.notEqual(res.status, 404, `the webhook serves ${admissionPath}`);
         }
       } finally {
@@ -306,7 +389,18 @@ describe('chart: what the defaults promise', () => {
   });
 
   test('NOTES.txt tells how to open the dashboard, check the last backup and wire the audit webhook, and prints no secret', async () => {
-    const r = await helm(['install', RELEASE, CHART, '--namespace', NAMESPACE, '--dry-run=client', '-f', join(CI, 'aws-values.yaml'), '-f', join(CI, 'external-redis-values.yaml')]);
+    const r = await helm([
+      'install',
+      RELEASE,
+      CHART,
+      '--namespace',
+      NAMESPACE,
+      '--dry-run=client',
+      '-f',
+      join(CI, 'aws-values.yaml'),
+      '-f',
+      join(CI, 'external-redis-values.yaml'),
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
     assert.match(notes, /port-forward svc\/eab-etcd-autobackup-webhook/);

@@ -34,7 +34,10 @@ async function configFile(name: string, text: string): Promise<string> {
 
 test('a wrong flag value exits 2 naming the field and where to set it', async () => {
   const r = await runCli(['list', ...store, '--compression-level', '12']);
-  assertConfigError(r, /snapshot\.compressionLevel: .*<=9 \(flag --compression-level, env ETCD_AUTOBACKUP_COMPRESSION_LEVEL\)/);
+  assertConfigError(
+    r,
+    /snapshot\.compressionLevel: .*<=9 \(flag --compression-level, env ETCD_AUTOBACKUP_COMPRESSION_LEVEL\)/,
+  );
   const notInt = await runCli(['list', ...store, '--s3-part-size-mib', 'big']);
   assertConfigError(notInt, /store\.s3\.partSizeMiB: flag --s3-part-size-mib expects a whole number \(got "big"\)/);
 });
@@ -56,7 +59,10 @@ test('bool flags are switches with a --no- form and never swallow the next argum
   const r = await runCli(['list', ...store, '--prefer-leader=maybe']);
   assert.equal(r.code, 2);
   // In the environment, bools are words.
-  assertConfigError(await runCli(['list', ...store], { env: { ETCD_AUTOBACKUP_PREFER_LEADER: 'maybe' } }), /etcd\.preferLeader: env ETCD_AUTOBACKUP_PREFER_LEADER expects true or false \(got "maybe"\)/);
+  assertConfigError(
+    await runCli(['list', ...store], { env: { ETCD_AUTOBACKUP_PREFER_LEADER: 'maybe' } }),
+    /etcd\.preferLeader: env ETCD_AUTOBACKUP_PREFER_LEADER expects true or false \(got "maybe"\)/,
+  );
 });
 
 test('a config file with a wrong value exits 2 naming the field and the file', async () => {
@@ -73,9 +79,15 @@ test('a config file with a wrong value exits 2 naming the field and the file', a
 
 test('a config file that is not YAML, or missing, exits 2 naming the file', async () => {
   const file = await configFile('broken.yaml', 'etcd:\n  endpoints: [http://127.0.0.1:2379\n');
-  assertConfigError(await runCli(['list', ...store, '--config', file]), new RegExp(`config file ${file} is not valid YAML`));
+  assertConfigError(
+    await runCli(['list', ...store, '--config', file]),
+    new RegExp(`config file ${file} is not valid YAML`),
+  );
   const missing = join(work.path, 'absent.yaml');
-  assertConfigError(await runCli(['list', ...store, '--config', missing]), new RegExp(`cannot read config file ${missing}`));
+  assertConfigError(
+    await runCli(['list', ...store, '--config', missing]),
+    new RegExp(`cannot read config file ${missing}`),
+  );
 });
 
 test('wrong usage exits 2', async () => {
@@ -86,14 +98,37 @@ test('wrong usage exits 2', async () => {
 });
 
 test('secrets given by flag or env never appear in the output, even on errors', async () => {
-  const secrets = ['Flag-Secret-111', 'Env-Secret-222', 'Etcd-Pass-333', 'Redis-Pass-444', 'Typo-Secret-555', 'Url-Secret-666'];
+  const secrets = [
+    'Flag-Secret-111',
+    'Env-Secret-222',
+    'Etcd-Pass-333',
+    'Redis-Pass-444',
+    'Typo-Secret-555',
+    'Url-Secret-666',
+  ];
   const closed = `http://127.0.0.1:${await freePort()}`;
   const runs = [
     // A failing snapshot with secrets set by flag and env: an ordinary error, exit 1.
     await runCli(
-      ['snapshot', ...store, '--endpoints', closed, '--etcd-dial-timeout', '500ms', '--etcd-username', 'root',
-       '--etcd-password', secrets[2] as string, `--s3-secret-access-key=${secrets[0]}`],
-      { env: { ETCD_AUTOBACKUP_S3_SESSION_TOKEN: secrets[1] as string, ETCD_AUTOBACKUP_REDIS_PASSWORD: secrets[3] as string } },
+      [
+        'snapshot',
+        ...store,
+        '--endpoints',
+        closed,
+        '--etcd-dial-timeout',
+        '500ms',
+        '--etcd-username',
+        'root',
+        '--etcd-password',
+        secrets[2] as string,
+        `--s3-secret-access-key=${secrets[0]}`,
+      ],
+      {
+        env: {
+          ETCD_AUTOBACKUP_S3_SESSION_TOKEN: secrets[1] as string,
+          ETCD_AUTOBACKUP_REDIS_PASSWORD: secrets[3] as string,
+        },
+      },
     ),
     // Secrets beside a config error.
     await runCli(['list', ...store, '--etcd-password', secrets[2] as string, '--compression-level', '0']),
@@ -102,13 +137,20 @@ test('secrets given by flag or env never appear in the output, even on errors', 
     // A mistyped secret flag, echoed by the argument parser.
     await runCli(['list', ...store, `--s3-secret-acces-key=${secrets[4]}`]),
   ];
-  assert.deepEqual(runs.map((r) => r.code), [1, 2, 2, 2], runs.map((r) => r.stderr).join('\n'));
+  assert.deepEqual(
+    runs.map((r) => r.code),
+    [1, 2, 2, 2],
+    runs.map((r) => r.stderr).join('\n'),
+  );
   assert.match(runs[0]?.stderr ?? '', /^error: /m);
   assert.match(runs[2]?.stderr ?? '', /redis\.url: /);
   assert.match(runs[3]?.stderr ?? '', /unknown option '--s3-secret-acces-key=\[redacted\]'/);
   for (const r of runs) {
     for (const secret of secrets) {
-      assert.ok(!r.stdout.includes(secret) && !r.stderr.includes(secret), `secret ${secret} leaked:\n${r.stdout}\n${r.stderr}`);
+      assert.ok(
+        !r.stdout.includes(secret) && !r.stderr.includes(secret),
+        `secret ${secret} leaked:\n${r.stdout}\n${r.stderr}`,
+      );
     }
   }
 });
@@ -118,7 +160,11 @@ test('--help lists every setting with its env var', async () => {
   assert.equal(r.code, 0);
   // commander wraps to the terminal width: compare with the wrapping folded away.
   const help = r.stdout.replace(/\s+/g, ' ');
-  assert.match(help, /--s3-secret-access-key <value> S3 secret access key \[env ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY\]/);
+  assert.match(
+    help,
+    /--s3-secret-access-key <value> S3 secret access key \[env ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY\]/,
+  );
   assert.match(help, /--config <file> YAML config file \[env ETCD_AUTOBACKUP_CONFIG\]/);
-  for (const setting of SETTINGS) assert.ok(help.includes(`[env ${envName(setting.flag)}]`), `--help lacks ${setting.flag}`);
+  for (const setting of SETTINGS)
+    assert.ok(help.includes(`[env ${envName(setting.flag)}]`), `--help lacks ${setting.flag}`);
 });

@@ -21,14 +21,22 @@ after(async () => {
 });
 
 const args = () => [
-  '--store', 'oci://ns1/backups/etcd',
-  '--cluster', 'prod',
-  '--oci-region', 'us-ashburn-1',
-  '--oci-endpoint', server.endpoint,
-  '--oci-tenancy', key.tenancy,
-  '--oci-user', key.user,
-  '--oci-fingerprint', key.fingerprint,
-  '--oci-private-key-file', key.keyFile,
+  '--store',
+  'oci://ns1/backups/etcd',
+  '--cluster',
+  'prod',
+  '--oci-region',
+  'us-ashburn-1',
+  '--oci-endpoint',
+  server.endpoint,
+  '--oci-tenancy',
+  key.tenancy,
+  '--oci-user',
+  key.user,
+  '--oci-fingerprint',
+  key.fingerprint,
+  '--oci-private-key-file',
+  key.keyFile,
 ];
 
 test('lifecycle apply on oci: a dry run writes nothing, apply writes our rules once, a second apply is a no-op', async () => {

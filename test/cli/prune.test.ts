@@ -30,16 +30,39 @@ test('etcd-autobackup prune: --dry-run prints the plan and deletes nothing; prun
     await store.put('prod/snapshots/notes.txt', Readable.from(['not ours']));
     const dir = `${work.path}/prod/snapshots`;
     const before = (await readdir(dir)).sort();
-    const env = { ETCD_AUTOBACKUP_STORE: `file://${work.path}`, ETCD_AUTOBACKUP_CLUSTER: 'prod', ETCD_AUTOBACKUP_LOG_LEVEL: 'error' };
-    const counts = ['--keep-last', '2', '--keep-hourly', '0', '--keep-daily', '0', '--keep-weekly', '0', '--keep-monthly', '0'];
+    const env = {
+      ETCD_AUTOBACKUP_STORE: `file://${work.path}`,
+      ETCD_AUTOBACKUP_CLUSTER: 'prod',
+      ETCD_AUTOBACKUP_LOG_LEVEL: 'error',
+    };
+    const counts = [
+      '--keep-last',
+      '2',
+      '--keep-hourly',
+      '0',
+      '--keep-daily',
+      '0',
+      '--keep-weekly',
+      '0',
+      '--keep-monthly',
+      '0',
+    ];
 
     const dry = await runCliOk(['prune', '--dry-run', ...counts], { env });
     const lines = dry.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^cluster "prod" in file:\/\/\S+: 5 snapshot\(s\), keeping 2, would delete 3 \(dry run: nothing deleted\)$/);
+    assert.match(
+      lines[0] ?? '',
+      /^cluster "prod" in file:\/\/\S+: 5 snapshot\(s\), keeping 2, would delete 3 \(dry run: nothing deleted\)$/,
+    );
     assert.match(lines[1] ?? '', new RegExp(`^ {2}keep +${snaps[0]?.id} +last 1/2, newest verified$`));
     assert.match(lines[2] ?? '', new RegExp(`^ {2}keep +${snaps[1]?.id} +last 2/2$`));
     for (const [i, m] of snaps.slice(2).entries()) {
-      assert.match(lines[3 + i] ?? '', new RegExp(`^ {2}delete +${m.id} +kept by no retention rule \\(last 2, hourly 0, daily 0, weekly 0, monthly 0\\)$`));
+      assert.match(
+        lines[3 + i] ?? '',
+        new RegExp(
+          `^ {2}delete +${m.id} +kept by no retention rule \\(last 2, hourly 0, daily 0, weekly 0, monthly 0\\)$`,
+        ),
+      );
     }
     assert.equal(lines.at(-1), '  1 object(s) not written by etcd-autobackup left untouched');
     assert.deepEqual((await readdir(dir)).sort(), before);
@@ -47,7 +70,10 @@ test('etcd-autobackup prune: --dry-run prints the plan and deletes nothing; prun
     const real = await runCliOk(['prune', '--json', ...counts], { env });
     const report = JSON.parse(real.stdout) as PruneReport;
     assert.equal(report.dryRun, false);
-    assert.deepEqual(report.deleted.map((d) => d.id), snaps.slice(2).map((m) => m.id));
+    assert.deepEqual(
+      report.deleted.map((d) => d.id),
+      snaps.slice(2).map((m) => m.id),
+    );
     assert.deepEqual(report.deleted[0]?.keys, [manifestKey('prod', snaps[2]?.id ?? ''), snaps[2]?.key]);
     assert.deepEqual(
       (await readdir(dir)).sort(),
@@ -68,7 +94,13 @@ test('etcd-autobackup prune: a listing that fails exits non-zero and says nothin
     // A store path that is a file, not a directory: listing fails with ENOTDIR.
     const store = new FileStore(work.path);
     await store.put('prod', Readable.from(['a file where the cluster folder should be']));
-    const r = await runCli(['prune'], { env: { ETCD_AUTOBACKUP_STORE: `file://${work.path}`, ETCD_AUTOBACKUP_CLUSTER: 'prod', ETCD_AUTOBACKUP_LOG_LEVEL: 'error' } });
+    const r = await runCli(['prune'], {
+      env: {
+        ETCD_AUTOBACKUP_STORE: `file://${work.path}`,
+        ETCD_AUTOBACKUP_CLUSTER: 'prod',
+        ETCD_AUTOBACKUP_LOG_LEVEL: 'error',
+      },
+    });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: listing prod\/snapshots\/ in file:\/\/\S+ failed, so nothing was deleted: ENOTDIR/);
   } finally {

@@ -71,8 +71,19 @@ test('round trip: snapshot, list, verify and restore through the CLI give back t
     await mkdir(dataDir, { recursive: true });
     const peer = `http://127.0.0.1:${await freePort()}`;
     const restore = await runCliOk([
-      'restore', 'latest', ...common, '--data-dir', dataDir,
-      '--name', 'rt', '--initial-cluster', `rt=${peer}`, '--initial-advertise-peer-urls', peer, '--initial-cluster-token', 'rt-token',
+      'restore',
+      'latest',
+      ...common,
+      '--data-dir',
+      dataDir,
+      '--name',
+      'rt',
+      '--initial-cluster',
+      `rt=${peer}`,
+      '--initial-advertise-peer-urls',
+      peer,
+      '--initial-cluster-token',
+      'rt-token',
     ]);
     assert.match(restore.stdout, new RegExp(`restored revision ${before.revision} into ${dataDir}`));
     assert.match(restore.stdout, /next steps:[\s\S]*etcd --name rt --data-dir/);

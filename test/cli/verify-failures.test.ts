@@ -95,7 +95,10 @@ test('an object that does not match its manifest fails verify', async () => {
   await writeFile(manifestFile, JSON.stringify(manifest));
   const r = await runCli(['verify', snap.id, ...common]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, new RegExp(`does not match its manifest: the database hashes to ${snap.sha256} but the manifest says f{64}`));
+  assert.match(
+    r.stderr,
+    new RegExp(`does not match its manifest: the database hashes to ${snap.sha256} but the manifest says f{64}`),
+  );
 });
 
 test('a missing object fails verify with what is missing', async () => {
@@ -105,7 +108,10 @@ test('a missing object fails verify with what is missing', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /is missing: its manifest exists but the object does not/);
   const listed = await runCliOk(['list', ...common, '--json']);
-  assert.ok(!(JSON.parse(listed.stdout) as { id: string }[]).some((m) => m.id === snap.id), 'a snapshot without its object is not listed');
+  assert.ok(
+    !(JSON.parse(listed.stdout) as { id: string }[]).some((m) => m.id === snap.id),
+    'a snapshot without its object is not listed',
+  );
   assert.match(listed.stderr, /its snapshot object .* is missing/);
 });
 
@@ -119,7 +125,10 @@ test('restore refuses a non-empty data dir and leaves it as it was', async () =>
   assert.match(r.stderr, new RegExp(`--data-dir ${dataDir} is not empty`));
   assertNoStack(r.stderr);
   assert.deepEqual(await readdir(dataDir), ['keep.txt']);
-  assert.deepEqual((await readdir(work.path)).filter((n) => n.includes('restoring')), []);
+  assert.deepEqual(
+    (await readdir(work.path)).filter((n) => n.includes('restoring')),
+    [],
+  );
 });
 
 test('an unknown id says how to see the ids', async () => {
@@ -127,7 +136,10 @@ test('an unknown id says how to see the ids', async () => {
     const args = cmd === 'restore' ? ['--data-dir', join(work.path, 'never')] : [];
     const r = await runCli([cmd, '20000101T000000Z-r1-abcd', ...common, ...args]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /no snapshot "20000101T000000Z-r1-abcd" of cluster "default" in file:\/\/.*; run "etcd-autobackup list"/);
+    assert.match(
+      r.stderr,
+      /no snapshot "20000101T000000Z-r1-abcd" of cluster "default" in file:\/\/.*; run "etcd-autobackup list"/,
+    );
   }
   const r = await runCli(['verify', '../../etc/passwd', ...common]);
   assert.equal(r.code, 1);

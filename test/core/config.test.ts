@@ -32,13 +32,20 @@ test('precedence: file < env < flags, with the same mapping for each', async () 
   const dir = await tempDir('cfg');
   try {
     const file = join(dir.path, 'config.yaml');
-    await writeFile(file, 'cluster: from-file\netcd:\n  endpoints: [http://10.0.0.1:2379]\nqueue:\n  debounceWindow: 10m\nstore:\n  s3:\n    region: eu-west-1\n');
+    await writeFile(
+      file,
+      'cluster: from-file\netcd:\n  endpoints: [http://10.0.0.1:2379]\nqueue:\n  debounceWindow: 10m\nstore:\n  s3:\n    region: eu-west-1\n',
+    );
     const fileOnly = loadConfig({ file, env: {} });
     assert.equal(fileOnly.cluster, 'from-file');
     assert.equal(fileOnly.queue.debounceWindow, 600_000);
     assert.equal(fileOnly.store.s3.region, 'eu-west-1');
 
-    const env = { ETCD_AUTOBACKUP_CLUSTER: 'from-env', ETCD_AUTOBACKUP_ENDPOINTS: 'http://a:2379, http://b:2379', ETCD_AUTOBACKUP_S3_FORCE_PATH_STYLE: 'true' };
+    const env = {
+      ETCD_AUTOBACKUP_CLUSTER: 'from-env',
+      ETCD_AUTOBACKUP_ENDPOINTS: 'http://a:2379, http://b:2379',
+      ETCD_AUTOBACKUP_S3_FORCE_PATH_STYLE: 'true',
+    };
     const withEnv = loadConfig({ file, env });
     assert.equal(withEnv.cluster, 'from-env');
     assert.deepEqual(withEnv.etcd.endpoints, ['http://a:2379', 'http://b:2379']);
@@ -58,7 +65,10 @@ test('precedence: file < env < flags, with the same mapping for each', async () 
 
 test('every wrong field is reported at once, naming the field and where to set it', () => {
   const err = configError(() =>
-    loadConfig({ env: { ETCD_AUTOBACKUP_COMPRESSION_LEVEL: 'high' }, flags: { endpoints: 'localhost:2379', cluster: 'Prod_1', 'debounce-window': 'soon' } }),
+    loadConfig({
+      env: { ETCD_AUTOBACKUP_COMPRESSION_LEVEL: 'high' },
+      flags: { endpoints: 'localhost:2379', cluster: 'Prod_1', 'debounce-window': 'soon' },
+    }),
   );
   assert.match(err.message, /etcd\.endpoints\.0: expected an etcd client URL.*--endpoints/);
   assert.match(err.message, /cluster: expected a lowercase DNS-style name/);
@@ -68,7 +78,10 @@ test('every wrong field is reported at once, naming the field and where to set i
 });
 
 test('a cert without a key, and an unknown key in the file, are explained', async () => {
-  assert.match(configError(() => loadConfig({ env: {}, flags: { cert: '/x.crt' } })).message, /cert and key go together/);
+  assert.match(
+    configError(() => loadConfig({ env: {}, flags: { cert: '/x.crt' } })).message,
+    /cert and key go together/,
+  );
   const dir = await tempDir('cfg');
   try {
     const file = join(dir.path, 'c.yaml');
@@ -76,16 +89,23 @@ test('a cert without a key, and an unknown key in the file, are explained', asyn
     assert.match(configError(() => loadConfig({ file, env: {} })).message, /etcd: unknown key\(s\) "endpoint"/);
     await writeFile(file, 'etcd: [1, 2\n');
     assert.match(configError(() => loadConfig({ file, env: {} })).message, /not valid YAML/);
-    assert.match(configError(() => loadConfig({ file: join(dir.path, 'missing.yaml'), env: {} })).message, /cannot read config file/);
+    assert.match(
+      configError(() => loadConfig({ file: join(dir.path, 'missing.yaml'), env: {} })).message,
+      /cannot read config file/,
+    );
   } finally {
     await dir.remove();
   }
 });
 
 test('secrets are neither echoed in errors nor shown by redactConfig', () => {
-  const err = configError(() => loadConfig({ env: {}, flags: { 's3-secret-access-key': true, 'redis-url': 'mysql://user:hunter2@db' } }));
+  const err = configError(() =>
+    loadConfig({ env: {}, flags: { 's3-secret-access-key': true, 'redis-url': 'mysql://user:hunter2@db' } }),
+  );
   assert.ok(!err.message.includes('hunter2'));
-  const c = loadConfig({ env: { ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY: 'hunter2', ETCD_AUTOBACKUP_REDIS_PASSWORD: 'hunter3' } });
+  const c = loadConfig({
+    env: { ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY: 'hunter2', ETCD_AUTOBACKUP_REDIS_PASSWORD: 'hunter3' },
+  });
   const shown = JSON.stringify(redactConfig(c));
   assert.ok(!shown.includes('hunter2') && !shown.includes('hunter3'));
   assert.equal(c.store.s3.secretAccessKey, 'hunter2', 'the real config keeps the value');
@@ -97,7 +117,10 @@ test('every setting maps onto a real schema path, with a unique flag and env var
   for (const s of SETTINGS) {
     assert.ok(!flags.has(s.flag), `duplicate flag ${s.flag}`);
     flags.add(s.flag);
-    const parent = s.path.split('.').slice(0, -1).reduce<unknown>((node, k) => (node as Record<string, unknown>)[k], defaults);
+    const parent = s.path
+      .split('.')
+      .slice(0, -1)
+      .reduce<unknown>((node, k) => (node as Record<string, unknown>)[k], defaults);
     assert.equal(typeof parent, 'object', `${s.path} has no parent object in the schema`);
     assert.match(envName(s.flag), /^ETCD_AUTOBACKUP_[A-Z0-9_]+$/);
   }
@@ -113,5 +136,9 @@ test('durations', () => {
 
 test('docs/configuration.md is generated from the schema and up to date', async () => {
   const onDisk = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
-  assert.equal(onDisk, referenceMarkdown(), 'run `npm run docs:config` (or `npm run generate`) and commit docs/configuration.md');
+  assert.equal(
+    onDisk,
+    referenceMarkdown(),
+    'run `npm run docs:config` (or `npm run generate`) and commit docs/configuration.md',
+  );
 });

@@ -20,10 +20,15 @@ const NAMES = [
 
 test('createMetrics defines every service metric under etcd_autobackup_*, plus process metrics', async () => {
   const metrics = createMetrics();
-  const own = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => !/^(process|nodejs)_/.test(n));
+  const own = (await metrics.registry.getMetricsAsJSON())
+    .map((m) => m.name)
+    .filter((n) => !/^(process|nodejs)_/.test(n));
   assert.deepEqual(own.sort(), [...NAMES].sort());
   assert.ok(metrics.registry.getSingleMetric('process_cpu_user_seconds_total'));
-  assert.equal(createMetrics({ defaultMetrics: false }).registry.getSingleMetric('process_cpu_user_seconds_total'), undefined);
+  assert.equal(
+    createMetrics({ defaultMetrics: false }).registry.getSingleMetric('process_cpu_user_seconds_total'),
+    undefined,
+  );
 });
 
 test('two registries are independent (one per process, several per test run)', async () => {
@@ -51,7 +56,9 @@ test('snapshot duration buckets span 1 s to 1 h', async () => {
   const metrics = createMetrics({ defaultMetrics: false });
   metrics.snapshotDuration.observe({ cluster: 'prod' }, 42);
   const text = await metrics.registry.metrics();
-  const bounds = [...text.matchAll(/^etcd_autobackup_snapshot_duration_seconds_bucket\{le="([^"]+)",cluster="prod"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]);
+  const bounds = [
+    ...text.matchAll(/^etcd_autobackup_snapshot_duration_seconds_bucket\{le="([^"]+)",cluster="prod"\} (\d+)$/gm),
+  ].map((m) => [m[1], Number(m[2])]);
   assert.deepEqual(bounds[0], ['1', 0]);
   assert.deepEqual(bounds.at(-2), ['3600', 1]);
   assert.deepEqual(bounds.at(-1), ['+Inf', 1]);

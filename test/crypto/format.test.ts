@@ -54,7 +54,7 @@ async function decrypt(sealed: Buffer, keys = ring, sizes?: number[], expectKeyI
 /** Offsets of each chunk frame in an object written with `chunkBytes`. */
 function frames(sealed: Buffer, chunkBytes: number): { start: number; end: number }[] {
   const out: { start: number; end: number }[] = [];
-  for (let at = HEADER_BYTES; at < sealed.length; ) {
+  for (let at = HEADER_BYTES; at < sealed.length;) {
     const n = sealed.readUInt32BE(at + 1);
     assert.ok(n <= chunkBytes);
     const end = at + FRAME_HEADER_BYTES + n + TAG_BYTES;
@@ -104,11 +104,15 @@ test('every single flipped bit, anywhere in the object, fails decryption', async
   const sealed = await encrypt(data, 32);
   for (let i = 0; i < sealed.length; i++) {
     const bad = Buffer.from(sealed);
-    bad[i] = (bad[i] as number) ^ (1 << i % 8);
-    await assert.rejects(decrypt(bad), (err: unknown) => {
-      assert.ok(err instanceof IntegrityError || err instanceof UnknownKeyError, `byte ${i}: ${String(err)}`);
-      return true;
-    }, `flip at byte ${i} went unnoticed`);
+    bad[i] = (bad[i] as number) ^ (1 << (i % 8));
+    await assert.rejects(
+      decrypt(bad),
+      (err: unknown) => {
+        assert.ok(err instanceof IntegrityError || err instanceof UnknownKeyError, `byte ${i}: ${String(err)}`);
+        return true;
+      },
+      `flip at byte ${i} went unnoticed`,
+    );
   }
 });
 
@@ -131,7 +135,9 @@ test('reordered, dropped, duplicated chunks and chunks cut off at a boundary all
     const cut = sealed.subarray(0, f[kept]!.start);
     await assert.rejects(
       decrypt(cut),
-      kept === 0 ? /ends right after the header, before any chunk: the object is truncated/ : new RegExp(`ends after chunk ${kept - 1} without the final-chunk marker: the object is truncated`),
+      kept === 0
+        ? /ends right after the header, before any chunk: the object is truncated/
+        : new RegExp(`ends after chunk ${kept - 1} without the final-chunk marker: the object is truncated`),
       `cut before chunk ${kept}`,
     );
   }
@@ -172,12 +178,18 @@ test('key rotation: any configured key decrypts its own objects; an unknown key 
   assert.deepEqual(await decrypt(byB, rotated), data);
   await assert.rejects(decrypt(byB, new KeyRing(keyA)), (err: unknown) => {
     assert.ok(err instanceof UnknownKeyError);
-    assert.match(err.message, new RegExp(`key id ${keyB.id} and the configured keys are ${keyA.id};.*--decryption-key-files`));
+    assert.match(
+      err.message,
+      new RegExp(`key id ${keyB.id} and the configured keys are ${keyA.id};.*--decryption-key-files`),
+    );
     return true;
   });
   await assert.rejects(decrypt(byB, KeyRing.empty), /no key is configured/);
   // The manifest's key id must match the header's: a swapped object is caught even with both keys.
-  await assert.rejects(decrypt(byB, rotated, undefined, keyA.id), new RegExp(`header names key id ${keyB.id} but the manifest says ${keyA.id}`));
+  await assert.rejects(
+    decrypt(byB, rotated, undefined, keyA.id),
+    new RegExp(`header names key id ${keyB.id} but the manifest says ${keyA.id}`),
+  );
   // Same id, other key bytes (a header rewritten to name another key): authentication fails.
   const forged = Buffer.from(byB);
   Buffer.from(keyA.id, 'hex').copy(forged, 14);
@@ -211,5 +223,8 @@ test('memory stays flat: neither side holds more than a chunk plus one input pie
   );
   assert.equal(bytes, total);
   assert.ok(enc.peakBuffered <= chunkBytes + piece, `encrypt held ${enc.peakBuffered}`);
-  assert.ok(dec.peakBuffered <= chunkBytes + FRAME_HEADER_BYTES + TAG_BYTES + chunkBytes + 1024, `decrypt held ${dec.peakBuffered}`);
+  assert.ok(
+    dec.peakBuffered <= chunkBytes + FRAME_HEADER_BYTES + TAG_BYTES + chunkBytes + 1024,
+    `decrypt held ${dec.peakBuffered}`,
+  );
 });

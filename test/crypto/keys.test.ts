@@ -39,7 +39,11 @@ test('a key file holds 32 raw bytes or 44 characters of base64 (a trailing newli
 test('a wrong key file is a ConfigError naming the field, the flag and both accepted forms, never the content', async () => {
   const secret = randomBytes(32).toString('base64');
   const cases: [string, string | Buffer, RegExp][] = [
-    ['short-raw', randomBytes(31), /holds 31 bytes; expected a 256-bit key as exactly 32 raw bytes or 44 characters of base64/],
+    [
+      'short-raw',
+      randomBytes(31),
+      /holds 31 bytes; expected a 256-bit key as exactly 32 raw bytes or 44 characters of base64/,
+    ],
     ['short-b64', secret.slice(0, 43), /holds 43 characters of text; expected/],
     ['hex', randomBytes(32).toString('hex'), /holds 64 characters of text; expected/],
     ['not-b64', `${secret.slice(0, 40)}!!!=`, /holds 44 bytes; expected/],
@@ -51,10 +55,14 @@ test('a wrong key file is a ConfigError naming the field, the flag and both acce
     await assert.rejects(loadKeyRing({ keyFile: file, decryptionKeyFiles: [] }), (err: unknown) => {
       assert.ok(err instanceof ConfigError, String(err));
       assert.match(err.message, message, name);
-      assert.match(err.message, /^encryption\.keyFile \(flag --encryption-key-file, env ETCD_AUTOBACKUP_ENCRYPTION_KEY_FILE\): key file /);
+      assert.match(
+        err.message,
+        /^encryption\.keyFile \(flag --encryption-key-file, env ETCD_AUTOBACKUP_ENCRYPTION_KEY_FILE\): key file /,
+      );
       assert.match(err.message, /head -c 32 \/dev\/urandom \| base64 > key/);
       const text = typeof content === 'string' ? content : content.toString('base64');
-      if (text.length > 8) assert.ok(!err.message.includes(text.slice(0, 12)), `${name}: the content leaked into the error`);
+      if (text.length > 8)
+        assert.ok(!err.message.includes(text.slice(0, 12)), `${name}: the content leaked into the error`);
       return true;
     });
   }
@@ -65,7 +73,10 @@ test('a wrong key file is a ConfigError naming the field, the flag and both acce
   );
   const dir = join(work.path, 'secret-volume');
   await mkdir(dir);
-  await assert.rejects(loadKeyRing({ keyFile: dir, decryptionKeyFiles: [] }), /is a directory; point at the file inside it/);
+  await assert.rejects(
+    loadKeyRing({ keyFile: dir, decryptionKeyFiles: [] }),
+    /is a directory; point at the file inside it/,
+  );
   // Reading stops after a few hundred bytes, so a device or a huge file is refused, not slurped.
   await assert.rejects(loadKeyRing({ keyFile: '/dev/zero', decryptionKeyFiles: [] }), /holds 257 bytes; expected/);
 });
@@ -75,12 +86,19 @@ test('no key configured: an empty ring; the key bytes never show in inspect, JSO
   assert.deepEqual((await loadKeyRing({ decryptionKeyFiles: [] })).ids, []);
   const bytes = randomBytes(32);
   const key = new MasterKey(bytes);
-  for (const shown of [inspect(key, { showHidden: true, depth: 5 }), JSON.stringify({ key }), format('%o %j', key, key)]) {
+  for (const shown of [
+    inspect(key, { showHidden: true, depth: 5 }),
+    JSON.stringify({ key }),
+    format('%o %j', key, key),
+  ]) {
     assert.ok(!shown.includes(bytes.toString('hex')) && !shown.includes(bytes.toString('base64')), shown);
   }
   assert.equal(JSON.stringify({ key }), `{"key":{"keyId":"${key.id}"}}`);
   const file = await keyFile('cfg', bytes.toString('base64'));
-  const config = loadConfig({ env: { ETCD_AUTOBACKUP_DECRYPTION_KEY_FILES: `${file},/a,/b` }, flags: { 'encryption-key-file': file } });
+  const config = loadConfig({
+    env: { ETCD_AUTOBACKUP_DECRYPTION_KEY_FILES: `${file},/a,/b` },
+    flags: { 'encryption-key-file': file },
+  });
   assert.deepEqual(config.encryption, { keyFile: file, decryptionKeyFiles: [file, '/a', '/b'] });
   assert.deepEqual(loadConfig({ env: {} }).encryption, { decryptionKeyFiles: [] });
 });

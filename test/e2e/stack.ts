@@ -9,7 +9,13 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { configSchema } from '../../core/config/index.js';
-import { connectRedis, createSnapshotQueue, windowOf, type DebounceWindow, type SnapshotQueue } from '../../core/queue/index.js';
+import {
+  connectRedis,
+  createSnapshotQueue,
+  windowOf,
+  type DebounceWindow,
+  type SnapshotQueue,
+} from '../../core/queue/index.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { runCli } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
@@ -63,19 +69,29 @@ export async function startE2eStack(options: { holdProxy?: boolean } = {}): Prom
       processes,
       proxy,
       flags: ({ windowMs, endpoint }) => [
-        '--cluster', CLUSTER,
-        '--redis-url', redis.url,
-        '--endpoints', endpoint ?? etcd.endpoint,
-        '--store', `file://${dir.path}`,
-        '--debounce-window', `${windowMs}ms`,
-        '--max-interval', '0',
+        '--cluster',
+        CLUSTER,
+        '--redis-url',
+        redis.url,
+        '--endpoints',
+        endpoint ?? etcd.endpoint,
+        '--store',
+        `file://${dir.path}`,
+        '--debounce-window',
+        `${windowMs}ms`,
+        '--max-interval',
+        '0',
         // Short enough that a crashed worker's job is retried within seconds, long enough that
         // a busy CI machine still renews the lock of a running snapshot in time.
-        '--lock-duration', '10s',
-        '--shutdown-grace', '5s',
+        '--lock-duration',
+        '10s',
+        '--shutdown-grace',
+        '5s',
       ],
       async list() {
-        const r = await runCli(['list', '--json', '--cluster', CLUSTER, '--store', `file://${dir.path}`], { timeoutMs: 60_000 });
+        const r = await runCli(['list', '--json', '--cluster', CLUSTER, '--store', `file://${dir.path}`], {
+          timeoutMs: 60_000,
+        });
         if (r.code !== 0) throw new Error(`list --json exited ${r.code}: ${r.stderr}`);
         return JSON.parse(r.stdout) as Manifest[];
       },
@@ -96,7 +112,10 @@ export async function startE2eStack(options: { holdProxy?: boolean } = {}): Prom
       },
       async storeFiles() {
         const entries = await readdir(dir.path, { recursive: true, withFileTypes: true });
-        return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.path.length + 1)).sort();
+        return entries
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath, e.name).slice(dir.path.length + 1))
+          .sort();
       },
       describe: () => processes.describe(),
       async stop() {
@@ -157,7 +176,10 @@ const WRITE_EVENTS: AuditEvent[] = (() => {
  * An audit EventList of `count` write events, as the apiserver's webhook backend sends it, each
  * on another object (`<name>-<tag>-<i>`) so that nothing could collapse them.
  */
-export function auditBatch(count: number, tag: string): { kind: string; apiVersion: string; metadata: object; items: AuditEvent[] } {
+export function auditBatch(
+  count: number,
+  tag: string,
+): { kind: string; apiVersion: string; metadata: object; items: AuditEvent[] } {
   const items: AuditEvent[] = [];
   for (let i = 0; i < count; i++) {
     const template = WRITE_EVENTS[i % WRITE_EVENTS.length] as AuditEvent;
@@ -184,7 +206,11 @@ export function admissionReview(uid: string, name: string): AdmissionReview {
 
 /** POSTs JSON and returns the status and parsed body (or the raw text when it is not JSON). */
 export async function postJson(url: string, body: unknown): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const text = await res.text();
   try {
     return { status: res.status, body: JSON.parse(text) as unknown };
@@ -194,10 +220,21 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
 }
 
 /** Writes `count` keys of `size` random (incompressible) bytes: a database whose snapshot takes a while to stream. */
-export async function fillRandom(client: Etcd3, count: number, size: number, prefix = '/registry/e2e-fill/'): Promise<void> {
+export async function fillRandom(
+  client: Etcd3,
+  count: number,
+  size: number,
+  prefix = '/registry/e2e-fill/',
+): Promise<void> {
   for (let i = 0; i < count; i += 16) {
     const ops = [];
-    for (let j = i; j < Math.min(count, i + 16); j++) ops.push(client.put(`${prefix}${String(j).padStart(6, '0')}`).value(randomBytes(size)).exec());
+    for (let j = i; j < Math.min(count, i + 16); j++)
+      ops.push(
+        client
+          .put(`${prefix}${String(j).padStart(6, '0')}`)
+          .value(randomBytes(size))
+          .exec(),
+      );
     await Promise.all(ops);
   }
 }

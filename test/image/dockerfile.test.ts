@@ -40,8 +40,11 @@ for (const i of instructions) {
   stages.at(-1)?.push(i);
 }
 const runtime = stages.at(-1) ?? [];
-const argDefaults = Object.fromEntries(instructions.filter((i) => i.op === 'ARG' && i.args.includes('=')).map((i) => i.args.split('=') as [string, string]));
-const baseImage = (from: string) => from.split(/\s+/)[0]?.replace(/\$\{(\w+)\}/g, (_m, name: string) => argDefaults[name] ?? '') ?? '';
+const argDefaults = Object.fromEntries(
+  instructions.filter((i) => i.op === 'ARG' && i.args.includes('=')).map((i) => i.args.split('=') as [string, string]),
+);
+const baseImage = (from: string) =>
+  from.split(/\s+/)[0]?.replace(/\$\{(\w+)\}/g, (_m, name: string) => argDefaults[name] ?? '') ?? '';
 
 test('Dockerfile: multi-stage on a Node LTS image, npm ci && build, production deps only at runtime', () => {
   assert.ok(stages.length >= 2, 'a build stage and a runtime stage');
@@ -53,7 +56,10 @@ test('Dockerfile: multi-stage on a Node LTS image, npm ci && build, production d
   const all = instructions.map((i) => `${i.op} ${i.args}`).join('\n');
   assert.match(all, /RUN npm ci\b.*\nCOPY[\s\S]*RUN npm run build/);
   assert.match(all, /RUN npm ci --omit=dev/);
-  assert.ok(runtime.some((i) => i.op === 'RUN' && /apt-get install .*\betcd-client\b/.test(i.args)), 'etcdctl from Debian\'s etcd-client');
+  assert.ok(
+    runtime.some((i) => i.op === 'RUN' && /apt-get install .*\betcd-client\b/.test(i.args)),
+    "etcdctl from Debian's etcd-client",
+  );
 });
 
 test('Dockerfile: runs as a non-root user, with the CLI as its entrypoint', () => {
@@ -63,7 +69,10 @@ test('Dockerfile: runs as a non-root user, with the CLI as its entrypoint', () =
   const entry = runtime.find((i) => i.op === 'ENTRYPOINT');
   assert.deepEqual(JSON.parse(entry?.args ?? 'null'), ['node', '/app/dist/cli/main.js']);
   assert.ok(runtime.some((i) => i.op === 'WORKDIR' && i.args === '/app'));
-  assert.ok(runtime.some((i) => i.op === 'COPY' && /--from=\w+ \S+\/dist \.\/dist$/.test(i.args)), 'dist/ is copied to /app/dist');
+  assert.ok(
+    runtime.some((i) => i.op === 'COPY' && /--from=\w+ \S+\/dist \.\/dist$/.test(i.args)),
+    'dist/ is copied to /app/dist',
+  );
 });
 
 test('Dockerfile: the build stage copies every folder the build compiles, and .dockerignore lets them through', async () => {
@@ -81,7 +90,10 @@ const app = join(ROOT, '.cache', `image-test-${process.pid}`, 'app');
 before(async () => {
   // The image's layout: /app/package.json, /app/dist (npm run build), /app/node_modules.
   await mkdir(app, { recursive: true });
-  await run('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+  await run('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], {
+    cwd: ROOT,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   await copyFile(join(ROOT, 'package.json'), join(app, 'package.json'));
   await symlink(join(ROOT, 'node_modules'), join(app, 'node_modules'));
 });
@@ -90,29 +102,43 @@ after(async () => {
   await rm(dirname(app), { recursive: true, force: true });
 });
 
-test('the built entrypoint runs as the image runs it: node /app/dist/cli/main.js, with the image\'s NODE_OPTIONS', async () => {
+test("the built entrypoint runs as the image runs it: node /app/dist/cli/main.js, with the image's NODE_OPTIONS", async () => {
   const entry = join(app, 'dist/cli/main.js');
-  const nodeOptions = runtime.find((i) => i.op === 'ENV' && i.args.startsWith('NODE_OPTIONS='))?.args.slice('NODE_OPTIONS='.length);
-  assert.match(nodeOptions ?? '', /--max-semi-space-size=\d+/, 'the image bounds the young generation (see the Dockerfile comment)');
+  const nodeOptions = runtime
+    .find((i) => i.op === 'ENV' && i.args.startsWith('NODE_OPTIONS='))
+    ?.args.slice('NODE_OPTIONS='.length);
+  assert.match(
+    nodeOptions ?? '',
+    /--max-semi-space-size=\d+/,
+    'the image bounds the young generation (see the Dockerfile comment)',
+  );
   // Node refuses to start when NODE_OPTIONS holds a flag it does not allow there.
   const env = { ...process.env, NODE_OPTIONS: nodeOptions };
   const help = await run('node', [entry, '--help'], { cwd: app, env });
-  for (const cmd of ['webhook', 'worker', 'snapshot', 'list', 'verify', 'restore']) assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
+  for (const cmd of ['webhook', 'worker', 'snapshot', 'list', 'verify', 'restore'])
+    assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   assert.equal((await run('node', [entry, '--version'], { cwd: app })).stdout.trim(), pkg.version);
   // A wrong value is a usage error (exit 2), as in the chart's pods.
-  await assert.rejects(run('node', [entry, 'list', '--compression', 'zstd'], { cwd: app }), (err: { code?: number }) => err.code === 2);
+  await assert.rejects(
+    run('node', [entry, 'list', '--compression', 'zstd'], { cwd: app }),
+    (err: { code?: number }) => err.code === 2,
+  );
 });
 
 test('the built code imports only Node built-ins and production dependencies', async () => {
-  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
   const files = (await readdir(join(app, 'dist'), { recursive: true })).filter((f) => f.endsWith('.js'));
   assert.ok(files.length > 10);
   const missing: string[] = [];
   const seen = new Set<string>();
   for (const f of files) {
     const text = await readFile(join(app, 'dist', f), 'utf8');
-    for (const m of text.matchAll(/^(?:import|export)\b[^;'"]*?\bfrom\s+['"]([^'"]+)['"]|^import\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm)) {
+    for (const m of text.matchAll(
+      /^(?:import|export)\b[^;'"]*?\bfrom\s+['"]([^'"]+)['"]|^import\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm,
+    )) {
       const spec = (m[1] ?? m[2] ?? m[3]) as string;
       if (spec.startsWith('.')) continue;
       if (spec.startsWith('node:') || builtinModules.includes(spec)) continue;
@@ -121,6 +147,6 @@ test('the built code imports only Node built-ins and production dependencies', a
       if (!(name in pkg.dependencies)) missing.push(`${relative(app, join(app, 'dist', f))}: ${spec}`);
     }
   }
-  assert.ok(seen.has('commander') && seen.has('zod'), 'the import scan finds the CLI\'s own dependencies');
+  assert.ok(seen.has('commander') && seen.has('zod'), "the import scan finds the CLI's own dependencies");
   assert.deepEqual(missing, [], 'imported at run time but not in dependencies (npm ci --omit=dev drops it)');
 });

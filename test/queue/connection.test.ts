@@ -24,7 +24,10 @@ test('rediss:// turns TLS on; config.redis.password wins over the URL', () => {
 });
 
 test('sentinels replace the URL host and name the master set', () => {
-  const o = redisOptions(redis({ sentinels: ['10.0.0.1:26379', 'sentinel-b:26380'], sentinelName: 'main', password: 'pw' }), 'producer');
+  const o = redisOptions(
+    redis({ sentinels: ['10.0.0.1:26379', 'sentinel-b:26380'], sentinelName: 'main', password: 'pw' }),
+    'producer',
+  );
   assert.deepEqual(o.sentinels, [
     { host: '10.0.0.1', port: 26379 },
     { host: 'sentinel-b', port: 26380 },

@@ -93,7 +93,10 @@ test('a change arriving while its window’s snapshot runs gets a snapshot that 
     assert.ok(m1 && m2);
     assert.ok(m1.etcd.revision < lateRevision, 'the first snapshot started before the late change');
     assert.ok(m2.etcd.revision >= lateRevision, 'the follow-up includes the late change');
-    assert.ok(Date.parse(m2.createdAt) >= Date.parse(m1.createdAt) + m1.durationMs, 'the follow-up started after the first ended');
+    assert.ok(
+      Date.parse(m2.createdAt) >= Date.parse(m1.createdAt) + m1.durationMs,
+      'the follow-up started after the first ended',
+    );
     assert.equal(m1.cause.window, window.id);
     assert.equal(m2.cause.window, window.id);
     assert.deepEqual(m1.cause.samples, ['ns/first']);

@@ -18,7 +18,13 @@ test('Redis killed and restarted during a burst: nothing thrown, pending reporte
   const config = stack.config({ debounceWindow: WINDOW });
   const metrics = createMetrics({ defaultMetrics: false });
   let offset = 0;
-  const recorder = createQueueRecorder({ config, metrics, flushIntervalMs: 100, settleMs: 500, now: () => new Date(Date.now() + offset) });
+  const recorder = createQueueRecorder({
+    config,
+    metrics,
+    flushIntervalMs: 100,
+    settleMs: 500,
+    now: () => new Date(Date.now() + offset),
+  });
   const pool = await startWorkerPool({ config, store: stack.store, log: stack.log });
   try {
     await recorder.queue.waitUntilReady();
@@ -37,7 +43,9 @@ test('Redis killed and restarted during a burst: nothing thrown, pending reporte
     for (let i = 0; i < BURST; i++) {
       if (i === BURST / 2) offset = WINDOW;
       windows.add(windowOf(Date.now() + offset, WINDOW).id);
-      assert.doesNotThrow(() => recorder.record({ source: i % 2 ? 'audit' : 'etcd-watch', resource: `ns/pod-${i % 9}`, at: new Date() }));
+      assert.doesNotThrow(() =>
+        recorder.record({ source: i % 2 ? 'audit' : 'etcd-watch', resource: `ns/pod-${i % 9}`, at: new Date() }),
+      );
       if (i % 100 === 99) await sleep(30);
     }
     await recorder.flush();

@@ -47,9 +47,15 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
     // Per recorder: per window a ledger call and a job add (each perhaps loading its script),
     // plus one ledger call per periodic flush.
     const budget = recorders.length * (windows.size * 4 + flushes + windows.size);
-    assert.ok(sent.length <= budget, `${sent.length} commands for ${EVENTS} changes over ${windows.size} windows (budget ${budget}): ${sent.join(' ')}`);
+    assert.ok(
+      sent.length <= budget,
+      `${sent.length} commands for ${EVENTS} changes over ${windows.size} windows (budget ${budget}): ${sent.join(' ')}`,
+    );
     assert.ok(sent.length < EVENTS / 20);
-    assert.ok(sent.every((c) => c === 'evalsha' || c === 'eval' || c === 'ping'), sent.join(' '));
+    assert.ok(
+      sent.every((c) => c === 'evalsha' || c === 'eval' || c === 'ping'),
+      sent.join(' '),
+    );
     for (const r of recorders) assert.deepEqual(r.status(), { redisUp: true, pendingTriggers: 0, pendingWindows: 0 });
     const jobs = await (recorders[0] as QueueRecorder).queue.getJobs(['delayed', 'waiting']);
     assert.deepEqual(jobs.map((j) => j.data.window).sort(), [...windows].sort(), 'one job per window');

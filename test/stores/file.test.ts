@@ -24,7 +24,10 @@ async function storeIn(t: TestContext): Promise<{ store: FileStore; root: string
 /** Every file under `dir`, temp files included, relative to it. */
 async function filesOnDisk(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort();
 }
 
 test('file: put, list, get and delete', async (t) => {
@@ -36,9 +39,19 @@ test('file: put, list, get and delete', async (t) => {
   await store.put('c2/x.db', Readable.from([Buffer.from('x')]));
 
   const all = await store.list('');
-  assert.deepEqual(all.map((o) => [o.key, o.size]), [['c1/snapshots/1.db.gz', big.data.length], ['c1/snapshots/1.manifest.json', 8], ['c2/x.db', 1]]);
+  assert.deepEqual(
+    all.map((o) => [o.key, o.size]),
+    [
+      ['c1/snapshots/1.db.gz', big.data.length],
+      ['c1/snapshots/1.manifest.json', 8],
+      ['c2/x.db', 1],
+    ],
+  );
   assert.ok(all.every((o) => o.modified instanceof Date));
-  assert.deepEqual((await store.list('c1/snapshots/')).map((o) => o.key), ['c1/snapshots/1.db.gz', 'c1/snapshots/1.manifest.json']);
+  assert.deepEqual(
+    (await store.list('c1/snapshots/')).map((o) => o.key),
+    ['c1/snapshots/1.db.gz', 'c1/snapshots/1.manifest.json'],
+  );
   assert.deepEqual(await store.list('nobody/'), []);
 
   const got = await store.get('c1/snapshots/1.db.gz');
@@ -48,7 +61,10 @@ test('file: put, list, get and delete', async (t) => {
 
   await store.delete('c2/x.db');
   await store.delete('c2/x.db');
-  assert.deepEqual((await store.list('c2/')).map((o) => o.key), []);
+  assert.deepEqual(
+    (await store.list('c2/')).map((o) => o.key),
+    [],
+  );
   await assert.rejects(store.put('../escape.db', quiet(Readable.from(['x']))), /invalid object key/);
 });
 
@@ -73,7 +89,10 @@ test('file: an object is invisible while it is being written and appears whole',
   body.end(Buffer.alloc(1000, 2));
   assert.deepEqual(await putting, { size: 256 * 1024 + 1000 });
   assert.deepEqual(await filesOnDisk(root), ['c/1.db'], 'no temp file is left');
-  assert.deepEqual((await store.list('')).map((o) => [o.key, o.size]), [['c/1.db', 256 * 1024 + 1000]]);
+  assert.deepEqual(
+    (await store.list('')).map((o) => [o.key, o.size]),
+    [['c/1.db', 256 * 1024 + 1000]],
+  );
 });
 
 test('file: a failing input leaves nothing behind and keeps an older object', async (t) => {
@@ -81,7 +100,10 @@ test('file: a failing input leaves nothing behind and keeps an older object', as
   await store.put('c/keep.db', Readable.from([Buffer.from('old')]));
   const boom = new Error('snapshot stream broke');
   const body = failingStream(300 * 1024, boom);
-  await assert.rejects(store.put('c/new.db', body), /writing "c\/new\.db" to file:\/\/.* failed: snapshot stream broke/);
+  await assert.rejects(
+    store.put('c/new.db', body),
+    /writing "c\/new\.db" to file:\/\/.* failed: snapshot stream broke/,
+  );
   assert.equal(body.errored, boom);
   // Overwriting an object with a failed put leaves the old one whole.
   await assert.rejects(store.put('c/keep.db', failingStream(1000, boom)), /snapshot stream broke/);
@@ -106,7 +128,10 @@ test('file: temp files left by a crash are not listed', async (t) => {
   await mkdir(join(root, 'c'), { recursive: true });
   await writeFile(join(root, 'c', '2.db.partial-deadbeef'), 'half');
   await store.put('c/1.db', Readable.from(['whole']));
-  assert.deepEqual((await store.list('')).map((o) => o.key), ['c/1.db']);
+  assert.deepEqual(
+    (await store.list('')).map((o) => o.key),
+    ['c/1.db'],
+  );
 });
 
 test('file: a full disk gives a clear error and no visible object', async (t) => {
@@ -120,7 +145,9 @@ test('file: a full disk gives a clear error and no visible object', async (t) =>
     await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir.path]);
     mounted = true;
   } catch (err) {
-    t.skip(`cannot mount a 1 MiB tmpfs here (needs root and mount permission): ${(err as Error).message.split('\n')[0]}`);
+    t.skip(
+      `cannot mount a 1 MiB tmpfs here (needs root and mount permission): ${(err as Error).message.split('\n')[0]}`,
+    );
     return;
   }
   const store = new FileStore(dir.path);
@@ -132,7 +159,10 @@ test('file: a full disk gives a clear error and no visible object', async (t) =>
     return true;
   });
   assert.ok(stream.destroyed);
-  assert.deepEqual((await store.list('')).map((o) => o.key), ['c/small.db']);
+  assert.deepEqual(
+    (await store.list('')).map((o) => o.key),
+    ['c/small.db'],
+  );
   assert.deepEqual(await filesOnDisk(dir.path), ['c/small.db'], 'the partial temp file was removed');
   await assert.rejects(store.get('c/big.db'), NotFoundError);
   // Once space is back, writing works again.

@@ -28,37 +28,63 @@ const listCalls = () => proxy.requests.filter((r) => r.method === 'GET' && s3Cal
 
 test('ncp: round trip over V1 listing with Marker paging', async () => {
   // No region/forcePathStyle here: the ncp preset supplies them; the endpoint points at s3rver.
-  const store = openNcpStore('ncp://ncp-bucket/etcd?region=kr', s3rverConfig(proxy.endpoint, { region: undefined, forcePathStyle: undefined }), {
-    pageSize: 2,
-  });
+  const store = openNcpStore(
+    'ncp://ncp-bucket/etcd?region=kr',
+    s3rverConfig(proxy.endpoint, { region: undefined, forcePathStyle: undefined }),
+    {
+      pageSize: 2,
+    },
+  );
   try {
     assert.equal(store.location, 'ncp://ncp-bucket/etcd?region=kr');
-    const keys = ['c1/snapshots/1.db.gz', 'c1/snapshots/1.manifest.json', 'c1/snapshots/2.db.gz', 'c1/snapshots/2.manifest.json', 'c2/x.db'];
+    const keys = [
+      'c1/snapshots/1.db.gz',
+      'c1/snapshots/1.manifest.json',
+      'c1/snapshots/2.db.gz',
+      'c1/snapshots/2.manifest.json',
+      'c2/x.db',
+    ];
     for (const key of keys) await store.put(key, Readable.from([Buffer.from(key)]));
     const big = randomStream(5 * MIB + 1);
     await store.put('c1/big.db', big.stream);
 
     proxy.requests.length = 0;
     const listed = await store.list('');
-    assert.deepEqual(listed.map((o) => o.key), [...keys, 'c1/big.db'].sort());
+    assert.deepEqual(
+      listed.map((o) => o.key),
+      [...keys, 'c1/big.db'].sort(),
+    );
     const calls = listCalls();
     assert.equal(calls.length, 3, 'six keys at two per page take three list calls');
     for (const call of calls) {
       const q = s3Call.query(call);
       assert.equal(q.get('list-type'), null, `V1 ListObjects, not V2: ${call.url}`);
       assert.ok(!q.has('continuation-token'));
-      assert.ok(call.url.startsWith('/ncp-bucket?') || call.url.startsWith('/ncp-bucket/?'), `path-style addressing: ${call.url}`);
+      assert.ok(
+        call.url.startsWith('/ncp-bucket?') || call.url.startsWith('/ncp-bucket/?'),
+        `path-style addressing: ${call.url}`,
+      );
     }
     assert.equal(s3Call.query(calls[0]!).get('marker'), null, 'the first page starts without a marker');
-    assert.equal(s3Call.query(calls[1]!).get('marker'), 'etcd/c1/snapshots/1.db.gz', 'the next page continues after the last key');
+    assert.equal(
+      s3Call.query(calls[1]!).get('marker'),
+      'etcd/c1/snapshots/1.db.gz',
+      'the next page continues after the last key',
+    );
 
-    assert.deepEqual((await store.list('c1/snapshots/')).map((o) => o.key), keys.slice(0, 4));
+    assert.deepEqual(
+      (await store.list('c1/snapshots/')).map((o) => o.key),
+      keys.slice(0, 4),
+    );
     assert.deepEqual(await readAll((await store.get('c2/x.db')).body), Buffer.from('c2/x.db'));
     assert.equal(sha256(await readAll((await store.get('c1/big.db')).body)), sha256(big.data));
     await assert.rejects(store.get('c2/none.db'), NotFoundError);
     await store.delete('c2/x.db');
     await store.delete('c2/x.db');
-    assert.deepEqual((await store.list('c2/')).map((o) => o.key), []);
+    assert.deepEqual(
+      (await store.list('c2/')).map((o) => o.key),
+      [],
+    );
   } finally {
     await store.close();
   }
@@ -74,7 +100,10 @@ test('ncp: openStore picks the preset from the URL and store.s3.endpoint overrid
     assert.equal(store.endpoint, proxy.endpoint);
     await store.put('k.db', Readable.from([Buffer.from('v')]));
     proxy.requests.length = 0;
-    assert.deepEqual((await store.list('')).map((o) => o.key), ['k.db']);
+    assert.deepEqual(
+      (await store.list('')).map((o) => o.key),
+      ['k.db'],
+    );
     assert.equal(listCalls().length, 1);
     assert.equal(s3Call.query(listCalls()[0]!).get('list-type'), null);
   } finally {
@@ -99,6 +128,9 @@ test('ncp: regions map to NCP endpoints; unknown regions are config errors', () 
     assert.equal(store.endpoint, endpoint, url);
     assert.equal(NCP_ENDPOINTS[store.location.replace(/.*region=/, '')], endpoint);
   }
-  assert.throws(() => openNcpStore('ncp://b/p?region=mars', s3), (err: Error) => err instanceof ConfigError && /unknown NCP region "mars"/.test(err.message));
+  assert.throws(
+    () => openNcpStore('ncp://b/p?region=mars', s3),
+    (err: Error) => err instanceof ConfigError && /unknown NCP region "mars"/.test(err.message),
+  );
   assert.throws(() => openNcpStore('ncp://b/p?zone=kr', s3), /unknown parameter "zone"/);
 });

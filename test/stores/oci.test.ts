@@ -42,7 +42,11 @@ after(async () => {
 });
 
 test('oci: put, list across pages, get and delete, all relative to the URL prefix and all signed', async () => {
-  const store = openOciStore(`oci://${NS}/backups/team/etcd?region=us-ashburn-1`, ociConfigFor(key, server.endpoint, { region: undefined }), tuning);
+  const store = openOciStore(
+    `oci://${NS}/backups/team/etcd?region=us-ashburn-1`,
+    ociConfigFor(key, server.endpoint, { region: undefined }),
+    tuning,
+  );
   const sibling = openOciStore(`oci://${NS}/backups/team/etcd-other`, ociConfigFor(key, server.endpoint), tuning);
   try {
     assert.equal(store.location, `oci://${NS}/backups/team/etcd?region=us-ashburn-1`);
@@ -56,9 +60,15 @@ test('oci: put, list across pages, get and delete, all relative to the URL prefi
     };
     server.requests.length = 0;
     for (const [k, data] of Object.entries(small)) {
-      assert.deepEqual(await store.put(k, Readable.from([data]), { contentType: 'application/octet-stream' }), { size: data.length });
+      assert.deepEqual(await store.put(k, Readable.from([data]), { contentType: 'application/octet-stream' }), {
+        size: data.length,
+      });
     }
-    assert.deepEqual(server.requests.map((r) => r.op), Array(5).fill('PutObject'), 'objects under one part take a single PutObject');
+    assert.deepEqual(
+      server.requests.map((r) => r.op),
+      Array(5).fill('PutObject'),
+      'objects under one part take a single PutObject',
+    );
     // 2.5 parts: two full parts and a short last one.
     const big = randomStream(2 * MIB + 512 * 1024 + 7);
     server.requests.length = 0;
@@ -73,14 +83,30 @@ test('oci: put, list across pages, get and delete, all relative to the URL prefi
     const all = await store.list('');
     assert.deepEqual(
       all.map((o) => [o.key, o.size]),
-      [['a/1.db', 3], ['a/2.db', 4], ['a/3.db', 0], ['b/1.db', 5], ['big/1.db', big.data.length], ['c.manifest.json', small['c.manifest.json']!.length]],
+      [
+        ['a/1.db', 3],
+        ['a/2.db', 4],
+        ['a/3.db', 0],
+        ['b/1.db', 5],
+        ['big/1.db', big.data.length],
+        ['c.manifest.json', small['c.manifest.json']!.length],
+      ],
     );
     assert.ok(all.every((o) => o.modified instanceof Date && !Number.isNaN(o.modified.getTime())));
     const lists = server.requests.filter((r) => r.op === 'ListObjects');
     assert.equal(lists.length, 3, 'six objects at two per page take three list calls');
-    assert.deepEqual(lists.map((r) => r.query.get('limit')), ['2', '2', '2']);
-    assert.deepEqual(lists.map((r) => r.query.get('start')), [null, 'team/etcd/a/3.db', 'team/etcd/big/1.db']);
-    assert.deepEqual((await store.list('a/')).map((o) => o.key), ['a/1.db', 'a/2.db', 'a/3.db']);
+    assert.deepEqual(
+      lists.map((r) => r.query.get('limit')),
+      ['2', '2', '2'],
+    );
+    assert.deepEqual(
+      lists.map((r) => r.query.get('start')),
+      [null, 'team/etcd/a/3.db', 'team/etcd/big/1.db'],
+    );
+    assert.deepEqual(
+      (await store.list('a/')).map((o) => o.key),
+      ['a/1.db', 'a/2.db', 'a/3.db'],
+    );
     assert.deepEqual(await store.list('nothing-here/'), []);
 
     for (const [k, data] of Object.entries(small)) {
@@ -89,15 +115,28 @@ test('oci: put, list across pages, get and delete, all relative to the URL prefi
       assert.deepEqual(await readAll(got.body), data);
     }
     assert.equal(sha256(await readAll((await store.get('big/1.db')).body)), sha256(big.data));
-    await assert.rejects(store.get('a/missing.db'), (err) => err instanceof NotFoundError && /a\/missing\.db/.test(err.message));
+    await assert.rejects(
+      store.get('a/missing.db'),
+      (err) => err instanceof NotFoundError && /a\/missing\.db/.test(err.message),
+    );
 
     await store.delete('a/2.db');
     await store.delete('a/2.db');
     await store.delete('never/was.db');
-    assert.deepEqual((await store.list('a/')).map((o) => o.key), ['a/1.db', 'a/3.db']);
+    assert.deepEqual(
+      (await store.list('a/')).map((o) => o.key),
+      ['a/1.db', 'a/3.db'],
+    );
     await assert.rejects(store.get('a/2.db'), NotFoundError);
-    assert.deepEqual((await sibling.list('')).map((o) => o.key), ['a/1.db']);
-    assert.ok(server.requests.length > 0 && server.requests.every((r) => r.keyId === `${key.tenancy}/${key.user}/${key.fingerprint}`), 'every request was signed with the key');
+    assert.deepEqual(
+      (await sibling.list('')).map((o) => o.key),
+      ['a/1.db'],
+    );
+    assert.ok(
+      server.requests.length > 0 &&
+        server.requests.every((r) => r.keyId === `${key.tenancy}/${key.user}/${key.fingerprint}`),
+      'every request was signed with the key',
+    );
   } finally {
     await store.close();
     await sibling.close();
@@ -114,15 +153,29 @@ test('oci: the fake rejects unsigned requests and signatures made with another k
   // Claims key's keyId but signs with another private key: only a real verification notices.
   const other = await makeApiKey(dir.path, { tenancy: key.tenancy, user: key.user });
   const forged = new ObjectStorageClient(
-    { authenticationDetailsProvider: new common.SimpleAuthenticationDetailsProvider(key.tenancy, key.user, key.fingerprint, other.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), null) },
-    { circuitBreaker: new common.CircuitBreaker({ disableClientCircuitBreaker: true }), retryConfiguration: { terminationStrategy: new common.MaxAttemptsTerminationStrategy(1) } },
+    {
+      authenticationDetailsProvider: new common.SimpleAuthenticationDetailsProvider(
+        key.tenancy,
+        key.user,
+        key.fingerprint,
+        other.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        null,
+      ),
+    },
+    {
+      circuitBreaker: new common.CircuitBreaker({ disableClientCircuitBreaker: true }),
+      retryConfiguration: { terminationStrategy: new common.MaxAttemptsTerminationStrategy(1) },
+    },
   );
   forged.endpoint = server.endpoint;
-  await assert.rejects(forged.listObjects({ namespaceName: NS, bucketName: 'backups' }), (err: { statusCode?: number; serviceCode?: string }) => {
-    assert.equal(err.statusCode, 401);
-    assert.equal(err.serviceCode, 'NotAuthenticated');
-    return true;
-  });
+  await assert.rejects(
+    forged.listObjects({ namespaceName: NS, bucketName: 'backups' }),
+    (err: { statusCode?: number; serviceCode?: string }) => {
+      assert.equal(err.statusCode, 401);
+      assert.equal(err.serviceCode, 'NotAuthenticated');
+      return true;
+    },
+  );
   assert.equal(server.requests.at(-1)?.status, 401);
 });
 
@@ -136,9 +189,13 @@ test('oci: the fake holds JSON requests to the full signed header set, the body 
       'x-date': (o.date ?? new Date()).toUTCString(),
       'content-type': 'application/json',
       'content-length': String(Buffer.byteLength(o.body)),
-      'x-content-sha256': createHash('sha256').update(o.hashed ?? o.body).digest('base64'),
+      'x-content-sha256': createHash('sha256')
+        .update(o.hashed ?? o.body)
+        .digest('base64'),
     };
-    const signing = o.headers.map((h) => (h === '(request-target)' ? `(request-target): post ${path}` : `${h}: ${hdrs[h] ?? ''}`)).join('\n');
+    const signing = o.headers
+      .map((h) => (h === '(request-target)' ? `(request-target): post ${path}` : `${h}: ${hdrs[h] ?? ''}`))
+      .join('\n');
     const signature = sign('sha256', Buffer.from(signing), key.privateKey).toString('base64');
     const keyId = `${key.tenancy}/${key.user}/${key.fingerprint}`;
     hdrs.authorization = `Signature version="1",keyId="${keyId}",algorithm="rsa-sha256",headers="${o.headers.join(' ')}",signature="${signature}"`;
@@ -153,7 +210,10 @@ test('oci: the fake holds JSON requests to the full signed header set, the body 
     assert.equal(err.code, 'NotAuthenticated');
     assert.match(err.message, why);
   };
-  await deny(send({ body, headers: ['x-date', '(request-target)', 'host'] }), /not signed: content-length, content-type, x-content-sha256/);
+  await deny(
+    send({ body, headers: ['x-date', '(request-target)', 'host'] }),
+    /not signed: content-length, content-type, x-content-sha256/,
+  );
   await deny(send({ body, hashed: '{"object":"something else"}', headers: all }), /x-content-sha256 does not match/);
   await deny(send({ body, headers: all, date: new Date(Date.now() - 10 * 60_000) }), /5 minutes/);
   const ok = await send({ body, headers: all });
@@ -162,7 +222,12 @@ test('oci: the fake holds JSON requests to the full signed header set, the body 
   assert.ok(server.openUploads().some((u) => u.object === 'signed-by-hand'));
   // Leave nothing open for the other tests.
   const store = openOciStore(`oci://${NS}/backups`, ociConfigFor(key, server.endpoint), tuning);
-  await store.client.abortMultipartUpload({ namespaceName: NS, bucketName: 'backups', objectName: 'signed-by-hand', uploadId: upload.uploadId });
+  await store.client.abortMultipartUpload({
+    namespaceName: NS,
+    bucketName: 'backups',
+    objectName: 'signed-by-hand',
+    uploadId: upload.uploadId,
+  });
   await store.close();
   assert.deepEqual(server.openUploads(), []);
 });
@@ -170,9 +235,16 @@ test('oci: the fake holds JSON requests to the full signed header set, the body 
 test('oci: a key OCI does not know fails with 401 and says what to check, never a secret', async () => {
   const passphrase = 'correct horse battery staple';
   const stranger = await makeApiKey(dir.path, { passphrase });
-  const store = openOciStore(`oci://${NS}/backups/p`, ociConfigFor(stranger, server.endpoint, { passphrase }), { ...tuning, maxAttempts: 1 });
+  const store = openOciStore(`oci://${NS}/backups/p`, ociConfigFor(stranger, server.endpoint, { passphrase }), {
+    ...tuning,
+    maxAttempts: 1,
+  });
   try {
-    for (const attempt of [() => store.list(''), () => store.put('x.db', Readable.from([Buffer.from('x')])), () => store.get('x.db')]) {
+    for (const attempt of [
+      () => store.list(''),
+      () => store.put('x.db', Readable.from([Buffer.from('x')])),
+      () => store.get('x.db'),
+    ]) {
       await assert.rejects(attempt(), (err: Error) => {
         assert.match(err.message, new RegExp(`oci://${NS}/backups/p`));
         assert.match(err.message, /401 NotAuthenticated/);
@@ -183,32 +255,51 @@ test('oci: a key OCI does not know fails with 401 and says what to check, never 
         return true;
       });
     }
-    assert.deepEqual(server.objectNames('backups').filter((n) => n.startsWith('p/')), []);
+    assert.deepEqual(
+      server.objectNames('backups').filter((n) => n.startsWith('p/')),
+      [],
+    );
   } finally {
     await store.close();
   }
 });
 
 test('oci: a part that keeps failing aborts the multipart upload and leaves nothing; a transient one is retried', async () => {
-  const store = openOciStore(`oci://${NS}/backups/faults`, ociConfigFor(key, server.endpoint), { ...tuning, maxAttempts: 2 });
+  const store = openOciStore(`oci://${NS}/backups/faults`, ociConfigFor(key, server.endpoint), {
+    ...tuning,
+    maxAttempts: 2,
+  });
   try {
     server.requests.length = 0;
-    server.fault((r) => (r.op === 'UploadPart' && r.query.get('uploadPartNum') === '2' ? { status: 500, code: 'InternalServerError', message: 'disk on fire' } : undefined));
+    server.fault((r) =>
+      r.op === 'UploadPart' && r.query.get('uploadPartNum') === '2'
+        ? { status: 500, code: 'InternalServerError', message: 'disk on fire' }
+        : undefined,
+    );
     const input = randomStream(3 * MIB + 5);
     await assert.rejects(store.put('broken.db', input.stream), (err: Error) => {
-      assert.match(err.message, /upload of "broken\.db" to oci:\/\/axtestns\/backups\/faults\?region=us-ashburn-1 .*part 2.*500 InternalServerError: disk on fire/);
+      assert.match(
+        err.message,
+        /upload of "broken\.db" to oci:\/\/axtestns\/backups\/faults\?region=us-ashburn-1 .*part 2.*500 InternalServerError: disk on fire/,
+      );
       assert.match(err.message, /the multipart upload was aborted, nothing was stored/);
       return true;
     });
     assert.ok(input.stream.destroyed, 'the input was destroyed');
-    assert.equal(server.requests.filter((r) => r.op === 'UploadPart' && r.query.get('uploadPartNum') === '2').length, 2, 'one retry');
+    assert.equal(
+      server.requests.filter((r) => r.op === 'UploadPart' && r.query.get('uploadPartNum') === '2').length,
+      2,
+      'one retry',
+    );
     assert.ok(server.requests.some((r) => r.op === 'AbortMultipartUpload' && r.status === 204));
     assert.deepEqual(server.openUploads(), []);
     server.fault(undefined);
     assert.deepEqual(await store.list(''), []);
 
     let failures = 0;
-    server.fault((r) => (r.op === 'UploadPart' && failures++ === 0 ? { status: 503, code: 'ServiceUnavailable' } : undefined));
+    server.fault((r) =>
+      r.op === 'UploadPart' && failures++ === 0 ? { status: 503, code: 'ServiceUnavailable' } : undefined,
+    );
     const ok = randomStream(2 * MIB + 1);
     assert.deepEqual(await store.put('retried.db', ok.stream), { size: ok.data.length });
     assert.equal(sha256(await readAll((await store.get('retried.db')).body)), sha256(ok.data));
@@ -219,7 +310,11 @@ test('oci: a part that keeps failing aborts the multipart upload and leaves noth
 });
 
 test('oci: a server that stops answering fails the call instead of hanging it', async () => {
-  const store = openOciStore(`oci://${NS}/backups/stuck`, ociConfigFor(key, server.endpoint), { ...tuning, maxAttempts: 1, idleTimeoutMs: 300 });
+  const store = openOciStore(`oci://${NS}/backups/stuck`, ociConfigFor(key, server.endpoint), {
+    ...tuning,
+    maxAttempts: 1,
+    idleTimeoutMs: 300,
+  });
   server.fault((r) => (r.op === 'ListObjects' || r.op === 'UploadPart' ? { hang: true } : undefined));
   try {
     await assert.rejects(store.list(''), /listing "" in oci:\/\/axtestns\/backups\/stuck.*no answer.*idle/);
@@ -235,11 +330,19 @@ test('oci: an input that fails mid-upload aborts the upload; a failed commit lea
   const store = openOciStore(`oci://${NS}/backups/input`, ociConfigFor(key, server.endpoint), tuning);
   try {
     const stream = failingStream(2 * MIB + 100, new Error('etcd went away'));
-    await assert.rejects(store.put('half.db', stream), /the data to upload failed: etcd went away; the multipart upload was aborted/);
+    await assert.rejects(
+      store.put('half.db', stream),
+      /the data to upload failed: etcd went away; the multipart upload was aborted/,
+    );
     assert.deepEqual(server.openUploads(), []);
 
-    server.fault((r) => (r.op === 'CommitMultipartUpload' ? { status: 400, code: 'InvalidParameter', message: 'no' } : undefined));
-    await assert.rejects(store.put('uncommitted.db', randomStream(MIB + 1).stream), /400 InvalidParameter: no; the multipart upload was aborted/);
+    server.fault((r) =>
+      r.op === 'CommitMultipartUpload' ? { status: 400, code: 'InvalidParameter', message: 'no' } : undefined,
+    );
+    await assert.rejects(
+      store.put('uncommitted.db', randomStream(MIB + 1).stream),
+      /400 InvalidParameter: no; the multipart upload was aborted/,
+    );
     server.fault(undefined);
     assert.deepEqual(server.openUploads(), []);
     assert.deepEqual(await store.list(''), []);
@@ -250,7 +353,9 @@ test('oci: an input that fails mid-upload aborts the upload; a failed commit lea
     stalled.write(randomStream(MIB + 10).data);
     server.requests.length = 0;
     const putting = store.put('aborted.db', stalled, { signal: controller.signal });
-    await waitFor('the first part', () => Promise.resolve(server.requests.some((r) => r.op === 'UploadPart' && r.status === 200) || undefined));
+    await waitFor('the first part', () =>
+      Promise.resolve(server.requests.some((r) => r.op === 'UploadPart' && r.status === 200) || undefined),
+    );
     controller.abort(new Error('snapshot timed out'));
     await assert.rejects(putting, /stopped: aborted \(snapshot timed out\); the multipart upload was aborted/);
     assert.ok(stalled.destroyed);
@@ -286,36 +391,72 @@ test('oci: credentials from an OCI config file profile, with an encrypted key an
   const oci = ociSchema.parse({ configFile, profile: 'backup', endpoint: fake.endpoint });
   const store = openOciStore(`oci://${NS}/cfg/x`, oci, tuning);
   try {
-    assert.equal(store.location, `oci://${NS}/cfg/x?region=eu-frankfurt-1`, 'the region comes from the DEFAULT profile');
+    assert.equal(
+      store.location,
+      `oci://${NS}/cfg/x?region=eu-frankfurt-1`,
+      'the region comes from the DEFAULT profile',
+    );
     await store.put('hello.db', Readable.from([Buffer.from('hello')]));
-    assert.deepEqual((await store.list('')).map((o) => o.key), ['hello.db']);
+    assert.deepEqual(
+      (await store.list('')).map((o) => o.key),
+      ['hello.db'],
+    );
     assert.ok(fake.requests.every((r) => r.keyId === `${fileKey.tenancy}/${fileKey.user}/${fileKey.fingerprint}`));
   } finally {
     await store.close();
     await fake.stop();
   }
 
-  assert.throws(() => openOciStore(`oci://${NS}/cfg`, { ...oci, profile: 'nope' }), (err: Error) => err instanceof ConfigError && /no profile \[nope\].*profiles: DEFAULT, backup/.test(err.message));
-  assert.throws(() => openOciStore(`oci://${NS}/cfg`, { ...oci, passphrase: 'wrong' }), (err: Error) => err instanceof ConfigError && /cannot decrypt.*store\.oci\.passphrase/.test(err.message) && !err.message.includes(passphrase));
-  assert.throws(() => openOciStore(`oci://${NS}/cfg`, { ...oci, configFile: join(dir.path, 'missing') }), /store\.oci: no OCI credentials: cannot read store\.oci\.configFile/);
+  assert.throws(
+    () => openOciStore(`oci://${NS}/cfg`, { ...oci, profile: 'nope' }),
+    (err: Error) => err instanceof ConfigError && /no profile \[nope\].*profiles: DEFAULT, backup/.test(err.message),
+  );
+  assert.throws(
+    () => openOciStore(`oci://${NS}/cfg`, { ...oci, passphrase: 'wrong' }),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      /cannot decrypt.*store\.oci\.passphrase/.test(err.message) &&
+      !err.message.includes(passphrase),
+  );
+  assert.throws(
+    () => openOciStore(`oci://${NS}/cfg`, { ...oci, configFile: join(dir.path, 'missing') }),
+    /store\.oci: no OCI credentials: cannot read store\.oci\.configFile/,
+  );
   const broken = join(dir.path, 'broken-config');
   await writeFile(broken, `[DEFAULT]\ntenancy=x\npass_phrase ${passphrase}\n`);
-  assert.throws(() => openOciStore(`oci://${NS}/cfg`, { ...oci, configFile: broken, profile: 'DEFAULT' }), (err: Error) => /line 3 is neither/.test(err.message) && !err.message.includes(passphrase));
+  assert.throws(
+    () => openOciStore(`oci://${NS}/cfg`, { ...oci, configFile: broken, profile: 'DEFAULT' }),
+    (err: Error) => /line 3 is neither/.test(err.message) && !err.message.includes(passphrase),
+  );
 });
 
 test('oci: configuration mistakes are config errors that name the field', async () => {
   const oci = ociConfigFor(key, server.endpoint);
   const other = await makeApiKey(dir.path);
-  assert.throws(() => openOciStore(`oci://${NS}/b`, { ...oci, fingerprint: other.fingerprint }), /store\.oci\.fingerprint .* is not the fingerprint of the private key/);
+  assert.throws(
+    () => openOciStore(`oci://${NS}/b`, { ...oci, fingerprint: other.fingerprint }),
+    /store\.oci\.fingerprint .* is not the fingerprint of the private key/,
+  );
   assert.throws(() => openOciStore(`oci://${NS}/b`, { ...oci, user: undefined }), /missing store\.oci\.user/);
-  assert.throws(() => openOciStore(`oci://${NS}/b`, { ...oci, configFile: '/x' }), /either the API-key fields .* or configFile/);
+  assert.throws(
+    () => openOciStore(`oci://${NS}/b`, { ...oci, configFile: '/x' }),
+    /either the API-key fields .* or configFile/,
+  );
   assert.throws(() => openOciStore(`oci://${NS}/b?region=eu-frankfurt-1`, oci), /give the region once/);
   assert.throws(() => openOciStore(`oci://${NS}/b`, { ...oci, region: undefined, endpoint: undefined }), /no region/);
-  assert.throws(() => parseOciUrl('oci://user:secret@ns/b'), (err: Error) => err instanceof ConfigError && !err.message.includes('secret'));
+  assert.throws(
+    () => parseOciUrl('oci://user:secret@ns/b'),
+    (err: Error) => err instanceof ConfigError && !err.message.includes('secret'),
+  );
   assert.throws(() => parseOciUrl(`oci://${NS}`), /no bucket/);
   assert.throws(() => parseOciUrl(`oci://${NS}/b/a//c`), /empty/);
   assert.throws(() => parseOciUrl(`oci://${NS}/b?tier=archive`), /unknown parameter "tier"/);
-  assert.deepEqual(parseOciUrl(`oci://${NS}/b/x/y?region=ap-tokyo-1`), { namespace: NS, bucket: 'b', prefix: 'x/y', region: 'ap-tokyo-1' });
+  assert.deepEqual(parseOciUrl(`oci://${NS}/b/x/y?region=ap-tokyo-1`), {
+    namespace: NS,
+    bucket: 'b',
+    prefix: 'x/y',
+    region: 'ap-tokyo-1',
+  });
   // Without an endpoint the SDK derives OCI's own from the region.
   const real = openOciStore(`oci://${NS}/b?region=eu-frankfurt-1`, { ...oci, endpoint: undefined, region: undefined });
   assert.equal(real.endpoint, 'https://objectstorage.eu-frankfurt-1.oraclecloud.com');
@@ -340,7 +481,12 @@ test('oci: takeBackup from a real etcd through openStore writes the object and i
     });
     const store = await openStore(config);
     try {
-      const manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+      const manifest = await takeBackup({
+        config,
+        store,
+        log: createLogger({ level: 'warn' }),
+        cause: { source: 'manual' },
+      });
       const mKey = manifestKey(config.cluster, manifest.id);
       assert.deepEqual((await store.list('')).map((o) => o.key).sort(), [manifest.key, mKey].sort());
       assert.deepEqual(parseManifest((await readAll((await store.get(mKey)).body)).toString('utf8'), mKey), manifest);

@@ -44,8 +44,12 @@ function assertAbortSent(proxy: RecordingProxy): void {
   const aborts = proxy.requests.filter(s3Call.isAbortMultipart);
   assert.ok(aborts.length > 0, 'AbortMultipartUpload was sent');
   // More than one when the SDK retried an abort the server did not answer.
-  for (const abort of aborts) assert.equal(uploadIdOf(abort), uploadIdOf(parts[0]!), 'the abort names the upload that was started');
-  assert.ok(!proxy.requests.some((r) => r.method === 'POST' && s3Call.query(r).has('uploadId')), 'the upload was never completed');
+  for (const abort of aborts)
+    assert.equal(uploadIdOf(abort), uploadIdOf(parts[0]!), 'the abort names the upload that was started');
+  assert.ok(
+    !proxy.requests.some((r) => r.method === 'POST' && s3Call.query(r).has('uploadId')),
+    'the upload was never completed',
+  );
 }
 
 async function assertNothingVisible(store: S3Store, key: string): Promise<void> {
@@ -59,7 +63,9 @@ function assertDestroyedWithError(body: Readable): void {
 }
 
 const part1Stored = (proxy: RecordingProxy) => async (): Promise<void> => {
-  await waitFor('the first part to reach the server', () => Promise.resolve(proxy.requests.some((r) => s3Call.isUploadPart(r) && r.status === 200)));
+  await waitFor('the first part to reach the server', () =>
+    Promise.resolve(proxy.requests.some((r) => s3Call.isUploadPart(r) && r.status === 200)),
+  );
 };
 
 test('s3 fault: the server answers 500 to UploadPart', async (t) => {
@@ -113,7 +119,10 @@ test('s3 fault: the input stream fails in the middle of the upload', async (t) =
   const boom = new Error('snapshot stream broke');
   const body = failingStream(6 * MIB, boom, part1Stored(proxy));
   await assert.rejects(store.put('x/c.db', body), (err: Error) => {
-    assert.match(err.message, /upload of "x\/c\.db" to s3:\/\/faults\/p .* stopped: the data to upload failed: snapshot stream broke/);
+    assert.match(
+      err.message,
+      /upload of "x\/c\.db" to s3:\/\/faults\/p .* stopped: the data to upload failed: snapshot stream broke/,
+    );
     return true;
   });
   assertAbortSent(proxy);
@@ -138,7 +147,10 @@ test('s3 fault: the abort signal fires in the middle of the upload', async (t) =
 test('s3 fault: an already aborted signal uploads nothing', async (t) => {
   const { proxy, store } = await rig(t);
   const { stream } = randomStream(1024);
-  await assert.rejects(store.put('x/e.db', stream, { signal: AbortSignal.abort(new Error('cancelled')) }), /stopped: aborted \(cancelled\)/);
+  await assert.rejects(
+    store.put('x/e.db', stream, { signal: AbortSignal.abort(new Error('cancelled')) }),
+    /stopped: aborted \(cancelled\)/,
+  );
   assert.deepEqual(proxy.requests, []);
   assertDestroyedWithError(stream);
 });

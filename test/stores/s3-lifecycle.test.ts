@@ -50,21 +50,35 @@ async function startLifecycleEndpoint(bucket: string, initial?: string): Promise
       endpoint.sent.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       const url = new URL(req.url ?? '/', 'http://x');
       const reply = (status: number, xml: string, headers: Record<string, string> = {}) => {
-        res.writeHead(status, { 'content-type': 'application/xml', 'x-amz-request-id': '4442587FB7D0A2F9', ...headers });
+        res.writeHead(status, {
+          'content-type': 'application/xml',
+          'x-amz-request-id': '4442587FB7D0A2F9',
+          ...headers,
+        });
         res.end(xml);
       };
       if (endpoint.deny) return reply(403, s3Error('AccessDenied', 'Access Denied'));
-      if (url.pathname.replace(/\/$/, '') !== `/${bucket}` || !url.searchParams.has('lifecycle')) return reply(501, s3Error('NotImplemented', 'only ?lifecycle here'));
+      if (url.pathname.replace(/\/$/, '') !== `/${bucket}` || !url.searchParams.has('lifecycle'))
+        return reply(501, s3Error('NotImplemented', 'only ?lifecycle here'));
       if (req.method === 'GET') {
-        if (endpoint.stored === undefined) return reply(404, s3Error('NoSuchLifecycleConfiguration', 'The lifecycle configuration does not exist'));
-        return reply(200, endpoint.stored, { 'x-amz-transition-default-minimum-object-size': 'varies_by_storage_class' });
+        if (endpoint.stored === undefined)
+          return reply(404, s3Error('NoSuchLifecycleConfiguration', 'The lifecycle configuration does not exist'));
+        return reply(200, endpoint.stored, {
+          'x-amz-transition-default-minimum-object-size': 'varies_by_storage_class',
+        });
       }
       if (req.method === 'PUT') {
         // S3 insists on an integrity header for this call.
-        const hasChecksum = Object.keys(req.headers).some((h) => h === 'content-md5' || h.startsWith('x-amz-checksum-'));
-        if (!hasChecksum) return reply(400, s3Error('InvalidRequest', 'Missing required header for this request: Content-MD5'));
+        const hasChecksum = Object.keys(req.headers).some(
+          (h) => h === 'content-md5' || h.startsWith('x-amz-checksum-'),
+        );
+        if (!hasChecksum)
+          return reply(400, s3Error('InvalidRequest', 'Missing required header for this request: Content-MD5'));
         endpoint.stored = body;
-        return reply(200, '', { 'x-amz-transition-default-minimum-object-size': req.headers['x-amz-transition-default-minimum-object-size'] as string ?? 'all_storage_classes_128K' });
+        return reply(200, '', {
+          'x-amz-transition-default-minimum-object-size':
+            (req.headers['x-amz-transition-default-minimum-object-size'] as string) ?? 'all_storage_classes_128K',
+        });
       }
       return reply(405, s3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.'));
     });
@@ -81,7 +95,10 @@ async function startLifecycleEndpoint(bucket: string, initial?: string): Promise
 interface Fixture {
   endpoint: LifecycleEndpoint;
   proxy: RecordingProxy;
-  apply(lifecycle?: Partial<LifecycleConfig>, extra?: Partial<ApplyS3LifecycleOptions>): ReturnType<typeof applyS3Lifecycle>;
+  apply(
+    lifecycle?: Partial<LifecycleConfig>,
+    extra?: Partial<ApplyS3LifecycleOptions>,
+  ): ReturnType<typeof applyS3Lifecycle>;
   /** The rules as an S3 client reads them back. */
   rules(): Promise<LifecycleRule[]>;
   calls(): string[];
@@ -91,15 +108,30 @@ async function withEndpoint(initial: string | undefined, fn: (f: Fixture) => Pro
   const endpoint = await startLifecycleEndpoint('backups', initial);
   const proxy = await startRecordingProxy(endpoint.port);
   const s3 = s3rverConfig(proxy.endpoint);
-  const reader = new S3Client({ endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+  const reader = new S3Client({
+    endpoint: proxy.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+  });
   try {
     await fn({
       endpoint,
       proxy,
       apply: (lifecycle = {}, extra = {}) =>
-        applyS3Lifecycle({ url: 's3://backups/etcd', s3, cluster: 'prod', lifecycle: lifecycleSchema.parse({ enabled: true, ...lifecycle }), ...extra }),
-      rules: async () => (await reader.send(new GetBucketLifecycleConfigurationCommand({ Bucket: 'backups' }))).Rules ?? [],
-      calls: () => proxy.requests.map((r) => `${r.method} ${r.url.replace(/\/?\?.*lifecycle.*/, '?lifecycle')} ${r.status ?? '-'}`),
+        applyS3Lifecycle({
+          url: 's3://backups/etcd',
+          s3,
+          cluster: 'prod',
+          lifecycle: lifecycleSchema.parse({ enabled: true, ...lifecycle }),
+          ...extra,
+        }),
+      rules: async () =>
+        (await reader.send(new GetBucketLifecycleConfigurationCommand({ Bucket: 'backups' }))).Rules ?? [],
+      calls: () =>
+        proxy.requests.map(
+          (r) => `${r.method} ${r.url.replace(/\/?\?.*lifecycle.*/, '?lifecycle')} ${r.status ?? '-'}`,
+        ),
     });
   } finally {
     reader.destroy();
@@ -128,7 +160,11 @@ test('apply merges our rule into the existing ones, once; a second apply sends n
 
     const put = f.endpoint.sent.find((s) => s.method === 'PUT');
     assert.ok(put);
-    assert.equal(put.headers['x-amz-transition-default-minimum-object-size'], 'varies_by_storage_class', 'the bucket\'s setting is kept');
+    assert.equal(
+      put.headers['x-amz-transition-default-minimum-object-size'],
+      'varies_by_storage_class',
+      "the bucket's setting is kept",
+    );
     const blocks = ruleBlocks(put.body);
     assert.equal(blocks.length, 5);
     const archive = blocks.filter((b) => b.includes('<ID>etcd-autobackup-archive-prod</ID>'));
@@ -154,11 +190,17 @@ test('apply merges our rule into the existing ones, once; a second apply sends n
     }
     assert.doesNotMatch(expire[0] ?? '', /Transition/);
     assert.match(put.body, /<Tag><Key>kind<\/Key><Value>scratch<\/Value><\/Tag>/);
-    assert.match(put.body, /<NoncurrentVersionExpiration><NoncurrentDays>5<\/NoncurrentDays><\/NoncurrentVersionExpiration>/);
+    assert.match(
+      put.body,
+      /<NoncurrentVersionExpiration><NoncurrentDays>5<\/NoncurrentDays><\/NoncurrentVersionExpiration>/,
+    );
     // Read back by a client: the foreign rules are exactly as they were, in their order, ours last.
     const after = await f.rules();
     assert.deepEqual(after.slice(0, 3), foreignRules);
-    assert.deepEqual(after.slice(3).map((r) => r.ID), ['etcd-autobackup-archive-prod', 'etcd-autobackup-expire-prod']);
+    assert.deepEqual(
+      after.slice(3).map((r) => r.ID),
+      ['etcd-autobackup-archive-prod', 'etcd-autobackup-expire-prod'],
+    );
 
     f.proxy.requests.length = 0;
     const second = await f.apply();
@@ -184,21 +226,35 @@ test('a changed config updates our rule in place; --dry-run sends nothing', asyn
     const after = await f.rules();
     assert.equal(after.length, 5);
     assert.deepEqual(after.slice(0, 3), before.slice(0, 3));
-    assert.deepEqual(after.slice(3).map((r) => [r.ID, r.Transitions, r.Expiration]), [
-      ['etcd-autobackup-archive-prod', [{ Days: 30, StorageClass: 'GLACIER_IR' }], undefined],
-      ['etcd-autobackup-expire-prod', undefined, { Days: 365 }],
-    ]);
+    assert.deepEqual(
+      after.slice(3).map((r) => [r.ID, r.Transitions, r.Expiration]),
+      [
+        ['etcd-autobackup-archive-prod', [{ Days: 30, StorageClass: 'GLACIER_IR' }], undefined],
+        ['etcd-autobackup-expire-prod', undefined, { Days: 365 }],
+      ],
+    );
 
     // Expiry only: the archive rule goes away, the others stay.
     const expiryOnly = await f.apply({ transitionDays: 0, expireDays: 30 });
     assert.equal(expiryOnly.change, 'updated');
     const rules = await f.rules();
-    assert.deepEqual(rules.map((r) => r.ID), ['logs-expire', 'scratch', 'whole-bucket-archive', 'etcd-autobackup-expire-prod']);
+    assert.deepEqual(
+      rules.map((r) => r.ID),
+      ['logs-expire', 'scratch', 'whole-bucket-archive', 'etcd-autobackup-expire-prod'],
+    );
     assert.deepEqual(rules[3]?.Expiration, { Days: 30 });
 
     // Another cluster in the same bucket gets its own rules beside ours.
-    await applyS3Lifecycle({ url: 's3://backups/etcd', s3: s3rverConfig(f.proxy.endpoint), cluster: 'staging', lifecycle: lifecycleSchema.parse({ enabled: true }) });
-    assert.deepEqual((await f.rules()).slice(3).map((r) => r.ID), ['etcd-autobackup-expire-prod', 'etcd-autobackup-archive-staging', 'etcd-autobackup-expire-staging']);
+    await applyS3Lifecycle({
+      url: 's3://backups/etcd',
+      s3: s3rverConfig(f.proxy.endpoint),
+      cluster: 'staging',
+      lifecycle: lifecycleSchema.parse({ enabled: true }),
+    });
+    assert.deepEqual(
+      (await f.rules()).slice(3).map((r) => r.ID),
+      ['etcd-autobackup-expire-prod', 'etcd-autobackup-archive-staging', 'etcd-autobackup-expire-staging'],
+    );
   });
 });
 
@@ -207,7 +263,10 @@ test('a bucket without lifecycle configuration gets just our rule', async () => 
     const result = await f.apply();
     assert.equal(result.change, 'added');
     assert.deepEqual(f.calls(), ['GET /backups?lifecycle 404', 'PUT /backups?lifecycle 200']);
-    assert.deepEqual((await f.rules()).map((r) => r.ID), ['etcd-autobackup-archive-prod', 'etcd-autobackup-expire-prod']);
+    assert.deepEqual(
+      (await f.rules()).map((r) => r.ID),
+      ['etcd-autobackup-archive-prod', 'etcd-autobackup-expire-prod'],
+    );
   });
 });
 
@@ -216,8 +275,14 @@ test('credentials that may not do it get an error naming the permissions', async
     f.endpoint.deny = true;
     await assert.rejects(f.apply(), (err: unknown) => {
       assert.ok(err instanceof Error);
-      assert.match(err.message, /reading the lifecycle configuration of bucket "backups" was refused \(Access Denied\)/);
-      assert.match(err.message, /s3:GetLifecycleConfiguration and s3:PutLifecycleConfiguration on arn:aws:s3:::backups/);
+      assert.match(
+        err.message,
+        /reading the lifecycle configuration of bucket "backups" was refused \(Access Denied\)/,
+      );
+      assert.match(
+        err.message,
+        /s3:GetLifecycleConfiguration and s3:PutLifecycleConfiguration on arn:aws:s3:::backups/,
+      );
       assert.doesNotMatch(err.message, /S3RVER/, 'no credentials in the message');
       return true;
     });
@@ -227,12 +292,23 @@ test('credentials that may not do it get an error naming the permissions', async
 
 test('rules S3 would refuse are config errors before any call', async () => {
   await withEndpoint(FOREIGN, async (f) => {
-    await assert.rejects(f.apply({ storageClass: 'Archive' }), (err: unknown) => err instanceof ConfigError && /lifecycle\.storageClass: "Archive" is not an S3 transition storage class/.test(err.message));
-    await assert.rejects(f.apply({ storageClass: 'STANDARD_IA', transitionDays: 10 }), /lifecycle\.transitionDays: S3 moves objects to STANDARD_IA no sooner than 30 days/);
+    await assert.rejects(
+      f.apply({ storageClass: 'Archive' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /lifecycle\.storageClass: "Archive" is not an S3 transition storage class/.test(err.message),
+    );
+    await assert.rejects(
+      f.apply({ storageClass: 'STANDARD_IA', transitionDays: 10 }),
+      /lifecycle\.transitionDays: S3 moves objects to STANDARD_IA no sooner than 30 days/,
+    );
     await assert.rejects(f.apply({ transitionDays: 0, expireDays: 0 }), /no rule to apply/);
     assert.equal(f.endpoint.sent.length, 0);
   });
-  assert.throws(() => lifecycleSchema.parse({ transitionDays: 90, expireDays: 60 }), /expireDays must be greater than transitionDays/);
+  assert.throws(
+    () => lifecycleSchema.parse({ transitionDays: 90, expireDays: 60 }),
+    /expireDays must be greater than transitionDays/,
+  );
 });
 
 test('etcd-autobackup lifecycle apply: off unless enabled, then applies and reports', async () => {
@@ -254,14 +330,22 @@ test('etcd-autobackup lifecycle apply: off unless enabled, then applies and repo
 
     const dry = await runCli(['lifecycle', 'apply', '--lifecycle', '--dry-run'], { env });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stdout, /^would add etcd-autobackup-archive-prod and etcd-autobackup-expire-prod in bucket backups \(dry run: nothing changed\)/);
+    assert.match(
+      dry.stdout,
+      /^would add etcd-autobackup-archive-prod and etcd-autobackup-expire-prod in bucket backups \(dry run: nothing changed\)/,
+    );
     assert.equal(f.endpoint.stored, FOREIGN);
 
     const real = await runCli(['lifecycle', 'apply', '--lifecycle', '--lifecycle-expire-days', '400'], { env });
     assert.equal(real.code, 0, real.stderr);
-    assert.match(real.stdout, /^etcd-autobackup-archive-prod and etcd-autobackup-expire-prod in bucket backups: added\n {2}prefix {7}etcd\/prod\/snapshots\/\n {2}archive {6}to GLACIER after 60 days \(objects over 128 KiB: snapshots, not manifests\)\n {2}expire {7}after 400 days\n/);
+    assert.match(
+      real.stdout,
+      /^etcd-autobackup-archive-prod and etcd-autobackup-expire-prod in bucket backups: added\n {2}prefix {7}etcd\/prod\/snapshots\/\n {2}archive {6}to GLACIER after 60 days \(objects over 128 KiB: snapshots, not manifests\)\n {2}expire {7}after 400 days\n/,
+    );
     assert.match(real.stdout, /other rules {2}logs-expire, scratch, whole-bucket-archive \(kept as they were\)/);
-    const again = await runCli(['lifecycle', 'apply', '--lifecycle', '--lifecycle-expire-days', '400', '--json'], { env });
+    const again = await runCli(['lifecycle', 'apply', '--lifecycle', '--lifecycle-expire-days', '400', '--json'], {
+      env,
+    });
     assert.equal((JSON.parse(again.stdout) as { change: string }).change, 'unchanged');
     assert.doesNotMatch(real.stdout + real.stderr + again.stdout + again.stderr, /not-a-real-secret/);
   });

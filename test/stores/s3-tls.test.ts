@@ -22,8 +22,23 @@ async function selfSigned(name: string): Promise<{ key: string; cert: string }> 
   const key = join(dir.path, `${name}.key`);
   const cert = join(dir.path, `${name}.crt`);
   await run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
   ]);
   return { key, cert };
 }
@@ -33,7 +48,10 @@ before(async () => {
   const pair = await selfSigned('s3rver-test');
   caFile = pair.cert;
   otherCaFile = (await selfSigned('someone-else')).cert;
-  server = await startS3rver({ buckets: ['secure'], tls: { key: await readFile(pair.key, 'utf8'), cert: await readFile(pair.cert, 'utf8') } });
+  server = await startS3rver({
+    buckets: ['secure'],
+    tls: { key: await readFile(pair.key, 'utf8'), cert: await readFile(pair.cert, 'utf8') },
+  });
 });
 
 after(async () => {
@@ -46,7 +64,10 @@ test('s3 TLS: caFile makes a self-signed endpoint trusted', async () => {
   const store = openS3Store('s3://secure/p', s3rverConfig(server.endpoint, { caFile }));
   try {
     await store.put('a.db', Readable.from([Buffer.from('over tls')]));
-    assert.deepEqual((await store.list('')).map((o) => o.key), ['a.db']);
+    assert.deepEqual(
+      (await store.list('')).map((o) => o.key),
+      ['a.db'],
+    );
     assert.deepEqual(await readAll((await store.get('a.db')).body), Buffer.from('over tls'));
   } finally {
     await store.close();
@@ -59,10 +80,16 @@ test('s3 TLS: without caFile, or with the wrong CA, the error says the certifica
     try {
       await assert.rejects(store.list(''), (err: Error) => {
         assert.match(err.message, /s3:\/\/secure\/p \(endpoint https:\/\/127\.0\.0\.1:\d+\)/);
-        assert.match(err.message, /TLS: the endpoint's certificate is not trusted \([A-Z_]+: .*\); set store\.s3\.caFile/);
+        assert.match(
+          err.message,
+          /TLS: the endpoint's certificate is not trusted \([A-Z_]+: .*\); set store\.s3\.caFile/,
+        );
         return true;
       });
-      await assert.rejects(store.put('b.db', Readable.from([Buffer.from('x')])), /TLS: the endpoint's certificate is not trusted/);
+      await assert.rejects(
+        store.put('b.db', Readable.from([Buffer.from('x')])),
+        /TLS: the endpoint's certificate is not trusted/,
+      );
     } finally {
       await store.close();
     }

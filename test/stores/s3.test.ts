@@ -43,7 +43,9 @@ test('s3: put, list across pages, get and delete, all relative to the URL prefix
       'c.manifest.json': Buffer.from(JSON.stringify({ hello: 'ü' })),
     };
     for (const [key, data] of Object.entries(small)) {
-      assert.deepEqual(await store.put(key, Readable.from([data]), { contentType: 'application/octet-stream' }), { size: data.length });
+      assert.deepEqual(await store.put(key, Readable.from([data]), { contentType: 'application/octet-stream' }), {
+        size: data.length,
+      });
     }
     // Bigger than one 5 MiB part: goes through CreateMultipartUpload / UploadPart / Complete.
     const big = randomStream(6 * MIB + 123);
@@ -54,13 +56,26 @@ test('s3: put, list across pages, get and delete, all relative to the URL prefix
     const all = await store.list('');
     assert.deepEqual(
       all.map((o) => [o.key, o.size]),
-      [['a/1.db', 3], ['a/2.db', 4], ['a/3.db', 0], ['b/1.db', 5], ['big/1.db', big.data.length], ['c.manifest.json', small['c.manifest.json']!.length]],
+      [
+        ['a/1.db', 3],
+        ['a/2.db', 4],
+        ['a/3.db', 0],
+        ['b/1.db', 5],
+        ['big/1.db', big.data.length],
+        ['c.manifest.json', small['c.manifest.json']!.length],
+      ],
     );
     assert.ok(all.every((o) => o.modified instanceof Date));
     const listCalls = proxy.requests.filter((r) => r.method === 'GET' && s3Call.query(r).has('prefix'));
     assert.equal(listCalls.length, 3, 'six keys at two per page take three list calls');
-    assert.ok(listCalls.every((r) => s3Call.query(r).get('list-type') === '2'), 's3 lists with ListObjectsV2');
-    assert.deepEqual((await store.list('a/')).map((o) => o.key), ['a/1.db', 'a/2.db', 'a/3.db']);
+    assert.ok(
+      listCalls.every((r) => s3Call.query(r).get('list-type') === '2'),
+      's3 lists with ListObjectsV2',
+    );
+    assert.deepEqual(
+      (await store.list('a/')).map((o) => o.key),
+      ['a/1.db', 'a/2.db', 'a/3.db'],
+    );
     assert.deepEqual(await store.list('nothing-here/'), []);
 
     for (const [key, data] of Object.entries(small)) {
@@ -70,14 +85,23 @@ test('s3: put, list across pages, get and delete, all relative to the URL prefix
     }
     const gotBig = await store.get('big/1.db');
     assert.equal(sha256(await readAll(gotBig.body)), sha256(big.data));
-    await assert.rejects(store.get('a/missing.db'), (err) => err instanceof NotFoundError && /a\/missing\.db/.test(err.message));
+    await assert.rejects(
+      store.get('a/missing.db'),
+      (err) => err instanceof NotFoundError && /a\/missing\.db/.test(err.message),
+    );
 
     await store.delete('a/2.db');
     await store.delete('a/2.db');
     await store.delete('never/was.db');
-    assert.deepEqual((await store.list('a/')).map((o) => o.key), ['a/1.db', 'a/3.db']);
+    assert.deepEqual(
+      (await store.list('a/')).map((o) => o.key),
+      ['a/1.db', 'a/3.db'],
+    );
     await assert.rejects(store.get('a/2.db'), NotFoundError);
-    assert.deepEqual((await sibling.list('')).map((o) => o.key), ['a/1.db']);
+    assert.deepEqual(
+      (await sibling.list('')).map((o) => o.key),
+      ['a/1.db'],
+    );
   } finally {
     await store.close();
     await sibling.close();
@@ -100,7 +124,10 @@ test('s3: a bucket without prefix keeps keys as given', async () => {
 test('s3: errors name the bucket and what to check, never the secret', async () => {
   const secret = 'super-secret-value-123';
   const missing = openS3Store('s3://no-such-bucket/p', s3rverConfig(server.endpoint));
-  const badKeys = openS3Store('s3://backups/p', s3rverConfig(server.endpoint, { accessKeyId: 'WRONG', secretAccessKey: secret }));
+  const badKeys = openS3Store(
+    's3://backups/p',
+    s3rverConfig(server.endpoint, { accessKeyId: 'WRONG', secretAccessKey: secret }),
+  );
   try {
     await assert.rejects(missing.list(''), (err: Error) => {
       assert.match(err.message, /s3:\/\/no-such-bucket\/p/);
@@ -122,7 +149,10 @@ test('s3: errors name the bucket and what to check, never the secret', async () 
 
 test('s3: URL and option mistakes are config errors', () => {
   const s3 = s3rverConfig(server.endpoint);
-  assert.throws(() => openS3Store('s3://AKIA:hunter2@bucket/p', s3), (err: Error) => err instanceof ConfigError && !err.message.includes('hunter2'));
+  assert.throws(
+    () => openS3Store('s3://AKIA:hunter2@bucket/p', s3),
+    (err: Error) => err instanceof ConfigError && !err.message.includes('hunter2'),
+  );
   assert.throws(() => openS3Store('s3:///p', s3), ConfigError);
   assert.throws(() => openS3Store('s3://bucket/a//b', s3), ConfigError);
   assert.throws(() => openS3Store('s3://bucket/p?region=eu', s3), /unknown parameter "region"/);
@@ -148,7 +178,12 @@ test('s3: takeBackup from a real etcd writes the object and its manifest; the ob
     });
     const store = await openStore(config);
     try {
-      const manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+      const manifest = await takeBackup({
+        config,
+        store,
+        log: createLogger({ level: 'warn' }),
+        cause: { source: 'manual' },
+      });
       const mKey = manifestKey(config.cluster, manifest.id);
       assert.deepEqual((await store.list('')).map((o) => o.key).sort(), [manifest.key, mKey].sort());
       assert.deepEqual(parseManifest((await readAll((await store.get(mKey)).body)).toString('utf8'), mKey), manifest);
@@ -158,7 +193,11 @@ test('s3: takeBackup from a real etcd writes the object and its manifest; the ob
       const snapshot = gunzipSync(stored);
       assert.equal(snapshot.length, manifest.snapshotSize);
       assert.equal(sha256(snapshot.subarray(0, manifest.dbSize)), manifest.sha256);
-      assert.equal(snapshot.subarray(manifest.dbSize).toString('hex'), manifest.sha256, "etcd's trailer is kept for restore");
+      assert.equal(
+        snapshot.subarray(manifest.dbSize).toString('hex'),
+        manifest.sha256,
+        "etcd's trailer is kept for restore",
+      );
     } finally {
       await store.close();
     }
@@ -189,12 +228,15 @@ test('s3: a storage failure mid-upload fails takeBackup at the upload stage and 
     proxy.requests.length = 0;
     proxy.failWhen = (req) => s3Call.isUploadPart(req);
     try {
-      await assert.rejects(takeBackup({ config, store, log: createLogger({ level: 'fatal' }), cause: { source: 'manual' } }), (err: Error) => {
-        assert.ok(err instanceof SnapshotError, String(err));
-        assert.equal(err.stage, 'upload');
-        assert.match(err.message, /s3:\/\/backups\/failing .*InternalError.*nothing was published/);
-        return true;
-      });
+      await assert.rejects(
+        takeBackup({ config, store, log: createLogger({ level: 'fatal' }), cause: { source: 'manual' } }),
+        (err: Error) => {
+          assert.ok(err instanceof SnapshotError, String(err));
+          assert.equal(err.stage, 'upload');
+          assert.match(err.message, /s3:\/\/backups\/failing .*InternalError.*nothing was published/);
+          return true;
+        },
+      );
       assert.ok(proxy.requests.some(s3Call.isAbortMultipart), 'the multipart upload was aborted');
       proxy.failWhen = () => false;
       assert.deepEqual(await store.list(''), []);

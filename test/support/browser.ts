@@ -54,14 +54,20 @@ export async function launchBrowser(timeoutMs = 30_000): Promise<LaunchResult> {
   try {
     await access(CHROMIUM_PATH, constants.X_OK);
   } catch {
-    return { ok: false, reason: `no Chromium at ${CHROMIUM_PATH}: run \`bash scripts/bootstrap.sh --browser\` (Debian package chromium) or set CHROMIUM_PATH` };
+    return {
+      ok: false,
+      reason: `no Chromium at ${CHROMIUM_PATH}: run \`bash scripts/bootstrap.sh --browser\` (Debian package chromium) or set CHROMIUM_PATH`,
+    };
   }
   let browser: Browser;
   try {
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS], timeout: timeoutMs });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, reason: `Chromium at ${CHROMIUM_PATH} did not start: ${message.split('\n').slice(0, 3).join(' ')}` };
+    return {
+      ok: false,
+      reason: `Chromium at ${CHROMIUM_PATH} did not start: ${message.split('\n').slice(0, 3).join(' ')}`,
+    };
   }
   return {
     ok: true,

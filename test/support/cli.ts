@@ -50,6 +50,7 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
 /** Runs the CLI and fails with its output when the exit code is not 0. */
 export async function runCliOk(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const r = await runCli(args, options);
-  if (r.code !== 0) throw new Error(`etcd-autobackup ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  if (r.code !== 0)
+    throw new Error(`etcd-autobackup ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;
 }

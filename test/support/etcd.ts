@@ -47,21 +47,42 @@ interface Member {
   dataDir: string;
 }
 
-function spawnMember(m: Member, initialCluster: string, options: EtcdOptions): { child: ChildProcess; stderr: () => string } {
+function spawnMember(
+  m: Member,
+  initialCluster: string,
+  options: EtcdOptions,
+): { child: ChildProcess; stderr: () => string } {
   const args = [
-    '--name', m.name,
-    '--data-dir', m.dataDir,
-    '--listen-client-urls', m.endpoint,
-    '--advertise-client-urls', m.endpoint,
-    '--listen-peer-urls', m.peer,
-    '--initial-advertise-peer-urls', m.peer,
-    '--initial-cluster', initialCluster,
-    '--logger', 'zap',
-    '--log-outputs', 'stderr',
-    '--log-level', 'error',
+    '--name',
+    m.name,
+    '--data-dir',
+    m.dataDir,
+    '--listen-client-urls',
+    m.endpoint,
+    '--advertise-client-urls',
+    m.endpoint,
+    '--listen-peer-urls',
+    m.peer,
+    '--initial-advertise-peer-urls',
+    m.peer,
+    '--initial-cluster',
+    initialCluster,
+    '--logger',
+    'zap',
+    '--log-outputs',
+    'stderr',
+    '--log-level',
+    'error',
     ...(options.tls
-      ? ['--cert-file', options.tls.cert, '--key-file', options.tls.key, '--trusted-ca-file', options.tls.ca,
-         ...(options.tls.clientCertAuth ? ['--client-cert-auth'] : [])]
+      ? [
+          '--cert-file',
+          options.tls.cert,
+          '--key-file',
+          options.tls.key,
+          '--trusted-ca-file',
+          options.tls.ca,
+          ...(options.tls.clientCertAuth ? ['--client-cert-auth'] : []),
+        ]
       : []),
     ...(options.args ?? []),
   ];
@@ -74,11 +95,18 @@ function spawnMember(m: Member, initialCluster: string, options: EtcdOptions): {
 }
 
 async function newMember(name: string, scheme: string, dataDir: string, clientPort?: number): Promise<Member> {
-  return { name, dataDir, endpoint: `${scheme}://127.0.0.1:${clientPort ?? (await freePort())}`, peer: `http://127.0.0.1:${await freePort()}` };
+  return {
+    name,
+    dataDir,
+    endpoint: `${scheme}://127.0.0.1:${clientPort ?? (await freePort())}`,
+    peer: `http://127.0.0.1:${await freePort()}`,
+  };
 }
 
 function handle(m: Member, child: ChildProcess, client: Etcd3, cleanup: () => Promise<void>): EtcdServer {
-  const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+  const exited = new Promise<void>((resolve) =>
+    child.exitCode !== null ? resolve() : child.once('exit', () => resolve()),
+  );
   return {
     endpoint: m.endpoint,
     dataDir: m.dataDir,
@@ -107,7 +135,9 @@ export async function startEtcdCluster(size: number, options: EtcdOptions = {}):
   for (let i = 0; i < size; i++) {
     const name = size === 1 ? (options.name ?? 'default') : `m${i}`;
     const clientPort = size === 1 ? options.clientPort : undefined;
-    members.push(await newMember(name, scheme, options.dataDir ?? join((tmp as { path: string }).path, name), clientPort));
+    members.push(
+      await newMember(name, scheme, options.dataDir ?? join((tmp as { path: string }).path, name), clientPort),
+    );
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const started = members.map((m) => ({ m, ...spawnMember(m, initialCluster, options) }));
@@ -141,18 +171,26 @@ async function tlsCredentials(tls: EtcdTls) {
   const { readFile } = await import('node:fs/promises');
   return {
     rootCertificate: await readFile(tls.ca),
-    ...(tls.clientCert && tls.clientKey ? { certChain: await readFile(tls.clientCert), privateKey: await readFile(tls.clientKey) } : {}),
+    ...(tls.clientCert && tls.clientKey
+      ? { certChain: await readFile(tls.clientCert), privateKey: await readFile(tls.clientKey) }
+      : {}),
   };
 }
 
 /** Writes `count` keys of `valueSize` bytes under `prefix`, in batches, and returns the last revision. */
-export async function fillEtcd(client: Etcd3, count: number, valueSize = 100, prefix = '/registry/test/'): Promise<number> {
+export async function fillEtcd(
+  client: Etcd3,
+  count: number,
+  valueSize = 100,
+  prefix = '/registry/test/',
+): Promise<number> {
   const value = 'x'.repeat(valueSize);
   let revision = 0;
   const batch = 64;
   for (let i = 0; i < count; i += batch) {
     const ops = [];
-    for (let j = i; j < Math.min(count, i + batch); j++) ops.push(client.put(`${prefix}${String(j).padStart(8, '0')}`).value(value));
+    for (let j = i; j < Math.min(count, i + batch); j++)
+      ops.push(client.put(`${prefix}${String(j).padStart(8, '0')}`).value(value));
     const results = await Promise.all(ops.map((op) => op.exec()));
     for (const r of results) revision = Math.max(revision, Number(r.header.revision));
   }

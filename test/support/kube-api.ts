@@ -35,7 +35,12 @@ const RESOURCES: Record<string, Resource> = {
   secrets: { group: '', version: 'v1', kind: 'Secret', namespaced: true },
   pods: { group: '', version: 'v1', kind: 'Pod', namespaced: true },
   jobs: { group: 'batch', version: 'v1', kind: 'Job', namespaced: true },
-  validatingwebhookconfigurations: { group: 'admissionregistration.k8s.io', version: 'v1', kind: 'ValidatingWebhookConfiguration', namespaced: false },
+  validatingwebhookconfigurations: {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    kind: 'ValidatingWebhookConfiguration',
+    namespaced: false,
+  },
 };
 
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'log';
@@ -96,7 +101,11 @@ export class FakeKubeApi {
 
   static async start(options: FakeKubeApiOptions = {}): Promise<FakeKubeApi> {
     const ca = createCa('fake-kube-ca');
-    const serving = issueCert(ca, { commonName: 'kube-apiserver', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+    const serving = issueCert(ca, {
+      commonName: 'kube-apiserver',
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+    });
     const api = new FakeKubeApi(serving, ca, options);
     await api.listen();
     return api;
@@ -120,7 +129,9 @@ export class FakeKubeApi {
   kubeConfig(namespace = 'default'): KubeConfig {
     const kc = new KubeConfig();
     kc.loadFromOptions({
-      clusters: [{ name: 'fake', server: this.url, caData: Buffer.from(this.ca.cert).toString('base64'), skipTLSVerify: false }],
+      clusters: [
+        { name: 'fake', server: this.url, caData: Buffer.from(this.ca.cert).toString('base64'), skipTLSVerify: false },
+      ],
       users: [{ name: 'tester', token: this.token }],
       contexts: [{ name: 'fake', cluster: 'fake', user: 'tester', namespace }],
       currentContext: 'fake',
@@ -153,7 +164,12 @@ export class FakeKubeApi {
   }
 
   list(resource: string, namespace?: string): KubeObject[] {
-    return [...this.objects.entries()].filter(([k]) => k.startsWith(`${resource}/${namespace ?? ''}/`) || (namespace === undefined && k.startsWith(`${resource}/`))).map(([, o]) => clone(o));
+    return [...this.objects.entries()]
+      .filter(
+        ([k]) =>
+          k.startsWith(`${resource}/${namespace ?? ''}/`) || (namespace === undefined && k.startsWith(`${resource}/`)),
+      )
+      .map(([, o]) => clone(o));
   }
 
   /** Creates or replaces an object as a controller would (no request recorded). */
@@ -225,7 +241,17 @@ export class FakeKubeApi {
       return;
     }
     const verb = verbOf(method, route, url.searchParams);
-    const recorded: KubeRequest = { verb: verb ?? 'get', method, path: url.pathname, resource: route.resource, namespace: route.namespace, name: route.name, query: url.searchParams, contentType, body };
+    const recorded: KubeRequest = {
+      verb: verb ?? 'get',
+      method,
+      path: url.pathname,
+      resource: route.resource,
+      namespace: route.namespace,
+      name: route.name,
+      query: url.searchParams,
+      contentType,
+      body,
+    };
     this.requests.push(recorded);
     if (this.gate) await this.gate(recorded);
     if (req.headers.authorization !== `Bearer ${this.token}`) {
@@ -273,7 +299,12 @@ export class FakeKubeApi {
 
   private doList(res: ServerResponse, r: Route, query: URLSearchParams): void {
     const items = this.matching(r, query);
-    this.json(res, 200, { apiVersion: apiVersionOf(r.def), kind: `${r.def.kind}List`, metadata: { resourceVersion: String(this.rv) }, items });
+    this.json(res, 200, {
+      apiVersion: apiVersionOf(r.def),
+      kind: `${r.def.kind}List`,
+      metadata: { resourceVersion: String(this.rv) },
+      items,
+    });
   }
 
   private matching(r: Route, query: URLSearchParams): KubeObject[] {
@@ -315,26 +346,34 @@ export class FakeKubeApi {
   }
 
   private checkBody(method: string, r: Route, body: unknown, contentType: string | undefined): KubeObject | string {
-    if (contentType !== 'application/json') return `${method} ${r.resource}: content-type ${contentType ?? 'none'}, expected application/json`;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) return `${method} ${r.resource}: body is not an object`;
+    if (contentType !== 'application/json')
+      return `${method} ${r.resource}: content-type ${contentType ?? 'none'}, expected application/json`;
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      return `${method} ${r.resource}: body is not an object`;
     const obj = body as KubeObject;
     if (obj.apiVersion !== apiVersionOf(r.def) || obj.kind !== r.def.kind) {
       return `${method} ${r.resource}: apiVersion/kind ${String(obj.apiVersion)}/${String(obj.kind)}, expected ${apiVersionOf(r.def)}/${r.def.kind}`;
     }
     const meta = obj.metadata as Metadata | undefined;
     if (typeof meta?.name !== 'string' || meta.name === '') return `${method} ${r.resource}: metadata.name is missing`;
-    if (meta.namespace !== undefined && meta.namespace !== r.namespace) return `${method} ${r.resource}: metadata.namespace ${meta.namespace} does not match the path`;
-    if (r.name !== undefined && meta.name !== r.name) return `${method} ${r.resource}: metadata.name ${meta.name} does not match the path`;
+    if (meta.namespace !== undefined && meta.namespace !== r.namespace)
+      return `${method} ${r.resource}: metadata.namespace ${meta.namespace} does not match the path`;
+    if (r.name !== undefined && meta.name !== r.name)
+      return `${method} ${r.resource}: metadata.name ${meta.name} does not match the path`;
     return obj;
   }
 
   private doCreate(res: ServerResponse, r: Route, body: unknown, contentType: string | undefined): void {
     const checked = this.checkBody('create', r, body, contentType);
     if (typeof checked === 'string') return this.invalid(res, r, checked);
-    if (checked.metadata.resourceVersion) return this.invalid(res, r, 'create: metadata.resourceVersion must not be set');
+    if (checked.metadata.resourceVersion)
+      return this.invalid(res, r, 'create: metadata.resourceVersion must not be set');
     const k = key(r.resource, r.namespace, checked.metadata.name);
     if (this.objects.has(k)) {
-      return this.status(res, 409, 'AlreadyExists', `${r.resource} "${checked.metadata.name}" already exists`, { name: checked.metadata.name, kind: r.resource });
+      return this.status(res, 409, 'AlreadyExists', `${r.resource} "${checked.metadata.name}" already exists`, {
+        name: checked.metadata.name,
+        kind: r.resource,
+      });
     }
     const obj = clone(checked);
     if (r.namespace !== undefined) obj.metadata.namespace = r.namespace;
@@ -368,18 +407,28 @@ export class FakeKubeApi {
       if (contentType === 'application/json-patch+json') {
         if (!Array.isArray(body)) return this.invalid(res, r, 'json patch: body must be an array of operations');
         patched = applyJsonPatch(clone(current), body as unknown[]) as KubeObject;
-      } else if (contentType === 'application/merge-patch+json' || contentType === 'application/strategic-merge-patch+json') {
-        if (typeof body !== 'object' || body === null || Array.isArray(body)) return this.invalid(res, r, 'merge patch: body must be an object');
+      } else if (
+        contentType === 'application/merge-patch+json' ||
+        contentType === 'application/strategic-merge-patch+json'
+      ) {
+        if (typeof body !== 'object' || body === null || Array.isArray(body))
+          return this.invalid(res, r, 'merge patch: body must be an object');
         patched = mergePatch(clone(current), body) as KubeObject;
       } else {
-        return this.status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got ${contentType ?? 'none'})`);
+        return this.status(
+          res,
+          415,
+          'UnsupportedMediaType',
+          `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got ${contentType ?? 'none'})`,
+        );
       }
     } catch (err) {
       return this.invalid(res, r, `patch: ${(err as Error).message}`);
     }
     // A resourceVersion in the patched object is a precondition, as on the real apiserver.
     if (patched.metadata.resourceVersion !== current.metadata.resourceVersion) return this.conflict(res, r);
-    if (patched.metadata.name !== current.metadata.name) return this.invalid(res, r, 'patch: metadata.name cannot change');
+    if (patched.metadata.name !== current.metadata.name)
+      return this.invalid(res, r, 'patch: metadata.name cannot change');
     this.finishWrite(res, r, current, patched);
   }
 
@@ -387,7 +436,12 @@ export class FakeKubeApi {
     next.metadata.uid = current.metadata.uid;
     next.metadata.creationTimestamp = current.metadata.creationTimestamp;
     if (r.namespace !== undefined) next.metadata.namespace = r.namespace;
-    if (isDeepStrictEqual({ ...next, metadata: { ...next.metadata, resourceVersion: '' } }, { ...current, metadata: { ...current.metadata, resourceVersion: '' } })) {
+    if (
+      isDeepStrictEqual(
+        { ...next, metadata: { ...next.metadata, resourceVersion: '' } },
+        { ...current, metadata: { ...current.metadata, resourceVersion: '' } },
+      )
+    ) {
       return this.json(res, 200, current);
     }
     this.json(res, 200, this.store(r.resource, next, 'MODIFIED'));
@@ -401,7 +455,13 @@ export class FakeKubeApi {
       if (kind !== 'DeleteOptions') this.problems.push(`delete ${r.resource}: body is not a DeleteOptions`);
     }
     this.remove(r.resource, current);
-    this.json(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: r.name, kind: r.resource, uid: current.metadata.uid } });
+    this.json(res, 200, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Success',
+      details: { name: r.name, kind: r.resource, uid: current.metadata.uid },
+    });
   }
 
   private doLog(res: ServerResponse, r: Route, query: URLSearchParams): void {
@@ -412,7 +472,10 @@ export class FakeKubeApi {
     if (tail !== null) {
       const lines = text.split('\n');
       if (lines.at(-1) === '') lines.pop();
-      text = lines.slice(-Number(tail)).map((l) => `${l}\n`).join('');
+      text = lines
+        .slice(-Number(tail))
+        .map((l) => `${l}\n`)
+        .join('');
     }
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(text);
@@ -423,7 +486,13 @@ export class FakeKubeApi {
   }
 
   private conflict(res: ServerResponse, r: Route): void {
-    this.status(res, 409, 'Conflict', `Operation cannot be fulfilled on ${r.resource} "${r.name ?? ''}": the object has been modified; please apply your changes to the latest version and try again`, { name: r.name, kind: r.resource });
+    this.status(
+      res,
+      409,
+      'Conflict',
+      `Operation cannot be fulfilled on ${r.resource} "${r.name ?? ''}": the object has been modified; please apply your changes to the latest version and try again`,
+      { name: r.name, kind: r.resource },
+    );
   }
 
   private invalid(res: ServerResponse, r: Route, message: string): void {
@@ -431,8 +500,23 @@ export class FakeKubeApi {
     this.status(res, 422, 'Invalid', message, { name: r.name, kind: r.resource });
   }
 
-  private status(res: ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
-    this.json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
+  private status(
+    res: ServerResponse,
+    code: number,
+    reason: string,
+    message: string,
+    details?: Record<string, unknown>,
+  ): void {
+    this.json(res, code, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      ...(details ? { details } : {}),
+      code,
+    });
   }
 
   private json(res: ServerResponse, code: number, body: unknown): void {
@@ -450,7 +534,10 @@ interface Route {
 }
 
 function parsePath(path: string): Omit<Route, 'def'> | undefined {
-  const p = path.split('/').filter((s) => s.length > 0).map(decodeURIComponent);
+  const p = path
+    .split('/')
+    .filter((s) => s.length > 0)
+    .map(decodeURIComponent);
   let rest: string[];
   if (p[0] === 'api' && p[1] === 'v1') rest = p.slice(2);
   else if (p[0] === 'apis' && p.length >= 4) rest = p.slice(3);
@@ -514,16 +601,24 @@ function parseSelector(text: string): Requirement[] {
 }
 
 function matches(values: Record<string, string>, reqs: readonly Requirement[]): boolean {
-  return reqs.every((r) => (r.op === 'exists' ? r.key in values : r.op === '=' ? values[r.key] === r.value : values[r.key] !== r.value));
+  return reqs.every((r) =>
+    r.op === 'exists' ? r.key in values : r.op === '=' ? values[r.key] === r.value : values[r.key] !== r.value,
+  );
 }
 
 function fieldsOf(o: KubeObject): Record<string, string> {
-  return { 'metadata.name': o.metadata.name, ...(o.metadata.namespace ? { 'metadata.namespace': o.metadata.namespace } : {}) };
+  return {
+    'metadata.name': o.metadata.name,
+    ...(o.metadata.namespace ? { 'metadata.namespace': o.metadata.namespace } : {}),
+  };
 }
 
 function pointer(path: string): string[] {
   if (!path.startsWith('/')) throw new Error(`path "${path}" is not a JSON pointer`);
-  return path.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  return path
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 function applyJsonPatch(doc: unknown, ops: readonly unknown[]): unknown {
@@ -541,7 +636,8 @@ function applyJsonPatch(doc: unknown, ops: readonly unknown[]): unknown {
     const has = Array.isArray(container) ? Number(last) < container.length : last in container;
     switch (op.op) {
       case 'test':
-        if (!isDeepStrictEqual(container[last as keyof typeof container], op.value)) throw new Error(`test of ${op.path} failed`);
+        if (!isDeepStrictEqual(container[last as keyof typeof container], op.value))
+          throw new Error(`test of ${op.path} failed`);
         break;
       case 'remove':
         if (!has) throw new Error(`remove: ${op.path} does not exist`);
@@ -565,7 +661,8 @@ function applyJsonPatch(doc: unknown, ops: readonly unknown[]): unknown {
 
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
-  const out = typeof target === 'object' && target !== null && !Array.isArray(target) ? (target as Record<string, unknown>) : {};
+  const out =
+    typeof target === 'object' && target !== null && !Array.isArray(target) ? (target as Record<string, unknown>) : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) Reflect.deleteProperty(out, k);
     else out[k] = mergePatch(out[k], v);

@@ -6,7 +6,13 @@ import { Readable } from 'node:stream';
 import { manifestKey, objectKey, MANIFEST_FORMAT, type Manifest } from '../../worker/manifest.js';
 import type { Store } from '../../worker/stores/store.js';
 
-export function fakeManifest(cluster: string, id: string, createdAt: string, revision: number, extra: Partial<Manifest> = {}): Manifest {
+export function fakeManifest(
+  cluster: string,
+  id: string,
+  createdAt: string,
+  revision: number,
+  extra: Partial<Manifest> = {},
+): Manifest {
   return {
     format: MANIFEST_FORMAT,
     id,
@@ -14,7 +20,14 @@ export function fakeManifest(cluster: string, id: string, createdAt: string, rev
     key: objectKey(cluster, id, 'gzip'),
     createdAt,
     durationMs: 1,
-    etcd: { endpoint: 'http://127.0.0.1:2379', memberId: '1', clusterId: '2', isLeader: true, version: '3.4.23', revision },
+    etcd: {
+      endpoint: 'http://127.0.0.1:2379',
+      memberId: '1',
+      clusterId: '2',
+      isLeader: true,
+      version: '3.4.23',
+      revision,
+    },
     dbSize: 1,
     snapshotSize: 33,
     storedSize: 4,

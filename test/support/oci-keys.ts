@@ -22,7 +22,10 @@ export interface TestApiKey {
 let counter = 0;
 
 /** A fresh key pair under `dir`; encrypted with `passphrase` when given. */
-export async function makeApiKey(dir: string, options: { passphrase?: string; tenancy?: string; user?: string } = {}): Promise<TestApiKey> {
+export async function makeApiKey(
+  dir: string,
+  options: { passphrase?: string; tenancy?: string; user?: string } = {},
+): Promise<TestApiKey> {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const n = ++counter;
   const keyFile = join(dir, `oci_api_key_${n}.pem`);
@@ -42,5 +45,13 @@ export async function makeApiKey(dir: string, options: { passphrase?: string; te
 
 /** store.oci for API-key auth with `key` against `endpoint`, schema defaults applied. */
 export function ociConfigFor(key: TestApiKey, endpoint: string, extra: Partial<OciConfig> = {}): OciConfig {
-  return ociSchema.parse({ tenancy: key.tenancy, user: key.user, fingerprint: key.fingerprint, privateKeyFile: key.keyFile, endpoint, region: 'us-ashburn-1', ...extra });
+  return ociSchema.parse({
+    tenancy: key.tenancy,
+    user: key.user,
+    fingerprint: key.fingerprint,
+    privateKeyFile: key.keyFile,
+    endpoint,
+    region: 'us-ashburn-1',
+    ...extra,
+  });
 }

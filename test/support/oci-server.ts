@@ -136,9 +136,19 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
   let faultRule: ((r: OciRequest) => OciFault | undefined) | undefined;
 
   const bucketOf = (name: string | undefined, namespace: string): Map<string, StoredObject> => {
-    if (namespace !== options.namespace) throw new Answer(404, 'NamespaceNotFound', `You do not have authorization to perform this request, or the requested resource could not be found.`);
+    if (namespace !== options.namespace)
+      throw new Answer(
+        404,
+        'NamespaceNotFound',
+        `You do not have authorization to perform this request, or the requested resource could not be found.`,
+      );
     const b = name === undefined ? undefined : buckets.get(name);
-    if (!b) throw new Answer(404, 'BucketNotFound', `Either the bucket named '${name ?? ''}' does not exist in the namespace '${namespace}' or you are not authorized to access it`);
+    if (!b)
+      throw new Answer(
+        404,
+        'BucketNotFound',
+        `Either the bucket named '${name ?? ''}' does not exist in the namespace '${namespace}' or you are not authorized to access it`,
+      );
     return b;
   };
 
@@ -158,7 +168,13 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
         const stored = await receiveBody(req, dir);
         const now = new Date();
         const previous = b.get(object);
-        b.set(object, { ...stored, etag: randomUUID(), created: previous?.created ?? now, modified: now, contentType: req.headers['content-type'] ?? 'application/octet-stream' });
+        b.set(object, {
+          ...stored,
+          etag: randomUUID(),
+          created: previous?.created ?? now,
+          modified: now,
+          contentType: req.headers['content-type'] ?? 'application/octet-stream',
+        });
         if (previous) await rm(previous.file, { force: true });
         const o = b.get(object) as StoredObject;
         return empty(res, 200, { etag: o.etag, 'opc-content-md5': o.md5, 'last-modified': o.modified.toUTCString() });
@@ -167,8 +183,20 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
       case 'HeadObject': {
         const b = bucketOf(record.bucket, route.namespace);
         const o = b.get(requireName(record.object));
-        if (!o) throw new Answer(404, 'ObjectNotFound', `The object '${record.object ?? ''}' was not found in the bucket '${record.bucket ?? ''}'`);
-        const headers = { 'content-length': String(o.size), 'content-type': o.contentType, etag: o.etag, 'content-md5': o.md5, 'last-modified': o.modified.toUTCString(), 'opc-request-id': randomUUID() };
+        if (!o)
+          throw new Answer(
+            404,
+            'ObjectNotFound',
+            `The object '${record.object ?? ''}' was not found in the bucket '${record.bucket ?? ''}'`,
+          );
+        const headers = {
+          'content-length': String(o.size),
+          'content-type': o.contentType,
+          etag: o.etag,
+          'content-md5': o.md5,
+          'last-modified': o.modified.toUTCString(),
+          'opc-request-id': randomUUID(),
+        };
         if (route.op === 'HeadObject') return empty(res, 200, headers);
         res.writeHead(200, headers);
         await pipeline(createReadStream(o.file), res);
@@ -178,7 +206,12 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
         const b = bucketOf(record.bucket, route.namespace);
         const name = requireName(record.object);
         const o = b.get(name);
-        if (!o) throw new Answer(404, 'ObjectNotFound', `The object '${name}' was not found in the bucket '${record.bucket ?? ''}'`);
+        if (!o)
+          throw new Answer(
+            404,
+            'ObjectNotFound',
+            `The object '${name}' was not found in the bucket '${record.bucket ?? ''}'`,
+          );
         b.delete(name);
         await rm(o.file, { force: true });
         return empty(res, 204);
@@ -186,14 +219,21 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
       case 'ListObjects': {
         const b = bucketOf(record.bucket, route.namespace);
         const limit = q.has('limit') ? Number(q.get('limit')) : 1000;
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new Answer(400, 'InvalidParameter', 'limit must be between 1 and 1000');
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+          throw new Answer(400, 'InvalidParameter', 'limit must be between 1 and 1000');
         const prefix = q.get('prefix') ?? '';
         const start = q.get('start');
         const startAfter = q.get('startAfter');
         const end = q.get('end');
         const fields = new Set((q.get('fields') ?? 'name').split(',').map((f) => f.trim()));
         const names = [...b.keys()]
-          .filter((n) => n.startsWith(prefix) && (start === null || n >= start) && (startAfter === null || n > startAfter) && (end === null || n < end))
+          .filter(
+            (n) =>
+              n.startsWith(prefix) &&
+              (start === null || n >= start) &&
+              (startAfter === null || n > startAfter) &&
+              (end === null || n < end),
+          )
           .sort();
         const page = names.slice(0, limit);
         const objects = page.map((name) => {
@@ -212,22 +252,41 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
       case 'CreateMultipartUpload': {
         bucketOf(record.bucket, route.namespace);
         const details = body?.value as { object?: unknown } | undefined;
-        if (typeof details?.object !== 'string' || details.object === '') throw new Answer(400, 'InvalidParameter', 'object is required');
+        if (typeof details?.object !== 'string' || details.object === '')
+          throw new Answer(400, 'InvalidParameter', 'object is required');
         const uploadId = randomUUID();
         const created = new Date();
         uploads.set(uploadId, { bucket: record.bucket as string, object: details.object, created, parts: new Map() });
-        return json(res, 200, { namespace: options.namespace, bucket: record.bucket, object: details.object, uploadId, timeCreated: created.toISOString(), storageTier: 'Standard' });
+        return json(res, 200, {
+          namespace: options.namespace,
+          bucket: record.bucket,
+          object: details.object,
+          uploadId,
+          timeCreated: created.toISOString(),
+          storageTier: 'Standard',
+        });
       }
       case 'ListMultipartUploads': {
         bucketOf(record.bucket, route.namespace);
         const list = [...uploads.entries()].filter(([, u]) => u.bucket === record.bucket);
-        return json(res, 200, list.map(([uploadId, u]) => ({ namespace: options.namespace, bucket: u.bucket, object: u.object, uploadId, timeCreated: u.created.toISOString() })));
+        return json(
+          res,
+          200,
+          list.map(([uploadId, u]) => ({
+            namespace: options.namespace,
+            bucket: u.bucket,
+            object: u.object,
+            uploadId,
+            timeCreated: u.created.toISOString(),
+          })),
+        );
       }
       case 'UploadPart': {
         bucketOf(record.bucket, route.namespace);
         const upload = uploadFor(uploads, q.get('uploadId'), record);
         const num = Number(q.get('uploadPartNum'));
-        if (!Number.isInteger(num) || num < 1 || num > 10_000) throw new Answer(400, 'InvalidParameter', 'uploadPartNum must be between 1 and 10000');
+        if (!Number.isInteger(num) || num < 1 || num > 10_000)
+          throw new Answer(400, 'InvalidParameter', 'uploadPartNum must be between 1 and 10000');
         const stored = await receiveBody(req, dir);
         const previous = upload.parts.get(num);
         const etag = randomUUID();
@@ -241,10 +300,16 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
         const upload = uploadFor(uploads, uploadId, record);
         const details = body?.value as { partsToCommit?: { partNum?: unknown; etag?: unknown }[] } | undefined;
         const wanted = details?.partsToCommit;
-        if (!Array.isArray(wanted) || wanted.length === 0) throw new Answer(400, 'InvalidParameter', 'partsToCommit is required');
+        if (!Array.isArray(wanted) || wanted.length === 0)
+          throw new Answer(400, 'InvalidParameter', 'partsToCommit is required');
         const chosen = wanted.map((p) => {
           const part = typeof p.partNum === 'number' ? upload.parts.get(p.partNum) : undefined;
-          if (!part || part.etag !== p.etag) throw new Answer(400, 'InvalidParameter', `part ${String(p.partNum)} was not uploaded with etag ${String(p.etag)}`);
+          if (!part || part.etag !== p.etag)
+            throw new Answer(
+              400,
+              'InvalidParameter',
+              `part ${String(p.partNum)} was not uploaded with etag ${String(p.etag)}`,
+            );
           return { num: p.partNum as number, ...part };
         });
         chosen.sort((a, b2) => a.num - b2.num);
@@ -252,23 +317,42 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
         const md5 = createHash('md5');
         const out = createWriteStream(file);
         for (const part of chosen) {
-          await pipeline(createReadStream(part.file), async function* (src: AsyncIterable<Buffer>) {
-            for await (const chunk of src) {
-              md5.update(chunk);
-              yield chunk;
-            }
-          }, out, { end: false });
+          await pipeline(
+            createReadStream(part.file),
+            async function* (src: AsyncIterable<Buffer>) {
+              for await (const chunk of src) {
+                md5.update(chunk);
+                yield chunk;
+              }
+            },
+            out,
+            { end: false },
+          );
         }
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
         const size = chosen.reduce((n, p) => n + p.size, 0);
-        const multipartMd5 = `${createHash('md5').update(Buffer.concat(chosen.map((p) => Buffer.from(p.md5, 'base64')))).digest('base64')}-${chosen.length}`;
+        const multipartMd5 = `${createHash('md5')
+          .update(Buffer.concat(chosen.map((p) => Buffer.from(p.md5, 'base64'))))
+          .digest('base64')}-${chosen.length}`;
         const now = new Date();
         const previous = b.get(upload.object);
-        b.set(upload.object, { file, size, md5: md5.digest('base64'), etag: randomUUID(), created: now, modified: now, contentType: 'application/octet-stream' });
+        b.set(upload.object, {
+          file,
+          size,
+          md5: md5.digest('base64'),
+          etag: randomUUID(),
+          created: now,
+          modified: now,
+          contentType: 'application/octet-stream',
+        });
         uploads.delete(uploadId as string);
         for (const part of upload.parts.values()) await rm(part.file, { force: true });
         if (previous) await rm(previous.file, { force: true });
-        return empty(res, 200, { etag: (b.get(upload.object) as StoredObject).etag, 'opc-multipart-md5': multipartMd5, 'last-modified': now.toUTCString() });
+        return empty(res, 200, {
+          etag: (b.get(upload.object) as StoredObject).etag,
+          'opc-multipart-md5': multipartMd5,
+          'last-modified': now.toUTCString(),
+        });
       }
       case 'AbortMultipartUpload': {
         bucketOf(record.bucket, route.namespace);
@@ -281,7 +365,12 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
       case 'GetObjectLifecyclePolicy': {
         bucketOf(record.bucket, route.namespace);
         const p = policies.get(record.bucket as string);
-        if (!p) throw new Answer(404, 'LifecyclePolicyNotFound', `There is no lifecycle policy for the bucket '${record.bucket ?? ''}'`);
+        if (!p)
+          throw new Answer(
+            404,
+            'LifecyclePolicyNotFound',
+            `There is no lifecycle policy for the bucket '${record.bucket ?? ''}'`,
+          );
         res.setHeader('etag', p.etag);
         return json(res, 200, { items: p.items, timeCreated: p.created.toISOString() });
       }
@@ -342,7 +431,8 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
     objectNames: (bucket) => [...(buckets.get(bucket)?.keys() ?? [])].sort(),
     openUploads: () => [...uploads.values()].map((u) => ({ bucket: u.bucket, object: u.object, parts: u.parts.size })),
     lifecyclePolicy: (bucket) => policies.get(bucket)?.items,
-    setLifecyclePolicy: (bucket, items) => void policies.set(bucket, { items: validateLifecycle({ items }), etag: randomUUID(), created: new Date() }),
+    setLifecyclePolicy: (bucket, items) =>
+      void policies.set(bucket, { items: validateLifecycle({ items }), etag: randomUUID(), created: new Date() }),
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -369,7 +459,13 @@ function routeOf(method: string, rawUrl: string): Route {
   // Object names are percent-encoded by the SDK (`/` as %2F), but a raw `/` is valid too.
   const object = seg.length > 5 ? dec(seg.slice(5).join('/')) : undefined;
   const is = (m: string, shape: RegExp) => method === m && shape.test(path);
-  const r = (op: OciOperation, signedBody = false): Route => ({ op, namespace, signedBody, ...(bucket !== undefined ? { bucket } : {}), ...(object !== undefined ? { object } : {}) });
+  const r = (op: OciOperation, signedBody = false): Route => ({
+    op,
+    namespace,
+    signedBody,
+    ...(bucket !== undefined ? { bucket } : {}),
+    ...(object !== undefined ? { object } : {}),
+  });
   if (is('GET', /^\/n\/?$/)) return r('GetNamespace');
   if (is('PUT', /^\/n\/[^/]+\/b\/[^/]+\/o\/.+/)) return r('PutObject');
   if (is('GET', /^\/n\/[^/]+\/b\/[^/]+\/o\/.+/)) return r('GetObject');
@@ -390,14 +486,20 @@ function routeOf(method: string, rawUrl: string): Route {
 const NOT_AUTHENTICATED = 'The required information to complete authentication was not provided or was incorrect.';
 
 /** Verifies the HTTP signature; returns the keyId or throws 401 as OCI would. */
-function authenticate(req: IncomingMessage, route: Route, rawBody: Buffer | undefined, keys: Map<string, KeyObject>): string {
+function authenticate(
+  req: IncomingMessage,
+  route: Route,
+  rawBody: Buffer | undefined,
+  keys: Map<string, KeyObject>,
+): string {
   const deny = (why: string): never => {
     throw new Answer(401, 'NotAuthenticated', `${NOT_AUTHENTICATED} (${why})`);
   };
   const header = req.headers.authorization;
   if (!header?.startsWith('Signature ')) return deny('no Signature authorization header');
   const params = new Map<string, string>();
-  for (const m of header.slice('Signature '.length).matchAll(/(\w+)="([^"]*)"/g)) params.set(m[1] as string, m[2] as string);
+  for (const m of header.slice('Signature '.length).matchAll(/(\w+)="([^"]*)"/g))
+    params.set(m[1] as string, m[2] as string);
   if (params.get('version') !== '1') deny('version must be "1"');
   if (params.get('algorithm') !== 'rsa-sha256') deny('algorithm must be rsa-sha256');
   const keyId = params.get('keyId') ?? deny('no keyId');
@@ -406,7 +508,8 @@ function authenticate(req: IncomingMessage, route: Route, rawBody: Buffer | unde
   const method = (req.method ?? 'GET').toUpperCase();
   const required = ['(request-target)', 'host'];
   if (!signed.includes('date') && !signed.includes('x-date')) deny('neither date nor x-date is signed');
-  if (route.signedBody && ['POST', 'PUT', 'PATCH'].includes(method)) required.push('content-length', 'content-type', 'x-content-sha256');
+  if (route.signedBody && ['POST', 'PUT', 'PATCH'].includes(method))
+    required.push('content-length', 'content-type', 'x-content-sha256');
   const unsigned = required.filter((h) => !signed.includes(h));
   if (unsigned.length > 0) deny(`headers not signed: ${unsigned.join(', ')}`);
   const dateHeader = signed.includes('x-date') ? req.headers['x-date'] : req.headers.date;
@@ -419,7 +522,8 @@ function authenticate(req: IncomingMessage, route: Route, rawBody: Buffer | unde
     return `${h}: ${Array.isArray(v) ? v.join(', ') : v}`;
   });
   const key = keys.get(keyId) ?? deny('unknown keyId');
-  if (!verify('sha256', Buffer.from(lines.join('\n')), key, Buffer.from(signature, 'base64'))) deny('signature does not verify');
+  if (!verify('sha256', Buffer.from(lines.join('\n')), key, Buffer.from(signature, 'base64')))
+    deny('signature does not verify');
   if (rawBody !== undefined && route.signedBody) {
     const sha = createHash('sha256').update(rawBody).digest('base64');
     if (req.headers['x-content-sha256'] !== sha) deny('x-content-sha256 does not match the body');
@@ -446,7 +550,10 @@ async function readJson(req: IncomingMessage): Promise<{ raw: Buffer; value: unk
 }
 
 /** Streams an object or part body to a file; OCI needs Content-Length and rejects short bodies. */
-async function receiveBody(req: IncomingMessage, dir: { path: string }): Promise<{ file: string; size: number; md5: string }> {
+async function receiveBody(
+  req: IncomingMessage,
+  dir: { path: string },
+): Promise<{ file: string; size: number; md5: string }> {
   const declared = req.headers['content-length'];
   if (declared === undefined) throw new Answer(411, 'MissingContentLength', 'Content-Length is required');
   const file = join(dir.path, randomUUID());
@@ -464,7 +571,8 @@ async function receiveBody(req: IncomingMessage, dir: { path: string }): Promise
       },
       createWriteStream(file),
     );
-    if (size !== Number(declared)) throw new Answer(400, 'InvalidContentLength', `received ${size} bytes, Content-Length said ${declared}`);
+    if (size !== Number(declared))
+      throw new Answer(400, 'InvalidContentLength', `received ${size} bytes, Content-Length said ${declared}`);
     await stat(file);
   } catch (err) {
     await rm(file, { force: true });
@@ -476,7 +584,11 @@ async function receiveBody(req: IncomingMessage, dir: { path: string }): Promise
 function uploadFor(uploads: Map<string, Upload>, uploadId: string | null, record: OciRequest): Upload {
   const upload = uploadId ? uploads.get(uploadId) : undefined;
   if (!upload || upload.bucket !== record.bucket || upload.object !== record.object) {
-    throw new Answer(404, 'NoSuchUpload', `The upload ID '${uploadId ?? ''}' does not exist for object '${record.object ?? ''}'`);
+    throw new Answer(
+      404,
+      'NoSuchUpload',
+      `The upload ID '${uploadId ?? ''}' does not exist for object '${record.object ?? ''}'`,
+    );
   }
   return upload;
 }
@@ -484,8 +596,10 @@ function uploadFor(uploads: Map<string, Upload>, uploadId: string | null, record
 function checkPreconditions(req: IncomingMessage, etag: string | undefined): void {
   const ifMatch = req.headers['if-match'];
   const ifNoneMatch = req.headers['if-none-match'];
-  if (ifMatch !== undefined && ifMatch !== etag) throw new Answer(412, 'IfMatchFailed', 'The If-Match header does not match the current ETag');
-  if (ifNoneMatch === '*' && etag !== undefined) throw new Answer(412, 'IfNoneMatchFailed', 'The resource already exists');
+  if (ifMatch !== undefined && ifMatch !== etag)
+    throw new Answer(412, 'IfMatchFailed', 'The If-Match header does not match the current ETag');
+  if (ifNoneMatch === '*' && etag !== undefined)
+    throw new Answer(412, 'IfNoneMatchFailed', 'The resource already exists');
 }
 
 function validateLifecycle(value: unknown): LifecycleRule[] {
@@ -500,8 +614,10 @@ function validateLifecycle(value: unknown): LifecycleRule[] {
     if (typeof r.name !== 'string' || r.name === '') bad('name is required');
     if (names.has(r.name as string)) bad(`duplicate rule name ${r.name as string}`);
     names.add(r.name as string);
-    if (typeof r.action !== 'string' || !LIFECYCLE_ACTIONS.has(r.action)) bad('action must be ARCHIVE, INFREQUENT_ACCESS, DELETE or ABORT');
-    if (typeof r.timeAmount !== 'number' || !Number.isInteger(r.timeAmount) || r.timeAmount < 1) bad('timeAmount must be a positive integer');
+    if (typeof r.action !== 'string' || !LIFECYCLE_ACTIONS.has(r.action))
+      bad('action must be ARCHIVE, INFREQUENT_ACCESS, DELETE or ABORT');
+    if (typeof r.timeAmount !== 'number' || !Number.isInteger(r.timeAmount) || r.timeAmount < 1)
+      bad('timeAmount must be a positive integer');
     if (r.timeUnit !== 'DAYS' && r.timeUnit !== 'YEARS') bad('timeUnit must be DAYS or YEARS');
     if (typeof r.isEnabled !== 'boolean') bad('isEnabled is required');
     const target = r.target ?? 'objects';
@@ -518,12 +634,20 @@ function requireName(name: string | undefined): string {
 
 function json(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'opc-request-id': randomUUID() });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'opc-request-id': randomUUID(),
+  });
   res.end(body);
 }
 
 function empty(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'opc-request-id': randomUUID(), ...(status === 204 ? {} : { 'content-length': '0' }), ...headers });
+  res.writeHead(status, {
+    'opc-request-id': randomUUID(),
+    ...(status === 204 ? {} : { 'content-length': '0' }),
+    ...headers,
+  });
   res.end();
 }
 
@@ -532,6 +656,9 @@ function fail(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  const a = err instanceof Answer ? err : new Answer(500, 'InternalServerError', err instanceof Error ? err.message : String(err));
+  const a =
+    err instanceof Answer
+      ? err
+      : new Answer(500, 'InternalServerError', err instanceof Error ? err.message : String(err));
   json(res, a.status, { code: a.code, message: a.message });
 }

@@ -73,7 +73,8 @@ export class Processes {
     const port = await freePort();
     const proc = spawnCli(command, ['--listen', `127.0.0.1:${port}`, ...args], `http://127.0.0.1:${port}`, options);
     this.all.push(proc);
-    const banner = command === 'serve' ? 'etcd-autobackup webhook + worker for cluster' : `etcd-autobackup ${command} for cluster`;
+    const banner =
+      command === 'serve' ? 'etcd-autobackup webhook + worker for cluster' : `etcd-autobackup ${command} for cluster`;
     try {
       await waitFor(
         `${proc.name} to be running`,
@@ -172,7 +173,9 @@ function spawnCli(command: LongCommand, args: readonly string[], url: string, op
           50,
         );
       } catch (err) {
-        throw new Error(`${err instanceof Error ? err.message : String(err)}\n${describeProcess(proc)}`, { cause: err });
+        throw new Error(`${err instanceof Error ? err.message : String(err)}\n${describeProcess(proc)}`, {
+          cause: err,
+        });
       }
     },
     signal(sig) {
@@ -193,14 +196,19 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
     const have = new Map<string, string>();
-    for (const pair of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have.set(pair[1] as string, pair[2] as string);
+    for (const pair of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      have.set(pair[1] as string, pair[2] as string);
     if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[4]);
   }
   return undefined;
 }
 
 /** GET `<url>/metrics` of a process and read one sample. */
-export async function readMetric(proc: Pick<CliProcess, 'url'>, name: string, labels?: Record<string, string>): Promise<number | undefined> {
+export async function readMetric(
+  proc: Pick<CliProcess, 'url'>,
+  name: string,
+  labels?: Record<string, string>,
+): Promise<number | undefined> {
   const res = await fetch(`${proc.url}/metrics`);
   return metricValue(await res.text(), name, labels);
 }

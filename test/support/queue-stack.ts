@@ -75,7 +75,9 @@ export async function startStack(): Promise<Stack> {
 
 /** Waits until no job is waiting, delayed, prioritized or active. */
 /** Runs `fn` on a fresh stack; what it registers with `cleanup` is undone (last first) before the stack stops. */
-export async function withStack(fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>): Promise<void> {
+export async function withStack(
+  fn: (stack: Stack, cleanup: (c: () => Promise<void>) => void) => Promise<void>,
+): Promise<void> {
   const stack = await startStack();
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -99,10 +101,14 @@ export async function waitIdle(queue: SnapshotQueue, timeoutMs = 30_000): Promis
 
 /** Waits until at least `n` snapshots are published. */
 export async function waitManifests(stack: Stack, n: number, timeoutMs = 30_000): Promise<Manifest[]> {
-  return waitFor(`${n} published snapshots`, async () => {
-    const m = await stack.manifests();
-    return m.length >= n ? m : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `${n} published snapshots`,
+    async () => {
+      const m = await stack.manifests();
+      return m.length >= n ? m : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /**

@@ -54,15 +54,20 @@ export async function startRecordingProxy(backendPort: number): Promise<Recordin
       req.resume();
       req.on('end', () => {
         res.writeHead(500, { 'content-type': 'application/xml' });
-        res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>');
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>',
+        );
       });
       return;
     }
-    const upstream = request({ host: '127.0.0.1', port: backendPort, method: req.method, path: req.url, headers: req.headers }, (back) => {
-      res.writeHead(back.statusCode ?? 502, back.headers);
-      back.pipe(res);
-      back.on('error', () => req.socket.destroy());
-    });
+    const upstream = request(
+      { host: '127.0.0.1', port: backendPort, method: req.method, path: req.url, headers: req.headers },
+      (back) => {
+        res.writeHead(back.statusCode ?? 502, back.headers);
+        back.pipe(res);
+        back.on('error', () => req.socket.destroy());
+      },
+    );
     upstream.on('error', () => req.socket.destroy());
     req.pipe(upstream);
   });

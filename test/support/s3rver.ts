@@ -31,8 +31,12 @@ function shimSingleDes(): void {
   const crypto = require('node:crypto') as typeof NodeCrypto & { s3rverDesShim?: true };
   if (crypto.s3rverDesShim) return;
   crypto.s3rverDesShim = true;
-  const wrap = (original: Cipher): Cipher => (algorithm, key, iv, options) =>
-    algorithm === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv, options) : original(algorithm, key, iv, options);
+  const wrap =
+    (original: Cipher): Cipher =>
+    (algorithm, key, iv, options) =>
+      algorithm === 'des'
+        ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv, options)
+        : original(algorithm, key, iv, options);
   crypto.createCipheriv = wrap(crypto.createCipheriv.bind(crypto) as Cipher) as typeof crypto.createCipheriv;
   crypto.createDecipheriv = wrap(crypto.createDecipheriv.bind(crypto) as Cipher) as typeof crypto.createDecipheriv;
 }

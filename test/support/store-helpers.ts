@@ -8,7 +8,15 @@ import { S3RVER_CREDENTIALS } from './s3rver.js';
 
 /** Store options for s3rver at `endpoint`, as a user would write them, schema defaults applied. */
 export function s3rverConfig(endpoint: string, extra: Partial<S3Config> = {}): S3Config {
-  return s3Schema.parse({ endpoint, region: 'us-east-1', forcePathStyle: true, ...S3RVER_CREDENTIALS, partSizeMiB: 5, queueSize: 2, ...extra });
+  return s3Schema.parse({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    ...S3RVER_CREDENTIALS,
+    partSizeMiB: 5,
+    queueSize: 2,
+    ...extra,
+  });
 }
 
 export async function readAll(stream: Readable): Promise<Buffer> {
@@ -35,16 +43,22 @@ export function randomStream(size: number): { stream: Readable; data: Buffer } {
  * A stream that sends `goodBytes` random bytes and then fails with `error`, after `beforeFailure`
  * has resolved (e.g. once the first part reached the server), the way a broken producer would.
  */
-export function failingStream(goodBytes: number, error: Error, beforeFailure: () => Promise<void> = async () => {}): Readable {
-  return quiet(Readable.from(
-    (async function* () {
-      const chunk = 64 * 1024;
-      for (let sent = 0; sent < goodBytes; sent += chunk) yield randomBytes(Math.min(chunk, goodBytes - sent));
-      await beforeFailure();
-      throw error;
-    })(),
-    { objectMode: false },
-  ));
+export function failingStream(
+  goodBytes: number,
+  error: Error,
+  beforeFailure: () => Promise<void> = async () => {},
+): Readable {
+  return quiet(
+    Readable.from(
+      (async function* () {
+        const chunk = 64 * 1024;
+        for (let sent = 0; sent < goodBytes; sent += chunk) yield randomBytes(Math.min(chunk, goodBytes - sent));
+        await beforeFailure();
+        throw error;
+      })(),
+      { objectMode: false },
+    ),
+  );
 }
 
 /**

@@ -40,7 +40,10 @@ test('GET /readyz follows ready(): 200 when true, 503 with a JSON reason when fa
   try {
     assert.deepEqual(await probe(), { status: 200, body: { status: 'ready' } });
     state = 'down';
-    assert.deepEqual(await probe(), { status: 503, body: { status: 'not ready', reason: 'a dependency is not reachable (the queue needs Redis)' } });
+    assert.deepEqual(await probe(), {
+      status: 503,
+      body: { status: 'not ready', reason: 'a dependency is not reachable (the queue needs Redis)' },
+    });
     state = 'async-up';
     assert.deepEqual((await probe()).status, 200);
     state = 'throws';
@@ -49,7 +52,10 @@ test('GET /readyz follows ready(): 200 when true, 503 with a JSON reason when fa
     assert.match(String(thrown.body.reason), /readiness check failed/);
     assert.match(hook.logs(), /ECONNREFUSED/);
     state = 'hangs';
-    assert.deepEqual(await probe(), { status: 503, body: { status: 'not ready', reason: 'the readiness check did not answer within 200 ms' } });
+    assert.deepEqual(await probe(), {
+      status: 503,
+      body: { status: 'not ready', reason: 'the readiness check did not answer within 200 ms' },
+    });
     state = 'up';
     assert.equal((await probe()).status, 200);
   } finally {
@@ -86,12 +92,18 @@ test('unknown routes and methods get JSON errors; extra routers mount beside the
 
     const missing = await fetch(`${hook.url}/nope?x=1`);
     assert.equal(missing.status, 404);
-    assert.match(((await missing.json()) as { error: string }).error, /^no route GET \/nope; routes: POST \/audit, POST \/admission, .*\/queues\/\*/);
+    assert.match(
+      ((await missing.json()) as { error: string }).error,
+      /^no route GET \/nope; routes: POST \/audit, POST \/admission, .*\/queues\/\*/,
+    );
 
     const wrong = await fetch(`${hook.url}/healthz`, { method: 'DELETE' });
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get('allow'), 'GET');
-    assert.match(((await wrong.json()) as { error: string }).error, /method DELETE is not allowed on \/healthz; use GET/);
+    assert.match(
+      ((await wrong.json()) as { error: string }).error,
+      /method DELETE is not allowed on \/healthz; use GET/,
+    );
 
     const text = await (await fetch(`${hook.url}/metrics`)).text();
     assert.equal(sample(text, 'etcd_autobackup_http_requests_total{route="/queues",code="200"}'), 1);

@@ -41,7 +41,10 @@ function post(url: string, path: string, body: unknown, opts: { cert?: Pem; toke
         ca: serverCa.cert,
         agent: false,
         ...(opts.cert ? { cert: opts.cert.cert, key: opts.cert.key } : {}),
-        headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+        },
       },
       (res) => {
         let text = '';
@@ -55,7 +58,10 @@ function post(url: string, path: string, body: unknown, opts: { cert?: Pem; toke
   });
 }
 
-async function serve(auditAuth: { clientCaFile?: string; tokenFile?: string }): Promise<{ http: Listening; recorder: RecordingRecorder }> {
+async function serve(auditAuth: {
+  clientCaFile?: string;
+  tokenFile?: string;
+}): Promise<{ http: Listening; recorder: RecordingRecorder }> {
   const recorder = new RecordingRecorder();
   const app = createWebhookApp({
     config: configSchema.parse({ auditAuth }),
@@ -64,7 +70,9 @@ async function serve(auditAuth: { clientCaFile?: string; tokenFile?: string }): 
     metrics: createMetrics(),
     ready: () => true,
   });
-  const http = await listen(app, '127.0.0.1:0', { tls: { ...serving, clientCa: auditAuth.clientCaFile ? await readFile(auditAuth.clientCaFile, 'utf8') : undefined } });
+  const http = await listen(app, '127.0.0.1:0', {
+    tls: { ...serving, clientCa: auditAuth.clientCaFile ? await readFile(auditAuth.clientCaFile, 'utf8') : undefined },
+  });
   return { http, recorder };
 }
 
@@ -104,7 +112,11 @@ describe('client certificate auth', () => {
     const cases: [string, Pem | undefined, RegExp][] = [
       ['none', undefined, /no client certificate/],
       ['foreign', issueCert(other, { commonName: 'x', usage: ['client'] }), /not signed by auditAuth.clientCaFile/],
-      ['expired', issueCert(clientCa, { commonName: 'x', usage: ['client'], days: 1, now: new Date('2020-01-01T00:00:00Z') }), /expired/],
+      [
+        'expired',
+        issueCert(clientCa, { commonName: 'x', usage: ['client'], days: 1, now: new Date('2020-01-01T00:00:00Z') }),
+        /expired/,
+      ],
       ['server-only', issueCert(clientCa, { commonName: 'x', usage: ['server'] }), /not for client authentication/],
     ];
     for (const [name, cert, why] of cases) {

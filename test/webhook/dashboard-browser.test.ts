@@ -38,11 +38,15 @@ async function startServe(args: string[]): Promise<Serve> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ETCD_AUTOBACKUP_')) env[k] = v;
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'serve', '--listen', `127.0.0.1:${port}`, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'serve', '--listen', `127.0.0.1:${port}`, ...args],
+    {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   const keep = (d: Buffer) => (output = (output + d.toString()).slice(-8000));
   child.stdout?.on('data', keep);
@@ -95,16 +99,26 @@ test('the /queues dashboard in headless Chromium: 401 without credentials, the c
     await etcd.client.put('/registry/configmaps/shop/web-config').value('v1');
 
     serve = await startServe([
-      '--cluster', CLUSTER,
-      '--endpoints', etcd.endpoint,
-      '--store', `file://${store.path}`,
-      '--redis-url', redis.url,
-      '--debounce-window', '1s',
-      '--max-interval', '0',
-      '--compression', 'none',
-      '--dashboard-user', USER,
-      '--dashboard-password', password,
-      '--log-level', 'warn',
+      '--cluster',
+      CLUSTER,
+      '--endpoints',
+      etcd.endpoint,
+      '--store',
+      `file://${store.path}`,
+      '--redis-url',
+      redis.url,
+      '--debounce-window',
+      '1s',
+      '--max-interval',
+      '0',
+      '--compression',
+      'none',
+      '--dashboard-user',
+      USER,
+      '--dashboard-password',
+      password,
+      '--log-level',
+      'warn',
     ]);
     cleanups.push(() => (serve as Serve).stop());
 
@@ -134,7 +148,9 @@ test('the /queues dashboard in headless Chromium: 401 without credentials, the c
       45_000,
       250,
     ).catch((err: unknown) => {
-      throw new Error(`${err instanceof Error ? err.message : String(err)}\nserve output:\n${serve?.output() ?? ''}`, { cause: err });
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nserve output:\n${serve?.output() ?? ''}`, {
+        cause: err,
+      });
     });
     assert.ok(job.id, 'the completed job has an id');
     assert.deepEqual(job.data.causes, { audit: 3 });
@@ -166,7 +182,10 @@ test('the /queues dashboard in headless Chromium: 401 without credentials, the c
     assert.doesNotMatch(await wrongPage.content(), /etcd snapshots of cluster/);
     await wrong.context.close();
 
-    const { context, blocked } = await browser.newContext({ httpCredentials: { username: USER, password }, viewport: { width: 1280, height: 900 } });
+    const { context, blocked } = await browser.newContext({
+      httpCredentials: { username: USER, password },
+      viewport: { width: 1280, height: 900 },
+    });
     const page = await context.newPage();
     const overview = await page.goto(`${serve.url}/queues`);
     assert.equal(overview?.status(), 200);
@@ -181,7 +200,10 @@ test('the /queues dashboard in headless Chromium: 401 without credentials, the c
     // To the queue, then its completed jobs, as a person would click.
     await page.locator('main').getByText(QUEUE_NAME, { exact: true }).first().click();
     await page.waitForURL(new RegExp(`/queues/queue/${QUEUE_NAME}`));
-    await page.getByRole('link', { name: /completed/i }).first().click();
+    await page
+      .getByRole('link', { name: /completed/i })
+      .first()
+      .click();
     await page.waitForURL(/status=completed/);
     // The completed job's card, opened on its data: the causes and samples the recorder wrote.
     await page.getByText(job.id, { exact: true }).waitFor({ timeout: 20_000 });
@@ -192,12 +214,18 @@ test('the /queues dashboard in headless Chromium: 401 without credentials, the c
     assert.match(text, /"pods default\/nginx"/, 'a sample resource');
     assert.match(text, /"apps\/deployments shop\/web"/, 'another sample resource');
     assert.match(text, new RegExp(`window:\\s*"${job.data.window}"`), 'the debounce window');
-    assert.match(text, /source:\s*"audit"/, 'the first trigger\'s source');
+    assert.match(text, /source:\s*"audit"/, "the first trigger's source");
 
-    const png = await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT ?? join(shots, 'dashboard-completed.png'), fullPage: true });
+    const png = await page.screenshot({
+      path: process.env.DASHBOARD_SCREENSHOT ?? join(shots, 'dashboard-completed.png'),
+      fullPage: true,
+    });
     assert.ok(png.subarray(0, 8).equals(Buffer.from('89504e470d0a1a0a', 'hex')), 'the screenshot is a PNG');
     // Only the web fonts the bull-board HTML links to may have been refused; the page works without them.
-    assert.ok(blocked.every((u) => u.startsWith('https://fonts.')), `refused non-loopback requests: ${blocked.join(', ')}`);
+    assert.ok(
+      blocked.every((u) => u.startsWith('https://fonts.')),
+      `refused non-loopback requests: ${blocked.join(', ')}`,
+    );
     await context.close();
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);

@@ -7,12 +7,19 @@ const watch = configSchema.parse({}).watch;
 
 describe('filterKey', () => {
   test('keys under the prefix trigger with a readable resource', () => {
-    assert.deepEqual(filterKey('/registry/deployments/shop/web', watch), { trigger: true, resource: 'deployments shop/web' });
+    assert.deepEqual(filterKey('/registry/deployments/shop/web', watch), {
+      trigger: true,
+      resource: 'deployments shop/web',
+    });
     assert.deepEqual(filterKey('/registry/namespaces/shop', watch), { trigger: true, resource: 'namespaces shop' });
   });
 
   test('the default ignore list drops leases, events and master leases', () => {
-    for (const key of ['/registry/leases/kube-node-lease/node-1', '/registry/events/shop/web.17a', '/registry/masterleases/10.0.0.1']) {
+    for (const key of [
+      '/registry/leases/kube-node-lease/node-1',
+      '/registry/events/shop/web.17a',
+      '/registry/masterleases/10.0.0.1',
+    ]) {
       assert.deepEqual(filterKey(key, watch), { trigger: false, reason: 'ignored-prefix' }, key);
     }
   });
@@ -32,8 +39,14 @@ describe('filterKey', () => {
 
 describe('keyResource', () => {
   test('a first segment with a dot is a group', () => {
-    assert.equal(keyResource('/registry/cert-manager.io/certificates/shop/tls', '/registry/'), 'cert-manager.io/certificates shop/tls');
-    assert.equal(keyResource('/registry/apiregistration.k8s.io/apiservices/v1.apps', '/registry/'), 'apiregistration.k8s.io/apiservices v1.apps');
+    assert.equal(
+      keyResource('/registry/cert-manager.io/certificates/shop/tls', '/registry/'),
+      'cert-manager.io/certificates shop/tls',
+    );
+    assert.equal(
+      keyResource('/registry/apiregistration.k8s.io/apiservices/v1.apps', '/registry/'),
+      'apiregistration.k8s.io/apiservices v1.apps',
+    );
   });
 
   test('other layouts keep their segments', () => {

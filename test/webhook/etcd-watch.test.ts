@@ -58,15 +58,26 @@ function run(config: Config): Running {
 }
 
 async function untilRecorded(r: Running, resource: string): Promise<void> {
-  await waitFor(`a record for ${resource} (have ${JSON.stringify(r.recorder.resources())})`, () =>
-    Promise.resolve(r.recorder.resources().includes(resource)), WAIT_MS);
+  await waitFor(
+    `a record for ${resource} (have ${JSON.stringify(r.recorder.resources())})`,
+    () => Promise.resolve(r.recorder.resources().includes(resource)),
+    WAIT_MS,
+  );
 }
 
 async function untilWatching(w: EtcdWatch, watching = true): Promise<void> {
-  await waitFor(`the watch to be ${watching ? 'open' : 'closed'}`, () => Promise.resolve(w.watching === watching), WAIT_MS);
+  await waitFor(
+    `the watch to be ${watching ? 'open' : 'closed'}`,
+    () => Promise.resolve(w.watching === watching),
+    WAIT_MS,
+  );
 }
 
-async function counter(metrics: Metrics, name: 'triggers' | 'triggersIgnored', labels: Record<string, string>): Promise<number> {
+async function counter(
+  metrics: Metrics,
+  name: 'triggers' | 'triggersIgnored',
+  labels: Record<string, string>,
+): Promise<number> {
   const { values } = await metrics[name].get();
   const hit = values.find((v) => {
     const have: Record<string, string | number | undefined> = v.labels;
@@ -138,9 +149,12 @@ describe('etcd watch: what triggers', () => {
     await txn.then(...ops).commit();
     await put(etcd, '/registry/namespaces/after-bulk');
     await untilRecorded(r, 'namespaces after-bulk');
-    const bulk = r.recorder.resources().slice(before).filter((s) => s.startsWith('configmaps bulk/'));
+    const bulk = r.recorder
+      .resources()
+      .slice(before)
+      .filter((s) => s.startsWith('configmaps bulk/'));
     assert.ok(bulk.length >= 1 && bulk.length < 20, `bulk records: ${bulk.length}`);
-    assert.ok(await counter(r.metrics, 'triggers', { source: 'etcd-watch', result: 'counted' }) >= 4 + 1 + 20 + 1);
+    assert.ok((await counter(r.metrics, 'triggers', { source: 'etcd-watch', result: 'counted' })) >= 4 + 1 + 20 + 1);
   });
 });
 
@@ -233,10 +247,13 @@ describe('etcd watch: lifecycle', () => {
   });
 
   test('an https endpoint without etcd.cacert fails at start, naming the field', () => {
-    assert.throws(() => run(configFor('https://127.0.0.1:2379')), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /etcd\.cacert/);
-      return true;
-    });
+    assert.throws(
+      () => run(configFor('https://127.0.0.1:2379')),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /etcd\.cacert/);
+        return true;
+      },
+    );
   });
 });

@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { filtersSchema } from '../../core/config/schema.js';
-import { filterAdmissionRequest, filterAuditEvent, isDryRun, resourceLabel, type FilterDecision } from '../../webhook/filters.js';
+import {
+  filterAdmissionRequest,
+  filterAuditEvent,
+  isDryRun,
+  resourceLabel,
+  type FilterDecision,
+} from '../../webhook/filters.js';
 import { admissionRequestSchema, auditEventSchema, type AuditEvent } from '../../webhook/wire.js';
 import { fixture } from './harness.js';
 
@@ -50,8 +56,15 @@ test('the mixed audit batch triggers exactly the expected events, and ignores th
 });
 
 test('triggers carry a group/resource namespace/name label', () => {
-  const labels = events.map((e) => filterAuditEvent(e, defaults)).filter((d) => d.trigger).map((d) => d.resource);
-  assert.deepEqual(labels, ['pods default/nginx', 'apps/deployments shop/web', 'apiextensions.k8s.io/customresourcedefinitions certificates.cert-manager.io']);
+  const labels = events
+    .map((e) => filterAuditEvent(e, defaults))
+    .filter((d) => d.trigger)
+    .map((d) => d.resource);
+  assert.deepEqual(labels, [
+    'pods default/nginx',
+    'apps/deployments shop/web',
+    'apiextensions.k8s.io/customresourcedefinitions certificates.cert-manager.io',
+  ]);
 });
 
 function auditWrite(patch: Partial<Record<string, unknown>> = {}): AuditEvent {
@@ -77,16 +90,27 @@ test('audit filters: status, subresources, users, impersonation, missing objectR
   assert.equal(reason(filterAuditEvent(auditWrite({ verb: 'watch' }), defaults)), 'verb');
   assert.equal(reason(filterAuditEvent(auditWrite({ objectRef: undefined }), defaults)), 'resource');
 
-  const exec = auditWrite({ verb: 'create', objectRef: { resource: 'pods', subresource: 'exec', namespace: 'shop', name: 'web-1' } });
+  const exec = auditWrite({
+    verb: 'create',
+    objectRef: { resource: 'pods', subresource: 'exec', namespace: 'shop', name: 'web-1' },
+  });
   assert.equal(reason(filterAuditEvent(exec, defaults)), 'subresource');
-  const scale = auditWrite({ objectRef: { resource: 'deployments', apiGroup: 'apps', subresource: 'scale', namespace: 'shop', name: 'web' } });
+  const scale = auditWrite({
+    objectRef: { resource: 'deployments', apiGroup: 'apps', subresource: 'scale', namespace: 'shop', name: 'web' },
+  });
   assert.deepEqual(filterAuditEvent(scale, defaults), { trigger: true, resource: 'apps/deployments/scale shop/web' });
 
   const noisy = filtersSchema.parse({ ignoreUsers: ['system:serviceaccount:kube-system:noisy'] });
-  assert.equal(reason(filterAuditEvent(auditWrite({ user: { username: 'system:serviceaccount:kube-system:noisy' } }), noisy)), 'user');
+  assert.equal(
+    reason(filterAuditEvent(auditWrite({ user: { username: 'system:serviceaccount:kube-system:noisy' } }), noisy)),
+    'user',
+  );
   assert.equal(reason(filterAuditEvent(auditWrite(), noisy)), 'trigger');
   // An impersonated request writes as the impersonated user.
-  const impersonating = auditWrite({ user: { username: 'alice' }, impersonatedUser: { username: 'system:serviceaccount:kube-system:noisy' } });
+  const impersonating = auditWrite({
+    user: { username: 'alice' },
+    impersonatedUser: { username: 'system:serviceaccount:kube-system:noisy' },
+  });
   assert.equal(reason(filterAuditEvent(impersonating, noisy)), 'user');
 
   // ignoreResources uses `group/resource`, and the core group is the bare resource.
@@ -107,29 +131,53 @@ test('dry runs are recognised from the requestURI query only', () => {
 test('resource labels for core, cluster-scoped and unnamed targets', () => {
   assert.equal(resourceLabel({ group: '', resource: 'namespaces', name: 'shop' }), 'namespaces shop');
   assert.equal(resourceLabel({ group: '', resource: 'pods', namespace: 'shop' }), 'pods shop/*');
-  assert.equal(resourceLabel({ group: 'rbac.authorization.k8s.io', resource: 'clusterroles' }), 'rbac.authorization.k8s.io/clusterroles');
+  assert.equal(
+    resourceLabel({ group: 'rbac.authorization.k8s.io', resource: 'clusterroles' }),
+    'rbac.authorization.k8s.io/clusterroles',
+  );
 });
 
 test('admission requests: operations, dry run, and the shared resource/user filters', () => {
   const review = fixture<{ request: unknown }>('admission-review-update.json');
   const request = admissionRequestSchema.parse(review.request);
   assert.deepEqual(filterAdmissionRequest(request, defaults), { trigger: true, resource: 'apps/deployments shop/web' });
-  assert.deepEqual(filterAdmissionRequest({ ...request, dryRun: true }, defaults), { trigger: false, reason: 'dry-run' });
-  assert.deepEqual(filterAdmissionRequest({ ...request, operation: 'CONNECT' }, defaults), { trigger: false, reason: 'verb' });
-  // CONNECT stays ignored even if someone lists a connect verb.
-  assert.deepEqual(filterAdmissionRequest({ ...request, operation: 'CONNECT' }, filtersSchema.parse({ verbs: ['connect', 'create'] })), {
+  assert.deepEqual(filterAdmissionRequest({ ...request, dryRun: true }, defaults), {
+    trigger: false,
+    reason: 'dry-run',
+  });
+  assert.deepEqual(filterAdmissionRequest({ ...request, operation: 'CONNECT' }, defaults), {
     trigger: false,
     reason: 'verb',
   });
+  // CONNECT stays ignored even if someone lists a connect verb.
+  assert.deepEqual(
+    filterAdmissionRequest({ ...request, operation: 'CONNECT' }, filtersSchema.parse({ verbs: ['connect', 'create'] })),
+    {
+      trigger: false,
+      reason: 'verb',
+    },
+  );
   // Names from Object.prototype are not operations.
-  assert.deepEqual(filterAdmissionRequest({ ...request, operation: 'toString' }, defaults), { trigger: false, reason: 'verb' });
+  assert.deepEqual(filterAdmissionRequest({ ...request, operation: 'toString' }, defaults), {
+    trigger: false,
+    reason: 'verb',
+  });
   // UPDATE covers patch: a verbs list with only patch still sees it.
   assert.equal(filterAdmissionRequest(request, filtersSchema.parse({ verbs: ['patch'] })).trigger, true);
   assert.equal(filterAdmissionRequest(request, filtersSchema.parse({ verbs: ['create'] })).trigger, false);
-  assert.deepEqual(filterAdmissionRequest({ ...request, resource: { group: 'coordination.k8s.io', resource: 'leases' } }, defaults), {
+  assert.deepEqual(
+    filterAdmissionRequest({ ...request, resource: { group: 'coordination.k8s.io', resource: 'leases' } }, defaults),
+    {
+      trigger: false,
+      reason: 'resource',
+    },
+  );
+  assert.deepEqual(filterAdmissionRequest({ ...request, subResource: 'exec' }, defaults), {
     trigger: false,
-    reason: 'resource',
+    reason: 'subresource',
   });
-  assert.deepEqual(filterAdmissionRequest({ ...request, subResource: 'exec' }, defaults), { trigger: false, reason: 'subresource' });
-  assert.deepEqual(filterAdmissionRequest(request, filtersSchema.parse({ ignoreUsers: ['kubernetes-admin'] })), { trigger: false, reason: 'user' });
+  assert.deepEqual(filterAdmissionRequest(request, filtersSchema.parse({ ignoreUsers: ['kubernetes-admin'] })), {
+    trigger: false,
+    reason: 'user',
+  });
 });

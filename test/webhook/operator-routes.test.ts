@@ -19,7 +19,9 @@ before(async () => {
 });
 after(async () => redis.stop());
 
-async function serveRole(flags: Record<string, string>): Promise<{ role: WebhookRole; url: string; close: () => Promise<void> }> {
+async function serveRole(
+  flags: Record<string, string>,
+): Promise<{ role: WebhookRole; url: string; close: () => Promise<void> }> {
   const config = loadConfig({ env: {}, flags: { 'redis-url': redis.url, 'max-interval': '0', ...flags } });
   const role = createWebhookRole({ config, log, metrics: createMetrics({ defaultMetrics: false }) });
   const server: Server = await new Promise((resolve) => {
@@ -36,7 +38,9 @@ async function serveRole(flags: Record<string, string>): Promise<{ role: Webhook
   };
 }
 
-const auth = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+const auth = (user: string, password: string) => ({
+  authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+});
 
 test('without dashboard credentials, /queues and POST /snapshot are off and say how to turn them on', async () => {
   const { url, close } = await serveRole({});

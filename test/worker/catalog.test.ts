@@ -23,7 +23,10 @@ test('listSnapshots: only published snapshots of the cluster, newest first; the 
     await store.put('prod/snapshots/20300101T000000Z-r7-0000.manifest.json', Readable.from(['{not json']));
 
     const invalid: string[] = [];
-    const listed = await listSnapshots(store, 'prod', { concurrency: 2, onInvalid: (key, problem) => invalid.push(`${key}: ${problem}`) });
+    const listed = await listSnapshots(store, 'prod', {
+      concurrency: 2,
+      onInvalid: (key, problem) => invalid.push(`${key}: ${problem}`),
+    });
     assert.deepEqual(
       listed.map((m) => m.id),
       [sameTimeHigherRev.id, newer.id, older.id],

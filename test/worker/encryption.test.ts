@@ -100,17 +100,37 @@ function failsWith(kind: ErrorClass, expected: RegExp, label: string): (err: unk
 }
 
 /** Restores into a fresh parent and checks that the failure left nothing behind. */
-async function assertRestoresNothing(store: Store, manifest: Manifest, keys: KeyRing, expected: RegExp, label: string, kind: ErrorClass = IntegrityError): Promise<void> {
+async function assertRestoresNothing(
+  store: Store,
+  manifest: Manifest,
+  keys: KeyRing,
+  expected: RegExp,
+  label: string,
+  kind: ErrorClass = IntegrityError,
+): Promise<void> {
   const parent = join(work.path, `restore-${randomBytes(3).toString('hex')}`);
   await mkdir(parent);
-  await assert.rejects(restoreSnapshot({ store, manifest, keys, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl' }), failsWith(kind, expected, `restore: ${label}`));
+  await assert.rejects(
+    restoreSnapshot({ store, manifest, keys, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl' }),
+    failsWith(kind, expected, `restore: ${label}`),
+  );
   assert.deepEqual(await dirEntries(parent), [], `restore of ${label} left something behind`);
 }
 
-async function assertVerifyFails(store: Store, manifest: Manifest, keys: KeyRing, expected: RegExp, label: string, kind: ErrorClass = IntegrityError): Promise<void> {
+async function assertVerifyFails(
+  store: Store,
+  manifest: Manifest,
+  keys: KeyRing,
+  expected: RegExp,
+  label: string,
+  kind: ErrorClass = IntegrityError,
+): Promise<void> {
   const tmp = join(work.path, `verify-${randomBytes(3).toString('hex')}`);
   await mkdir(tmp);
-  await assert.rejects(verifySnapshot({ store, manifest, keys, etcdctl: 'etcdctl', tempDir: tmp }), failsWith(kind, expected, `verify: ${label}`));
+  await assert.rejects(
+    verifySnapshot({ store, manifest, keys, etcdctl: 'etcdctl', tempDir: tmp }),
+    failsWith(kind, expected, `verify: ${label}`),
+  );
   assert.deepEqual(await dirEntries(tmp), [], `verify of ${label} left its temporary copy`);
 }
 
@@ -125,7 +145,7 @@ async function replaceObject(store: Store, manifest: Manifest, bytes: Buffer): P
 /** [start, end) of each chunk frame of an encrypted object. */
 function frames(sealed: Buffer): [number, number][] {
   const out: [number, number][] = [];
-  for (let at = HEADER_BYTES; at < sealed.length; ) {
+  for (let at = HEADER_BYTES; at < sealed.length;) {
     const end = at + FRAME_HEADER_BYTES + sealed.readUInt32BE(at + 1) + TAG_BYTES;
     out.push([at, end]);
     at = end;
@@ -145,8 +165,14 @@ for (const provider of Object.keys(PROVIDERS)) {
       assert.deepEqual(manifest.transforms, ['verify-sha256', ENCRYPT_TRANSFORM]);
       assert.equal(manifest.encryption?.keyId, keyA.id);
       assert.equal(manifest.encryption?.format, 'etcd-autobackup-enc/1');
-      const manifestText = (await readAll((await store.get(manifestKey(manifest.cluster, manifest.id))).body)).toString();
-      for (const form of [keyBytes.a.toString('base64'), keyBytes.a.toString('hex'), keyBytes.a.toString('base64url')]) {
+      const manifestText = (
+        await readAll((await store.get(manifestKey(manifest.cluster, manifest.id))).body)
+      ).toString();
+      for (const form of [
+        keyBytes.a.toString('base64'),
+        keyBytes.a.toString('hex'),
+        keyBytes.a.toString('base64url'),
+      ]) {
         assert.ok(!manifestText.includes(form), 'the manifest holds the key');
       }
       const sealed = await readAll((await store.get(manifest.key)).body);
@@ -164,7 +190,9 @@ for (const provider of Object.keys(PROVIDERS)) {
       assert.deepEqual(await readdir(dataDir), ['member']);
 
       // Without the key nothing is downloaded and the error says which key is missing.
-      const noKey = new RegExp(`encrypted with key id ${keyA.id} and no key is configured; give that key with --encryption-key-file`);
+      const noKey = new RegExp(
+        `encrypted with key id ${keyA.id} and no key is configured; give that key with --encryption-key-file`,
+      );
       await assertVerifyFails(store, manifest, KeyRing.empty, noKey, 'no key', ConfigError);
       await assertRestoresNothing(store, manifest, KeyRing.empty, noKey, 'no key', ConfigError);
 
@@ -177,11 +205,22 @@ for (const provider of Object.keys(PROVIDERS)) {
         ['flipped byte', flipped, /cannot be decrypted: chunk 1 \(byte \d+\) fails authentication/],
         [
           'dropped chunk',
-          Buffer.concat([sealed.subarray(0, (second as [number, number])[0]), sealed.subarray((third as [number, number])[0])]),
+          Buffer.concat([
+            sealed.subarray(0, (second as [number, number])[0]),
+            sealed.subarray((third as [number, number])[0]),
+          ]),
           /cannot be decrypted: chunk 1 \(byte \d+\) fails authentication/,
         ],
-        ['truncated at a chunk boundary', sealed.subarray(0, last[0]), /cannot be decrypted: it ends after chunk \d+ without the final-chunk marker: the object is truncated/],
-        ['truncated mid-chunk', sealed.subarray(0, last[0] - 7), /cannot be decrypted: it ends inside chunk \d+ .*truncated/],
+        [
+          'truncated at a chunk boundary',
+          sealed.subarray(0, last[0]),
+          /cannot be decrypted: it ends after chunk \d+ without the final-chunk marker: the object is truncated/,
+        ],
+        [
+          'truncated mid-chunk',
+          sealed.subarray(0, last[0] - 7),
+          /cannot be decrypted: it ends inside chunk \d+ .*truncated/,
+        ],
       ];
       for (const [label, bytes, expected] of cases) {
         const tampered = await replaceObject(store, manifest, bytes);
@@ -190,7 +229,13 @@ for (const provider of Object.keys(PROVIDERS)) {
       }
       // A shorter object under the original manifest is caught even before decryption.
       await store.put(manifest.key, Readable.from([sealed.subarray(0, last[0])]));
-      await assertRestoresNothing(store, manifest, keys, /is \d+ bytes but its manifest says \d+: the object is truncated or was replaced/, 'size');
+      await assertRestoresNothing(
+        store,
+        manifest,
+        keys,
+        /is \d+ bytes but its manifest says \d+: the object is truncated or was replaced/,
+        'size',
+      );
     } finally {
       await store.close();
     }
@@ -205,17 +250,23 @@ test('key rotation: write with the new key, read old snapshots with the old one;
     const before = configFor('file', { 'encryption-key-file': keyFiles.a });
     const old = await takeBackup({ config: before, store, log, cause: { source: 'manual' } });
     assert.equal(old.encryption?.keyId, keyA.id);
-    assert.ok(old.transforms.includes('gzip') && old.transforms.indexOf('gzip') < old.transforms.indexOf(ENCRYPT_TRANSFORM), 'gzip before encrypt');
+    assert.ok(
+      old.transforms.includes('gzip') && old.transforms.indexOf('gzip') < old.transforms.indexOf(ENCRYPT_TRANSFORM),
+      'gzip before encrypt',
+    );
 
     const rotated = configFor('file', { 'encryption-key-file': keyFiles.b, 'decryption-key-files': keyFiles.a });
     const fresh = await takeBackup({ config: rotated, store, log, cause: { source: 'manual' } });
     assert.equal(fresh.encryption?.keyId, keyB.id);
     const keys = await loadKeyRing(rotated.encryption);
-    for (const manifest of [old, fresh]) assert.equal((await verifySnapshot({ store, manifest, keys, etcdctl: 'etcdctl' })).sha256, manifest.sha256);
+    for (const manifest of [old, fresh])
+      assert.equal((await verifySnapshot({ store, manifest, keys, etcdctl: 'etcdctl' })).sha256, manifest.sha256);
 
     // The old key dropped too early: the old snapshot names it, and the configured ids are listed.
     const onlyB = await loadKeyRing(configFor('file', { 'encryption-key-file': keyFiles.b }).encryption);
-    const missing = new RegExp(`encrypted with key id ${keyA.id} and the configured keys are ${keyB.id};.*--decryption-key-files`);
+    const missing = new RegExp(
+      `encrypted with key id ${keyA.id} and the configured keys are ${keyB.id};.*--decryption-key-files`,
+    );
     await assert.rejects(verifySnapshot({ store, manifest: old, keys: onlyB, etcdctl: 'etcdctl' }), (err: unknown) => {
       assert.ok(err instanceof UnknownKeyError && err instanceof ConfigError, String(err));
       assert.match(err.message, missing);
@@ -240,11 +291,20 @@ test('a manifest that lists encryption without describing it, or an unknown form
     const keys = await loadKeyRing(config.encryption);
     const manifest = await takeBackup({ config, store, log, cause: { source: 'manual' } });
     const { encryption: _e, ...undescribed } = manifest;
-    await assert.rejects(verifySnapshot({ store, manifest: undescribed, keys, etcdctl: 'etcdctl' }), /inconsistent manifest/);
+    await assert.rejects(
+      verifySnapshot({ store, manifest: undescribed, keys, etcdctl: 'etcdctl' }),
+      /inconsistent manifest/,
+    );
     const unlisted = { ...manifest, transforms: ['verify-sha256', 'gzip'] };
-    await assert.rejects(verifySnapshot({ store, manifest: unlisted, keys, etcdctl: 'etcdctl' }), /inconsistent manifest/);
+    await assert.rejects(
+      verifySnapshot({ store, manifest: unlisted, keys, etcdctl: 'etcdctl' }),
+      /inconsistent manifest/,
+    );
     const future = { ...manifest, encryption: { ...manifest.encryption!, format: 'etcd-autobackup-enc/9' } };
-    await assert.rejects(verifySnapshot({ store, manifest: future, keys, etcdctl: 'etcdctl' }), /encrypted in format etcd-autobackup-enc\/9, which this version cannot read back/);
+    await assert.rejects(
+      verifySnapshot({ store, manifest: future, keys, etcdctl: 'etcdctl' }),
+      /encrypted in format etcd-autobackup-enc\/9, which this version cannot read back/,
+    );
   } finally {
     await store.close();
   }
@@ -257,7 +317,10 @@ test('an unreadable key file fails the snapshot as a ConfigError naming the sett
     const listed = await store.list('enc-file/');
     await assert.rejects(takeBackup({ config, store, log, cause: { source: 'manual' } }), (err: unknown) => {
       assert.ok(err instanceof ConfigError, String(err));
-      assert.match(err.message, /encryption\.keyFile \(flag --encryption-key-file, env ETCD_AUTOBACKUP_ENCRYPTION_KEY_FILE\): key file \S+no-such-key does not exist/);
+      assert.match(
+        err.message,
+        /encryption\.keyFile \(flag --encryption-key-file, env ETCD_AUTOBACKUP_ENCRYPTION_KEY_FILE\): key file \S+no-such-key does not exist/,
+      );
       return true;
     });
     assert.deepEqual(await store.list('enc-file/'), listed, 'nothing was written');

@@ -10,7 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { configSchema, type ConfigInput } from '../../core/config/index.js';
 import { SnapshotError } from '../../core/errors.js';
-import { buildSnapshotJob, createJobExecutor, LABELS, manifestFromLog, snapshotJobName } from '../../worker/job-executor.js';
+import {
+  buildSnapshotJob,
+  createJobExecutor,
+  LABELS,
+  manifestFromLog,
+  snapshotJobName,
+} from '../../worker/job-executor.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { openStore } from '../../worker/stores/open.js';
 import type { Store } from '../../worker/stores/store.js';
@@ -51,11 +57,17 @@ function configFor(over: ConfigInput = {}): ReturnType<typeof configSchema.parse
 /** The kubelet and Job controller: a pod for the Job, the container run as the CLI, the status written back. */
 function kubelet(job: KubeObject): void {
   const name = job.metadata.name;
-  const spec = job.spec as { template: { metadata: { labels: Record<string, string> }; spec: { containers: ContainerSpec[] } } };
+  const spec = job.spec as {
+    template: { metadata: { labels: Record<string, string> }; spec: { containers: ContainerSpec[] } };
+  };
   const podName = `${name}-${randomBytes(3).toString('hex')}`;
   const run = async () => {
     api.put('pods', {
-      metadata: { name: podName, namespace: NS, labels: { ...spec.template.metadata.labels, 'batch.kubernetes.io/job-name': name } },
+      metadata: {
+        name: podName,
+        namespace: NS,
+        labels: { ...spec.template.metadata.labels, 'batch.kubernetes.io/job-name': name },
+      },
       spec: spec.template.spec,
       status: { phase: 'Running' },
     });
@@ -69,12 +81,25 @@ function kubelet(job: KubeObject): void {
     const ok = r.code === 0;
     api.setLog(NS, podName, r.stderr + r.stdout);
     api.modify('pods', NS, podName, (p) => {
-      p.status = { phase: ok ? 'Succeeded' : 'Failed', containerStatuses: [{ name: 'snapshot', state: { terminated: { exitCode: r.code ?? 137 } } }] };
+      p.status = {
+        phase: ok ? 'Succeeded' : 'Failed',
+        containerStatuses: [{ name: 'snapshot', state: { terminated: { exitCode: r.code ?? 137 } } }],
+      };
     });
     api.modify('jobs', NS, name, (j) => {
       j.status = ok
         ? { succeeded: 1, conditions: [{ type: 'Complete', status: 'True' }] }
-        : { failed: 1, conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' }] };
+        : {
+            failed: 1,
+            conditions: [
+              {
+                type: 'Failed',
+                status: 'True',
+                reason: 'BackoffLimitExceeded',
+                message: 'Job has reached the specified backoff limit',
+              },
+            ],
+          };
     });
   };
   if (holdJobs) held.set(name, run);
@@ -93,21 +118,40 @@ after(async () => {
 });
 
 function executor(over: ConfigInput = {}) {
-  return createJobExecutor({ config: configFor(over), store, kube: api.kubeConfig(NS), namespace: NS, retryDelayMs: 50, watchTimeoutSeconds: 30 });
+  return createJobExecutor({
+    config: configFor(over),
+    store,
+    kube: api.kubeConfig(NS),
+    namespace: NS,
+    retryDelayMs: 50,
+    watchTimeoutSeconds: 30,
+  });
 }
 
-function run(jobId: string, over: ConfigInput = {}, cause: Manifest['cause'] = { source: 'audit', counts: { audit: 3 }, window: 'w-1' }) {
+function run(
+  jobId: string,
+  over: ConfigInput = {},
+  cause: Manifest['cause'] = { source: 'audit', counts: { audit: 3 }, window: 'w-1' },
+) {
   return executor(over)({ cause, jobId, log, signal: new AbortController().signal });
 }
 
 describe('the Job spec', () => {
   test('control-plane placement, host network, read-only etcd certs, the snapshot command, no secrets', () => {
-    const job = buildSnapshotJob(configFor(), { name: 'n', namespace: NS, jobId: 'j', cause: { source: 'manual' }, nonce: 'abc' });
+    const job = buildSnapshotJob(configFor(), {
+      name: 'n',
+      namespace: NS,
+      jobId: 'j',
+      cause: { source: 'manual' },
+      nonce: 'abc',
+    });
     const pod = job.spec?.template.spec;
     assert.ok(pod);
     assert.equal(pod.hostNetwork, true);
     assert.deepEqual(pod.nodeSelector, { 'node-role.kubernetes.io/control-plane': '' });
-    assert.deepEqual(pod.tolerations, [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }]);
+    assert.deepEqual(pod.tolerations, [
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
+    ]);
     assert.equal(job.spec?.ttlSecondsAfterFinished, 3600);
     assert.equal(job.spec?.backoffLimit, 0);
     assert.ok(!JSON.stringify(job).includes(SECRET_VALUE), 'secrets come from envFrom, never the spec');
@@ -117,7 +161,10 @@ describe('the Job spec', () => {
   test('the Job name is stable per queue job and fits a label value', () => {
     const a = snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123');
     assert.equal(a, snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123'));
-    assert.notEqual(a, snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:124'));
+    assert.notEqual(
+      a,
+      snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:124'),
+    );
     assert.ok(a.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(a), a);
   });
 
@@ -129,7 +176,12 @@ describe('the Job spec', () => {
 describe('running snapshots as Jobs', () => {
   test('a Job runs the real snapshot command; the manifest comes back from the store with the queue cause', async () => {
     const before = api.requests.length;
-    const cause = { source: 'audit' as const, counts: { audit: 3 }, window: 'w-1', samples: ['apps/deployments shop/web'] };
+    const cause = {
+      source: 'audit' as const,
+      counts: { audit: 3 },
+      window: 'w-1',
+      samples: ['apps/deployments shop/web'],
+    };
     const manifest = await run('job-ok', {}, cause);
     assert.deepEqual(manifest.cause, cause, 'the cause travelled through the Job env into the manifest');
     assert.equal(manifest.cluster, CLUSTER);
@@ -139,24 +191,50 @@ describe('running snapshots as Jobs', () => {
     const create = reqs.find((r) => r.verb === 'create');
     assert.equal(create?.path, `/apis/batch/v1/namespaces/${NS}/jobs`);
     const body = create?.body as KubeObject;
-    const spec = body.spec as { template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } };
-    const pod = spec.template.spec as { hostNetwork: boolean; volumes: unknown[]; containers: (ContainerSpec & { image: string; volumeMounts: unknown[] })[] };
+    const spec = body.spec as {
+      template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> };
+    };
+    const pod = spec.template.spec as {
+      hostNetwork: boolean;
+      volumes: unknown[];
+      containers: (ContainerSpec & { image: string; volumeMounts: unknown[] })[];
+    };
     assert.equal(body.metadata.name, snapshotJobName(CLUSTER, 'job-ok'));
     assert.equal(body.metadata.labels?.[LABELS.cluster], CLUSTER);
     assert.equal(pod.hostNetwork, true);
     assert.deepEqual(pod.containers[0]?.args, ['snapshot', '--json']);
     assert.equal(pod.containers[0]?.image, 'registry.local/etcd-autobackup:0.1.0');
-    assert.ok(pod.volumes.some((v) => isDeepStrictEqual(v, { name: 'etcd-certs', hostPath: { path: '/etc/kubernetes/pki/etcd', type: 'Directory' } })), 'etcd certs from the host');
-    assert.ok(pod.containers[0]?.volumeMounts.some((m) => isDeepStrictEqual(m, { name: 'etcd-certs', mountPath: '/etc/kubernetes/pki/etcd', readOnly: true })), 'mounted read-only');
+    assert.ok(
+      pod.volumes.some((v) =>
+        isDeepStrictEqual(v, { name: 'etcd-certs', hostPath: { path: '/etc/kubernetes/pki/etcd', type: 'Directory' } }),
+      ),
+      'etcd certs from the host',
+    );
+    assert.ok(
+      pod.containers[0]?.volumeMounts.some((m) =>
+        isDeepStrictEqual(m, { name: 'etcd-certs', mountPath: '/etc/kubernetes/pki/etcd', readOnly: true }),
+      ),
+      'mounted read-only',
+    );
     const tolerations = (spec.template.spec as { tolerations: unknown }).tolerations;
-    assert.deepEqual(tolerations, [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }]);
-    assert.deepEqual((spec.template.spec as { nodeSelector: unknown }).nodeSelector, { 'node-role.kubernetes.io/control-plane': '' });
+    assert.deepEqual(tolerations, [
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' },
+    ]);
+    assert.deepEqual((spec.template.spec as { nodeSelector: unknown }).nodeSelector, {
+      'node-role.kubernetes.io/control-plane': '',
+    });
     assert.equal((body.spec as { ttlSecondsAfterFinished: number }).ttlSecondsAfterFinished, 3600);
     assert.ok(!JSON.stringify(body).includes(SECRET_VALUE));
 
-    assert.ok(reqs.some((r) => r.verb === 'watch' && r.query.get('fieldSelector') === `metadata.name=${body.metadata.name}`), 'waited with a watch');
+    assert.ok(
+      reqs.some((r) => r.verb === 'watch' && r.query.get('fieldSelector') === `metadata.name=${body.metadata.name}`),
+      'waited with a watch',
+    );
     const podList = reqs.find((r) => r.verb === 'list' && r.resource === 'pods');
-    assert.equal(podList?.query.get('labelSelector'), `${LABELS.run}=${spec.template.metadata.labels[LABELS.run] ?? ''}`);
+    assert.equal(
+      podList?.query.get('labelSelector'),
+      `${LABELS.run}=${spec.template.metadata.labels[LABELS.run] ?? ''}`,
+    );
     const logReq = reqs.find((r) => r.verb === 'log');
     assert.equal(logReq?.query.get('container'), 'snapshot');
     assert.deepEqual(api.problems, []);
@@ -187,7 +265,9 @@ describe('running snapshots as Jobs', () => {
       await waitFor('the first Job', () => Promise.resolve(held.has(name) || undefined));
       const creates = api.requestsOf('create', 'jobs').length;
       const second = run('job-dup');
-      await waitFor('the second run to adopt', () => Promise.resolve(api.requestsOf('create', 'jobs').length > creates || undefined));
+      await waitFor('the second run to adopt', () =>
+        Promise.resolve(api.requestsOf('create', 'jobs').length > creates || undefined),
+      );
       await held.get(name)?.();
       const [a, b] = await Promise.all([first, second]);
       assert.equal(a.id, b.id);
@@ -216,9 +296,13 @@ describe('running snapshots as Jobs', () => {
     assert.deepEqual(api.problems, []);
   });
 
-  test('an unfinished snapshot Job of the cluster (a crashed worker\'s) is waited for before a new one starts', async () => {
+  test("an unfinished snapshot Job of the cluster (a crashed worker's) is waited for before a new one starts", async () => {
     api.put('jobs', {
-      metadata: { name: 'etcd-snapshot-orphan', namespace: NS, labels: { [LABELS.cluster]: CLUSTER, [LABELS.component]: 'snapshot' } },
+      metadata: {
+        name: 'etcd-snapshot-orphan',
+        namespace: NS,
+        labels: { [LABELS.cluster]: CLUSTER, [LABELS.component]: 'snapshot' },
+      },
       spec: { template: { metadata: { labels: { [LABELS.run]: 'orphan' } }, spec: {} } },
       status: { active: 1 },
     });
@@ -226,7 +310,12 @@ describe('running snapshots as Jobs', () => {
     const watches = api.requestsOf('watch', 'jobs').length;
     const pending = run('job-after-orphan');
     await waitFor('a watch on the orphan', () =>
-      Promise.resolve(api.requestsOf('watch', 'jobs').slice(watches).some((r) => r.query.get('fieldSelector') === 'metadata.name=etcd-snapshot-orphan') || undefined),
+      Promise.resolve(
+        api
+          .requestsOf('watch', 'jobs')
+          .slice(watches)
+          .some((r) => r.query.get('fieldSelector') === 'metadata.name=etcd-snapshot-orphan') || undefined,
+      ),
     );
     assert.equal(api.requestsOf('create', 'jobs').length, creates, 'no new Job while the orphan runs');
     api.modify('jobs', NS, 'etcd-snapshot-orphan', (j) => {

@@ -45,11 +45,17 @@ test('two worker processes never snapshot the same cluster at once', async () =>
     assert.equal(tracker.maxRunning, 1, 'one upload at a time');
     for (let i = 1; i < manifests.length; i++) {
       const prev = manifests[i - 1]!;
-      assert.ok(Date.parse(manifests[i]!.createdAt) >= Date.parse(prev.createdAt) + prev.durationMs, 'snapshots do not overlap');
+      assert.ok(
+        Date.parse(manifests[i]!.createdAt) >= Date.parse(prev.createdAt) + prev.durationMs,
+        'snapshots do not overlap',
+      );
     }
     const completed = await recorder.queue.getJobs(['completed']);
     assert.equal(completed.length, 3);
-    assert.ok(completed.every((j) => j.attemptsMade <= 1), 'waiting for the lock spends no attempt');
+    assert.ok(
+      completed.every((j) => j.attemptsMade <= 1),
+      'waiting for the lock spends no attempt',
+    );
   });
 });
 
@@ -71,11 +77,17 @@ test('a failed attempt is retried with backoff; a job out of attempts is kept fa
     assert.equal(await job?.getState(), 'completed');
     assert.ok(m?.cause.source === 'manual');
     const failures = (await metrics.snapshotFailures.get()).values;
-    assert.deepEqual(failures.map((v) => [v.labels.stage, v.value]), [['upload', 1]]);
+    assert.deepEqual(
+      failures.map((v) => [v.labels.stage, v.value]),
+      [['upload', 1]],
+    );
 
     store.failNext = 2;
     const doomed = await recorder.enqueueNow();
-    await waitFor('the job to fail for good', async () => (await (await recorder.queue.getJob(doomed))?.getState()) === 'failed');
+    await waitFor(
+      'the job to fail for good',
+      async () => (await (await recorder.queue.getJob(doomed))?.getState()) === 'failed',
+    );
     const failed = await recorder.queue.getJob(doomed);
     assert.equal(failed?.attemptsMade, 2);
     assert.match(failed?.failedReason ?? '', /upload.*injected store failure/);
@@ -95,7 +107,10 @@ test('the maxInterval scheduler snapshots with no change; 0 removes it', async (
     await syncSchedule(probe.queue, scheduled);
     const after = await probe.queue.getJobScheduler(scheduleId('test'));
     assert.equal(after?.every, 1_500);
-    assert.ok(after?.next !== undefined && before?.next !== undefined && after.next >= before.next, 'a restart does not reset the schedule');
+    assert.ok(
+      after?.next !== undefined && before?.next !== undefined && after.next >= before.next,
+      'a restart does not reset the schedule',
+    );
     await probe.close();
     await pool.close();
 
@@ -139,10 +154,19 @@ test('close abandons a slow snapshot cleanly: nothing published, the job runs ag
 test('a worker process SIGKILLed mid-upload: the stalled job runs again and one complete snapshot results', async () => {
   await withStack(async (stack, cleanup) => {
     const config = stack.config();
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./pool-child.ts', import.meta.url))], {
-      env: { ...process.env, POOL_CONFIG: JSON.stringify(config), POOL_STORE_DIR: stack.storeDir, POOL_LOCK_MS: '2000' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./pool-child.ts', import.meta.url))],
+      {
+        env: {
+          ...process.env,
+          POOL_CONFIG: JSON.stringify(config),
+          POOL_STORE_DIR: stack.storeDir,
+          POOL_LOCK_MS: '2000',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     cleanup(async () => {
       child.kill('SIGKILL');
@@ -161,7 +185,13 @@ test('a worker process SIGKILLed mid-upload: the stalled job runs again and one 
     child.kill('SIGKILL');
     await exited;
 
-    const pool = await startWorkerPool({ config, store: stack.store, log: stack.log, lockDurationMs: 2_000, stalledIntervalMs: 500 });
+    const pool = await startWorkerPool({
+      config,
+      store: stack.store,
+      log: stack.log,
+      lockDurationMs: 2_000,
+      stalledIntervalMs: 500,
+    });
     cleanup(() => pool.close());
     const [m] = await waitManifests(stack, 1);
     await waitIdle(recorder.queue);

@@ -35,7 +35,11 @@ test('the worker prunes after each successful snapshot', async () => {
     }
     const results = await Promise.all(ids.map(async (id) => (await recorder.queue.getJob(id))?.returnvalue));
     const left = await stack.manifests();
-    assert.deepEqual(left.map((m) => m.id), [results[2]?.id], 'only the newest snapshot is left');
+    assert.deepEqual(
+      left.map((m) => m.id),
+      [results[2]?.id],
+      'only the newest snapshot is left',
+    );
     assert.equal(await counter(metrics, 'success'), 3);
     const pruned = (await metrics.pruned.get()).values.find((v) => v.labels.kind === 'snapshot')?.value;
     assert.equal(pruned, 2);
@@ -47,12 +51,22 @@ test('a failing prune is logged and counted but never fails the snapshot job', a
     const config = keepOne(stack);
     const metrics = createMetrics({ defaultMetrics: false });
     const lines: string[] = [];
-    const log = createLogger({ level: 'error', format: 'json', destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream });
+    const log = createLogger({
+      level: 'error',
+      format: 'json',
+      destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream,
+    });
     // The snapshot path never lists; only retention does, and here its listing fails.
     const store: Store = Object.assign(Object.create(stack.store) as Store, {
       list: () => Promise.reject(new Error('listing refused by the test')),
     });
-    const pool = await startWorkerPool({ config, store, log, metrics, afterSnapshot: pruneAfterSnapshot({ config, store, metrics }) });
+    const pool = await startWorkerPool({
+      config,
+      store,
+      log,
+      metrics,
+      afterSnapshot: pruneAfterSnapshot({ config, store, metrics }),
+    });
     cleanup(() => pool.close());
     const recorder = createQueueRecorder({ config });
     cleanup(() => recorder.close());
@@ -61,7 +75,10 @@ test('a failing prune is logged and counted but never fails the snapshot job', a
     await waitManifests(stack, 1);
     await waitIdle(recorder.queue);
     const second = await recorder.enqueueNow();
-    await waitFor('the second job to finish', async () => (await (await recorder.queue.getJob(second))?.getState()) === 'completed');
+    await waitFor(
+      'the second job to finish',
+      async () => (await (await recorder.queue.getJob(second))?.getState()) === 'completed',
+    );
 
     for (const id of [first, second]) {
       const job = await recorder.queue.getJob(id);
@@ -73,6 +90,9 @@ test('a failing prune is logged and counted but never fails the snapshot job', a
     assert.equal(await counter(metrics, 'success'), 0);
     const errors = lines.map((l) => JSON.parse(l) as { msg: string });
     assert.equal(errors.length, 2);
-    assert.match(errors[0]?.msg ?? '', /^retention after snapshot \S+ failed \(the snapshot itself succeeded\): listing test\/snapshots\/ in file:\/\/\S+ failed, so nothing was deleted: listing refused by the test$/);
+    assert.match(
+      errors[0]?.msg ?? '',
+      /^retention after snapshot \S+ failed \(the snapshot itself succeeded\): listing test\/snapshots\/ in file:\/\/\S+ failed, so nothing was deleted: listing refused by the test$/,
+    );
   });
 });

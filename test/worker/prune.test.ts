@@ -21,11 +21,23 @@ const CLUSTER = 'prod';
 
 function manifest(cluster: string, createdAt: string, revision: number, extra: Partial<Manifest> = {}): Manifest {
   const stamp = createdAt.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return fakeManifest(cluster, `${stamp}-r${revision}-${revision.toString(16).padStart(4, '0')}`, createdAt, revision, extra);
+  return fakeManifest(
+    cluster,
+    `${stamp}-r${revision}-${revision.toString(16).padStart(4, '0')}`,
+    createdAt,
+    revision,
+    extra,
+  );
 }
 
 /** Hourly snapshots of `cluster`, the newest at `end`. */
-async function hourly(store: Store, cluster: string, end: string, count: number, firstRevision = 100): Promise<Manifest[]> {
+async function hourly(
+  store: Store,
+  cluster: string,
+  end: string,
+  count: number,
+  firstRevision = 100,
+): Promise<Manifest[]> {
   const out: Manifest[] = [];
   for (let i = 0; i < count; i++) {
     const m = manifest(cluster, new Date(new Date(end).getTime() - i * HOUR).toISOString(), firstRevision + count - i);
@@ -58,7 +70,12 @@ function capture(): { log: Logger; lines: () => { msg: string; [k: string]: unkn
   });
   return {
     log: createLogger({ level: 'info', format: 'json', destination }),
-    lines: () => raw.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string }),
+    lines: () =>
+      raw
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { msg: string }),
   };
 }
 
@@ -83,7 +100,12 @@ test('prune deletes what no rule keeps (manifest and object), logs why, and leav
     const snaps = await hourly(store, CLUSTER, '2026-03-10T12:00:00.000Z', 16);
     await hourly(store, 'staging', '2026-03-10T12:00:00.000Z', 5);
     // Not ours: another tool's files under our prefix, a sub-folder, and a sibling prefix.
-    const foreign = ['prod/snapshots/README.md', 'prod/snapshots/manual/20200101T000000Z-r1-aaaa.db.gz', 'prod/snapshots/old-backup.db', 'prod/other/20200101T000000Z-r1-aaaa.db.gz'];
+    const foreign = [
+      'prod/snapshots/README.md',
+      'prod/snapshots/manual/20200101T000000Z-r1-aaaa.db.gz',
+      'prod/snapshots/old-backup.db',
+      'prod/other/20200101T000000Z-r1-aaaa.db.gz',
+    ];
     for (const key of foreign) await store.put(key, Readable.from([Buffer.from('keep me')]));
     const before = await files(root);
     const { log, lines } = capture();
@@ -91,13 +113,23 @@ test('prune deletes what no rule keeps (manifest and object), logs why, and leav
     const report = await prune(options(store, log, { retention: policy({ keepLast: 3, daily: 2 }) }));
 
     // 21:00 on the 9th to 12:00 on the 10th: keepLast 3 keeps 12:00, 11:00, 10:00; daily 2 adds the 9th's newest.
-    assert.deepEqual(report.kept.map((k) => k.createdAt), ['2026-03-10T12:00:00.000Z', '2026-03-10T11:00:00.000Z', '2026-03-10T10:00:00.000Z', '2026-03-09T23:00:00.000Z']);
+    assert.deepEqual(
+      report.kept.map((k) => k.createdAt),
+      ['2026-03-10T12:00:00.000Z', '2026-03-10T11:00:00.000Z', '2026-03-10T10:00:00.000Z', '2026-03-09T23:00:00.000Z'],
+    );
     assert.deepEqual(report.kept[0]?.reasons, ['last 1/3', 'daily 2026-03-10', 'newest verified']);
     assert.deepEqual(report.kept[3]?.reasons, ['daily 2026-03-09']);
     const gone = snaps.slice(3).filter((m) => m.createdAt !== '2026-03-09T23:00:00.000Z');
     assert.equal(gone.length, 12);
-    assert.deepEqual(report.deleted.map((d) => d.id), gone.map((m) => m.id));
-    assert.equal(report.foreign, 3, 'README.md, the sub-folder object and old-backup.db are under the prefix but not ours');
+    assert.deepEqual(
+      report.deleted.map((d) => d.id),
+      gone.map((m) => m.id),
+    );
+    assert.equal(
+      report.foreign,
+      3,
+      'README.md, the sub-folder object and old-backup.db are under the prefix but not ours',
+    );
 
     const after = await files(root);
     const removed = before.filter((f) => !after.includes(f));
@@ -107,7 +139,10 @@ test('prune deletes what no rule keeps (manifest and object), logs why, and leav
 
     const deletions = lines().filter((l) => l.msg.startsWith('deleted snapshot'));
     assert.equal(deletions.length, gone.length);
-    assert.match(deletions[0]?.msg ?? '', /^deleted snapshot \S+: kept by no retention rule \(last 3, hourly 0, daily 2, weekly 0, monthly 0\)$/);
+    assert.match(
+      deletions[0]?.msg ?? '',
+      /^deleted snapshot \S+: kept by no retention rule \(last 3, hourly 0, daily 2, weekly 0, monthly 0\)$/,
+    );
     assert.deepEqual(deletions[0]?.keys, [manifestKey(CLUSTER, gone[0]?.id ?? ''), gone[0]?.key]);
 
     const again = await prune(options(store, log, { retention: policy({ keepLast: 3, daily: 2 }) }));
@@ -125,12 +160,18 @@ test('--dry-run reports the same plan and deletes nothing', async () => {
     const dry = await prune(options(store, log, { dryRun: true, now: later }));
     assert.equal(dry.dryRun, true);
     assert.equal(dry.deleted.length, 2);
-    assert.deepEqual(dry.orphans.map((o) => o.key), ['prod/snapshots/20200101T000000Z-r1-aaaa.db.gz']);
+    assert.deepEqual(
+      dry.orphans.map((o) => o.key),
+      ['prod/snapshots/20200101T000000Z-r1-aaaa.db.gz'],
+    );
     assert.deepEqual(await files(root), before);
     assert.equal(lines().filter((l) => l.msg.startsWith('deleted')).length, 0);
 
     const real = await prune(options(store, log, { now: later }));
-    assert.deepEqual(real.deleted.map((d) => d.id), dry.deleted.map((d) => d.id));
+    assert.deepEqual(
+      real.deleted.map((d) => d.id),
+      dry.deleted.map((d) => d.id),
+    );
     assert.deepEqual(real.orphans, dry.orphans);
   });
 });
@@ -177,14 +218,20 @@ test('a failing listing or manifest read deletes nothing', async () => {
     store.failList = true;
     await assert.rejects(prune(options(store, log)), (err: unknown) => {
       assert.ok(err instanceof PruneError);
-      assert.match(err.message, /listing prod\/snapshots\/ in file:\/\/.* failed, so nothing was deleted: connection reset while listing/);
+      assert.match(
+        err.message,
+        /listing prod\/snapshots\/ in file:\/\/.* failed, so nothing was deleted: connection reset while listing/,
+      );
       return true;
     });
     store.failList = false;
 
     // One manifest that cannot be fetched: the set of snapshots is unknown, so nothing goes.
     store.failGet = (key) => key.includes('T090000Z');
-    await assert.rejects(prune(options(store, log)), /reading manifest .*T090000Z.* failed, so nothing was deleted: HTTP 500 while reading/);
+    await assert.rejects(
+      prune(options(store, log)),
+      /reading manifest .*T090000Z.* failed, so nothing was deleted: HTTP 500 while reading/,
+    );
 
     assert.deepEqual(store.deletes, []);
     assert.deepEqual(await files(root), before);
@@ -198,7 +245,10 @@ test('a listing without the snapshot just published is stale: nothing is deleted
     // A listing that lags behind the newest upload, as an eventually consistent listing could.
     store.listed = (await file.list('prod/snapshots/')).filter((o) => !o.key.includes(snaps[0]?.id ?? '?'));
     const { log } = capture();
-    await assert.rejects(prune(options(store, log, { mustInclude: snaps[0]?.id ?? '' })), /lacks snapshot .* which was just published; .* nothing was deleted/);
+    await assert.rejects(
+      prune(options(store, log, { mustInclude: snaps[0]?.id ?? '' })),
+      /lacks snapshot .* which was just published; .* nothing was deleted/,
+    );
     assert.deepEqual(store.deletes, []);
   });
 });
@@ -213,7 +263,10 @@ test('manifest goes before its object; a failed object delete leaves an orphan t
 
     await assert.rejects(prune(options(store, log)), (err: unknown) => {
       assert.ok(err instanceof PruneError);
-      assert.match(err.message, /deleting prod\/snapshots\/.*\.db\.gz from .* failed: HTTP 503 while deleting; this run deleted 0 snapshot\(s\) and 0 orphan\(s\) before/);
+      assert.match(
+        err.message,
+        /deleting prod\/snapshots\/.*\.db\.gz from .* failed: HTTP 503 while deleting; this run deleted 0 snapshot\(s\) and 0 orphan\(s\) before/,
+      );
       return true;
     });
     // Unpublished first: no reader can find a manifest whose object is gone.
@@ -222,12 +275,22 @@ test('manifest goes before its object; a failed object delete leaves an orphan t
 
     store.failDelete = undefined;
     const next = await prune(options(store, log, { now: () => new Date(Date.now() + 2 * DAY) }));
-    assert.deepEqual(next.deleted.map((d) => d.id), [doomed[1]?.id]);
+    assert.deepEqual(
+      next.deleted.map((d) => d.id),
+      [doomed[1]?.id],
+    );
     assert.deepEqual(next.orphans, [{ key: doomed[0]?.key, reason: 'snapshot object without a manifest' }]);
-    assert.deepEqual(store.deletes.slice(1), [manifestKey(CLUSTER, doomed[1]?.id ?? ''), doomed[1]?.key, doomed[0]?.key]);
+    assert.deepEqual(store.deletes.slice(1), [
+      manifestKey(CLUSTER, doomed[1]?.id ?? ''),
+      doomed[1]?.key,
+      doomed[0]?.key,
+    ]);
     assert.deepEqual(
       (await files(root)).filter((f) => f.startsWith('prod/')),
-      snaps.slice(0, 3).flatMap((m) => [m.key, manifestKey(CLUSTER, m.id)]).sort(),
+      snaps
+        .slice(0, 3)
+        .flatMap((m) => [m.key, manifestKey(CLUSTER, m.id)])
+        .sort(),
     );
   });
 });
@@ -263,8 +326,15 @@ test('orphans go only when older than the safe age; unreadable manifests are nev
 
     // Now: everything just written is too young to be judged an orphan.
     const young = await prune(options(store, log, { retention: keepAll }));
-    assert.deepEqual(young.orphans.map((o) => o.key), ['prod/snapshots/20260105T000000Z-r9-0009.db.gz.partial-0badf00d']);
-    assert.ok(young.skipped.some((s) => s.key === noManifest && /not older than 24h: it may still be being written/.test(s.reason)));
+    assert.deepEqual(
+      young.orphans.map((o) => o.key),
+      ['prod/snapshots/20260105T000000Z-r9-0009.db.gz.partial-0badf00d'],
+    );
+    assert.ok(
+      young.skipped.some(
+        (s) => s.key === noManifest && /not older than 24h: it may still be being written/.test(s.reason),
+      ),
+    );
     assert.ok(!(await files(root)).includes(relative(root, staleTemp).split(sep).join('/')));
 
     // Two days later they are orphans, except what an unusable manifest guards.
@@ -272,17 +342,42 @@ test('orphans go only when older than the safe age; unreadable manifests are nev
     assert.deepEqual(later.orphans.map((o) => [o.key, o.reason]).sort(), [
       [noManifest, 'snapshot object without a manifest'],
       [manifestKey(CLUSTER, lost.id), `manifest whose object ${lost.key} is missing`],
-      ['prod/snapshots/20260106T000000Z-r10-000a.db.gz.partial-12345678', 'upload temp file left by an interrupted write'],
+      [
+        'prod/snapshots/20260106T000000Z-r10-000a.db.gz.partial-12345678',
+        'upload temp file left by an interrupted write',
+      ],
     ]);
     const skipped = later.skipped.map((s) => `${s.key}: ${s.reason}`).join('\n');
-    assert.match(skipped, new RegExp(`${garbled}\\.manifest\\.json: unusable manifest \\(manifest .* is not JSON\\); left with its object, never deleted blindly`));
+    assert.match(
+      skipped,
+      new RegExp(
+        `${garbled}\\.manifest\\.json: unusable manifest \\(manifest .* is not JSON\\); left with its object, never deleted blindly`,
+      ),
+    );
     assert.match(skipped, new RegExp(`${garbled}\\.db\\.gz: its manifest .* is unusable`));
-    assert.match(skipped, new RegExp(`${alien.id}\\.manifest\\.json: unusable manifest \\(it describes staging/${alien.id}, not prod/${alien.id}\\)`));
+    assert.match(
+      skipped,
+      new RegExp(
+        `${alien.id}\\.manifest\\.json: unusable manifest \\(it describes staging/${alien.id}, not prod/${alien.id}\\)`,
+      ),
+    );
 
-    assert.match(skipped, new RegExp(`${oddName.id}\\.manifest\\.json: its object ${oddName.key} is not named as this service names snapshots; left alone`));
+    assert.match(
+      skipped,
+      new RegExp(
+        `${oddName.id}\\.manifest\\.json: its object ${oddName.key} is not named as this service names snapshots; left alone`,
+      ),
+    );
 
     const left = await files(root);
-    for (const key of [manifestKey(CLUSTER, oddName.id), oddName.key, manifestKey(CLUSTER, garbled), objectKey(CLUSTER, garbled, 'gzip'), manifestKey(CLUSTER, alien.id), newest?.key ?? '?']) {
+    for (const key of [
+      manifestKey(CLUSTER, oddName.id),
+      oddName.key,
+      manifestKey(CLUSTER, garbled),
+      objectKey(CLUSTER, garbled, 'gzip'),
+      manifestKey(CLUSTER, alien.id),
+      newest?.key ?? '?',
+    ]) {
       assert.ok(left.includes(key), `${key} kept`);
     }
     assert.ok(left.includes('prod/snapshots/notes.txt.partial-0badf00d'), 'a temp-looking file that is not ours stays');
@@ -304,8 +399,14 @@ test('the newest verified snapshot survives counts of zero; disabled retention d
 
     const zero = { ...policy(), keepLast: 0 };
     const report = await prune(options(store, log, { retention: zero }));
-    assert.deepEqual(report.kept.map((k) => [k.id, k.reasons]), [[snaps[0]?.id, ['newest verified']]]);
-    assert.deepEqual(report.deleted.map((d) => d.id), [unverified.id, snaps[1]?.id, snaps[2]?.id]);
+    assert.deepEqual(
+      report.kept.map((k) => [k.id, k.reasons]),
+      [[snaps[0]?.id, ['newest verified']]],
+    );
+    assert.deepEqual(
+      report.deleted.map((d) => d.id),
+      [unverified.id, snaps[1]?.id, snaps[2]?.id],
+    );
   });
 });
 
@@ -318,12 +419,21 @@ test('prune works the same on an S3 store (s3rver): only our names, manifest fir
     const store = new FaultyStore(s3);
     const { log } = capture();
     const report = await prune(options(store, log, { retention: policy({ keepLast: 2 }) }));
-    assert.deepEqual(report.deleted.map((d) => d.id), snaps.slice(2).map((m) => m.id));
+    assert.deepEqual(
+      report.deleted.map((d) => d.id),
+      snaps.slice(2).map((m) => m.id),
+    );
     assert.equal(report.foreign, 1);
-    assert.deepEqual(store.deletes, snaps.slice(2).flatMap((m) => [manifestKey(CLUSTER, m.id), m.key]));
+    assert.deepEqual(
+      store.deletes,
+      snaps.slice(2).flatMap((m) => [manifestKey(CLUSTER, m.id), m.key]),
+    );
     assert.deepEqual(
       (await s3.list('prod/')).map((o) => o.key),
-      [...snaps.slice(0, 2).flatMap((m) => [m.key, manifestKey(CLUSTER, m.id)]), 'prod/snapshots/someone-elses.tar'].sort(),
+      [
+        ...snaps.slice(0, 2).flatMap((m) => [m.key, manifestKey(CLUSTER, m.id)]),
+        'prod/snapshots/someone-elses.tar',
+      ].sort(),
     );
   } finally {
     await s3.close();

@@ -48,12 +48,18 @@ test('restoreSnapshot: refuses a non-empty directory or a file before downloadin
   await writeFile(file, 'x');
   // The manifest points at an object that does not exist: refusing first means the download is never tried.
   const missing = { ...manifest, key: 'default/snapshots/nothing-here.db.gz' };
-  await assert.rejects(restoreSnapshot({ store, manifest: missing, dataDir: busy, etcdctl: 'etcdctl' }), (err: unknown) => {
-    assert.ok(err instanceof RestoreTargetError);
-    assert.match(err.message, /busy is not empty \(1 entry\); restore into a new or empty directory/);
-    return true;
-  });
-  await assert.rejects(restoreSnapshot({ store, manifest: missing, dataDir: file, etcdctl: 'etcdctl' }), /a-file is a file, not a directory/);
+  await assert.rejects(
+    restoreSnapshot({ store, manifest: missing, dataDir: busy, etcdctl: 'etcdctl' }),
+    (err: unknown) => {
+      assert.ok(err instanceof RestoreTargetError);
+      assert.match(err.message, /busy is not empty \(1 entry\); restore into a new or empty directory/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    restoreSnapshot({ store, manifest: missing, dataDir: file, etcdctl: 'etcdctl' }),
+    /a-file is a file, not a directory/,
+  );
   assert.deepEqual(await readdir(busy), ['wal']);
 });
 
@@ -68,7 +74,10 @@ test('restoreSnapshot: when etcdctl fails half-way, nothing is left and an empty
   const parent = join(work.path, 'half');
   const dataDir = join(parent, 'etcd');
   await mkdir(dataDir, { recursive: true });
-  await assert.rejects(restoreSnapshot({ store, manifest, dataDir, etcdctl: fake }), /etcdctl snapshot restore failed: .*no space left on device/);
+  await assert.rejects(
+    restoreSnapshot({ store, manifest, dataDir, etcdctl: fake }),
+    /etcdctl snapshot restore failed: .*no space left on device/,
+  );
   assert.deepEqual(await readdir(parent), ['etcd']);
   assert.deepEqual(await readdir(dataDir), []);
 });
@@ -78,6 +87,8 @@ test('restoreSnapshot: an aborted restore leaves nothing', async () => {
   await mkdir(parent);
   const controller = new AbortController();
   controller.abort(new Error('interrupted'));
-  await assert.rejects(restoreSnapshot({ store, manifest, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl', signal: controller.signal }));
+  await assert.rejects(
+    restoreSnapshot({ store, manifest, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl', signal: controller.signal }),
+  );
   assert.deepEqual(await readdir(parent), []);
 });

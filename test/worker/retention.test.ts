@@ -2,7 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { retentionSchema } from '../../core/config/schema.js';
 import { newSnapshotId } from '../../worker/manifest.js';
-import { isoWeek, isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate, type RetentionPolicy } from '../../worker/retention.js';
+import {
+  isoWeek,
+  isStale,
+  orphanSafeAge,
+  parseOwnName,
+  planRetention,
+  type Candidate,
+  type RetentionPolicy,
+} from '../../worker/retention.js';
 
 const NONE: RetentionPolicy = { keepLast: 0, hourly: 0, daily: 0, weekly: 0, monthly: 0 };
 let revision = 0;
@@ -26,7 +34,16 @@ const DAY = 24 * HOUR;
 test('defaults are the documented ones', () => {
   const d = retentionSchema.parse({});
   assert.deepEqual(
-    { enabled: d.enabled, afterSnapshot: d.afterSnapshot, keepLast: d.keepLast, hourly: d.hourly, daily: d.daily, weekly: d.weekly, monthly: d.monthly, orphanAge: d.orphanAge },
+    {
+      enabled: d.enabled,
+      afterSnapshot: d.afterSnapshot,
+      keepLast: d.keepLast,
+      hourly: d.hourly,
+      daily: d.daily,
+      weekly: d.weekly,
+      monthly: d.monthly,
+      orphanAge: d.orphanAge,
+    },
     { enabled: true, afterSnapshot: true, keepLast: 10, hourly: 24, daily: 7, weekly: 4, monthly: 6, orphanAge: DAY },
   );
 });
@@ -35,7 +52,10 @@ test('keepLast keeps exactly the newest N, whatever the input order', () => {
   const all = series('2026-03-10T12:00:00Z', 6, 60_000);
   const plan = planRetention([...all].reverse(), { ...NONE, keepLast: 3 });
   assert.deepEqual(kept(plan), ['2026-03-10T12:00:00.000Z', '2026-03-10T11:59:00.000Z', '2026-03-10T11:58:00.000Z']);
-  assert.deepEqual(plan.keep.map((d) => d.reasons[0]), ['last 1/3', 'last 2/3', 'last 3/3']);
+  assert.deepEqual(
+    plan.keep.map((d) => d.reasons[0]),
+    ['last 1/3', 'last 2/3', 'last 3/3'],
+  );
   assert.equal(plan.remove.length, 3);
   assert.ok(plan.remove.every((d) => d.reasons.length === 0));
 });
@@ -44,23 +64,41 @@ test('hourly keeps the newest snapshot of each of the last N hours that have one
   // Every 20 minutes from 21:00 to 01:40 next day (UTC): hours 21, 22, 23, 00, 01.
   const all = series('2026-03-11T01:40:00Z', 15, 20 * 60_000);
   const plan = planRetention(all, { ...NONE, hourly: 4 });
-  assert.deepEqual(kept(plan), ['2026-03-11T01:40:00.000Z', '2026-03-11T00:40:00.000Z', '2026-03-10T23:40:00.000Z', '2026-03-10T22:40:00.000Z']);
-  assert.deepEqual(plan.keep.map((d) => d.reasons), [
-    ['hourly 2026-03-11T01', 'newest verified'],
-    ['hourly 2026-03-11T00'],
-    ['hourly 2026-03-10T23'],
-    ['hourly 2026-03-10T22'],
+  assert.deepEqual(kept(plan), [
+    '2026-03-11T01:40:00.000Z',
+    '2026-03-11T00:40:00.000Z',
+    '2026-03-10T23:40:00.000Z',
+    '2026-03-10T22:40:00.000Z',
   ]);
+  assert.deepEqual(
+    plan.keep.map((d) => d.reasons),
+    [
+      ['hourly 2026-03-11T01', 'newest verified'],
+      ['hourly 2026-03-11T00'],
+      ['hourly 2026-03-10T23'],
+      ['hourly 2026-03-10T22'],
+    ],
+  );
 });
 
 test('hours without a snapshot do not use up the count (like restic)', () => {
-  const all = [snap('2026-03-10T01:10:00Z'), snap('2026-03-10T05:10:00Z'), snap('2026-03-10T09:10:00Z'), snap('2026-03-10T09:50:00Z')];
+  const all = [
+    snap('2026-03-10T01:10:00Z'),
+    snap('2026-03-10T05:10:00Z'),
+    snap('2026-03-10T09:10:00Z'),
+    snap('2026-03-10T09:50:00Z'),
+  ];
   const plan = planRetention(all, { ...NONE, hourly: 3 });
   assert.deepEqual(kept(plan), ['2026-03-10T09:50:00.000Z', '2026-03-10T05:10:00.000Z', '2026-03-10T01:10:00.000Z']);
 });
 
 test('daily uses UTC days: 23:59 and 00:01 are different days', () => {
-  const all = [snap('2026-03-09T12:00:00Z'), snap('2026-03-09T23:59:00Z'), snap('2026-03-10T00:01:00Z'), snap('2026-03-10T08:00:00Z')];
+  const all = [
+    snap('2026-03-09T12:00:00Z'),
+    snap('2026-03-09T23:59:00Z'),
+    snap('2026-03-10T00:01:00Z'),
+    snap('2026-03-10T08:00:00Z'),
+  ];
   const plan = planRetention(all, { ...NONE, daily: 2 });
   assert.deepEqual(kept(plan), ['2026-03-10T08:00:00.000Z', '2026-03-09T23:59:00.000Z']);
 });
@@ -76,7 +114,10 @@ test('weekly follows ISO weeks: Sunday and the next Monday are different weeks, 
   const all = series('2026-03-18T06:00:00Z', 21, DAY);
   const plan = planRetention(all, { ...NONE, weekly: 3 });
   assert.deepEqual(kept(plan), ['2026-03-18T06:00:00.000Z', '2026-03-15T06:00:00.000Z', '2026-03-08T06:00:00.000Z']);
-  assert.deepEqual(plan.keep.map((d) => d.reasons[0]), ['weekly 2026-W12', 'weekly 2026-W11', 'weekly 2026-W10']);
+  assert.deepEqual(
+    plan.keep.map((d) => d.reasons[0]),
+    ['weekly 2026-W12', 'weekly 2026-W11', 'weekly 2026-W10'],
+  );
 });
 
 test('monthly keeps the last snapshot of each month, across a year boundary and a leap day', () => {
@@ -89,8 +130,16 @@ test('monthly keeps the last snapshot of each month, across a year boundary and 
     snap('2024-03-01T00:00:00Z'),
   ];
   const plan = planRetention(all, { ...NONE, monthly: 4 });
-  assert.deepEqual(kept(plan), ['2024-03-01T00:00:00.000Z', '2024-02-29T12:00:00.000Z', '2024-01-01T00:00:00.000Z', '2023-12-31T23:59:00.000Z']);
-  assert.deepEqual(plan.remove.map((d) => d.snapshot.createdAt.toISOString()), ['2023-12-01T00:00:00.000Z', '2023-11-30T23:00:00.000Z']);
+  assert.deepEqual(kept(plan), [
+    '2024-03-01T00:00:00.000Z',
+    '2024-02-29T12:00:00.000Z',
+    '2024-01-01T00:00:00.000Z',
+    '2023-12-31T23:59:00.000Z',
+  ]);
+  assert.deepEqual(
+    plan.remove.map((d) => d.snapshot.createdAt.toISOString()),
+    ['2023-12-01T00:00:00.000Z', '2023-11-30T23:00:00.000Z'],
+  );
 });
 
 test('rules combine: a snapshot kept by several rules is kept once with every reason', () => {
@@ -99,7 +148,14 @@ test('rules combine: a snapshot kept by several rules is kept once with every re
   const older = series('2026-03-05T12:30:00Z', 10, DAY);
   const plan = planRetention([...older, ...recent], { keepLast: 2, hourly: 5, daily: 4, weekly: 2, monthly: 2 });
   const first = plan.keep[0];
-  assert.deepEqual(first?.reasons, ['last 1/2', 'hourly 2026-03-10T12', 'daily 2026-03-10', 'weekly 2026-W11', 'monthly 2026-03', 'newest verified']);
+  assert.deepEqual(first?.reasons, [
+    'last 1/2',
+    'hourly 2026-03-10T12',
+    'daily 2026-03-10',
+    'weekly 2026-W11',
+    'monthly 2026-03',
+    'newest verified',
+  ]);
   // keepLast 2, hourly reaches 5 hours back; daily 4 adds 3 older days' newest; weekly adds W10's newest
   // (Sunday 03-08, also a daily) ; monthly adds February's newest.
   assert.deepEqual(kept(plan), [
@@ -121,15 +177,24 @@ test('the newest verified snapshot is kept even when every count is 0 and newer 
   const b = snap('2026-03-10T11:00:00Z');
   const c = snap('2026-03-10T12:00:00Z', false);
   const plan = planRetention([a, b, c], NONE);
-  assert.deepEqual(plan.keep.map((d) => [d.snapshot.id, d.reasons]), [[b.id, ['newest verified']]]);
-  assert.deepEqual(plan.remove.map((d) => d.snapshot.id), [c.id, a.id]);
+  assert.deepEqual(
+    plan.keep.map((d) => [d.snapshot.id, d.reasons]),
+    [[b.id, ['newest verified']]],
+  );
+  assert.deepEqual(
+    plan.remove.map((d) => d.snapshot.id),
+    [c.id, a.id],
+  );
 });
 
 test('equal times are ordered by revision, so the newest is well defined', () => {
   const low = snap('2026-03-10T12:00:00Z');
   const high = snap('2026-03-10T12:00:00Z');
   const plan = planRetention([high, low], { ...NONE, keepLast: 1 });
-  assert.deepEqual(plan.keep.map((d) => d.snapshot.id), [high.id]);
+  assert.deepEqual(
+    plan.keep.map((d) => d.snapshot.id),
+    [high.id],
+  );
 });
 
 test('names: only what newSnapshotId and the manifest module produce is ours', () => {
@@ -137,7 +202,15 @@ test('names: only what newSnapshotId and the manifest module produce is ours', (
   assert.deepEqual(parseOwnName(`${id}.db.gz`), { id, kind: 'object' });
   assert.deepEqual(parseOwnName(`${id}.db`), { id, kind: 'object' });
   assert.deepEqual(parseOwnName(`${id}.manifest.json`), { id, kind: 'manifest' });
-  for (const foreign of [`${id}.db.gz.bak`, `x${id}.db`, `sub/${id}.db`, 'README.md', `${id}.DB`, `${id}.db.gz.partial-0a1b`, '20261124-r1-ab.db']) {
+  for (const foreign of [
+    `${id}.db.gz.bak`,
+    `x${id}.db`,
+    `sub/${id}.db`,
+    'README.md',
+    `${id}.DB`,
+    `${id}.db.gz.partial-0a1b`,
+    '20261124-r1-ab.db',
+  ]) {
     assert.equal(parseOwnName(foreign), undefined, foreign);
   }
 });

@@ -97,7 +97,9 @@ describe('snapshot from real etcd', () => {
       const raw = await collect(body.pipe(createGunzip()));
       assert.equal(raw.length, m.snapshotSize);
       assert.equal(raw.length, m.dbSize + 32);
-      const sha = createHash('sha256').update(raw.subarray(0, raw.length - 32)).digest();
+      const sha = createHash('sha256')
+        .update(raw.subarray(0, raw.length - 32))
+        .digest();
       assert.equal(sha.toString('hex'), m.sha256);
       assert.ok(sha.equals(raw.subarray(raw.length - 32)));
     } finally {
@@ -145,12 +147,15 @@ describe('snapshot from real etcd', () => {
     try {
       const dead = `http://127.0.0.1:${await freePort()}`;
       const config = configFor({ endpoints: dead, 'etcd-dial-timeout': '1s' }, dir.path);
-      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
-        assert.ok(e instanceof SnapshotError);
-        assert.equal(e.stage, 'connect');
-        assert.ok(e.message.includes(dead));
-        return true;
-      });
+      await assert.rejects(
+        takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }),
+        (e: unknown) => {
+          assert.ok(e instanceof SnapshotError);
+          assert.equal(e.stage, 'connect');
+          assert.ok(e.message.includes(dead));
+          return true;
+        },
+      );
     } finally {
       await dir.remove();
     }
@@ -221,7 +226,12 @@ describe('TLS with client-certificate auth', () => {
   before(async () => {
     pki = await tempDir('pki');
     const ca = createCa('etcd-ca');
-    const server = issueCert(ca, { commonName: 'etcd', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'], usage: ['server', 'client'] });
+    const server = issueCert(ca, {
+      commonName: 'etcd',
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+      usage: ['server', 'client'],
+    });
     const client = issueCert(ca, { commonName: 'etcd-autobackup', usage: ['client'] });
     const other = createCa('some-other-ca');
     const write = async (name: keyof typeof files, text: string) => {
@@ -235,7 +245,14 @@ describe('TLS with client-certificate auth', () => {
     await write('clientKey', client.key);
     await write('otherCa', other.cert);
     etcd = await startEtcd({
-      tls: { ca: files.ca, cert: files.cert, key: files.key, clientCertAuth: true, clientCert: files.clientCert, clientKey: files.clientKey },
+      tls: {
+        ca: files.ca,
+        cert: files.cert,
+        key: files.key,
+        clientCertAuth: true,
+        clientCert: files.clientCert,
+        clientKey: files.clientKey,
+      },
     });
     await fillEtcd(etcd.client, 200);
   });
@@ -247,7 +264,10 @@ describe('TLS with client-certificate auth', () => {
   test('a snapshot over TLS with the CA and a client certificate works', async () => {
     const dir = await tempDir('store');
     try {
-      const config = configFor({ endpoints: etcd.endpoint, cacert: files.ca, cert: files.clientCert, key: files.clientKey }, dir.path);
+      const config = configFor(
+        { endpoints: etcd.endpoint, cacert: files.ca, cert: files.clientCert, key: files.clientKey },
+        dir.path,
+      );
       const m = await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
       assert.ok(m.dbSize > 0);
     } finally {
@@ -259,15 +279,24 @@ describe('TLS with client-certificate auth', () => {
     const dir = await tempDir('store');
     try {
       const config = configFor(
-        { endpoints: etcd.endpoint, cacert: files.otherCa, cert: files.clientCert, key: files.clientKey, 'etcd-dial-timeout': '3s' },
+        {
+          endpoints: etcd.endpoint,
+          cacert: files.otherCa,
+          cert: files.clientCert,
+          key: files.clientKey,
+          'etcd-dial-timeout': '3s',
+        },
         dir.path,
       );
-      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), (e: unknown) => {
-        assert.ok(e instanceof SnapshotError);
-        assert.equal(e.stage, 'connect');
-        assert.match(e.message, /etcd\.cacert/);
-        return true;
-      });
+      await assert.rejects(
+        takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }),
+        (e: unknown) => {
+          assert.ok(e instanceof SnapshotError);
+          assert.equal(e.stage, 'connect');
+          assert.match(e.message, /etcd\.cacert/);
+          return true;
+        },
+      );
       assert.deepEqual(await allFiles(dir.path), []);
     } finally {
       await dir.remove();
@@ -278,7 +307,10 @@ describe('TLS with client-certificate auth', () => {
     const dir = await tempDir('store');
     try {
       const config = configFor({ endpoints: etcd.endpoint }, dir.path);
-      await assert.rejects(takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }), /needs etcd\.cacert/);
+      await assert.rejects(
+        takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } }),
+        /needs etcd\.cacert/,
+      );
     } finally {
       await dir.remove();
     }
@@ -291,7 +323,12 @@ test('a follower is preferred, the leader when asked', async () => {
   try {
     await fillEtcd((cluster[0] as EtcdServer).client, 100);
     const endpoints = cluster.map((m) => m.endpoint).join(',');
-    const follower = await takeBackup({ config: configFor({ endpoints }, dir.path), store: new FileStore(dir.path), log, cause: { source: 'manual' } });
+    const follower = await takeBackup({
+      config: configFor({ endpoints }, dir.path),
+      store: new FileStore(dir.path),
+      log,
+      cause: { source: 'manual' },
+    });
     assert.equal(follower.etcd.isLeader, false);
     const leader = await takeBackup({
       config: configFor({ endpoints, 'prefer-leader': true }, dir.path),

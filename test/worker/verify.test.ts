@@ -47,7 +47,13 @@ test('verifySnapshot: checks the hash and sizes, reads the database with etcdctl
     const manifest = await backup(compression);
     const tmp = await scratch(`ok-${compression}`);
     const progress: Progress[] = [];
-    const report = await verifySnapshot({ store, manifest, etcdctl: 'etcdctl', tempDir: tmp, onProgress: (p) => progress.push(p) });
+    const report = await verifySnapshot({
+      store,
+      manifest,
+      etcdctl: 'etcdctl',
+      tempDir: tmp,
+      onProgress: (p) => progress.push(p),
+    });
     assert.equal(report.sha256, manifest.sha256);
     assert.equal(report.dbSize, manifest.dbSize);
     assert.equal(report.snapshotSize, manifest.dbSize + 32);
@@ -82,7 +88,10 @@ test('verifySnapshot: a database etcdctl cannot open fails even with a matching 
   await writeFile(fake, '#!/bin/sh\necho "Error: invalid database" >&2\nexit 1\n');
   await chmod(fake, 0o755);
   const tmp = await scratch('unreadable');
-  await assert.rejects(verifySnapshot({ store, manifest, etcdctl: fake, tempDir: tmp }), /etcdctl cannot read the snapshot database: .*Error: invalid database/);
+  await assert.rejects(
+    verifySnapshot({ store, manifest, etcdctl: fake, tempDir: tmp }),
+    /etcdctl cannot read the snapshot database: .*Error: invalid database/,
+  );
   assert.deepEqual(await readdir(tmp), []);
 });
 
@@ -93,7 +102,11 @@ test('verifySnapshot: a missing etcdctl and an unknown transform are explained',
     /"\S+no-such-etcdctl" not found; install etcdctl 3\.4 or newer or set --etcdctl/,
   );
   await assert.rejects(
-    verifySnapshot({ store, manifest: { ...manifest, transforms: ['verify-sha256', 'gzip', 'age-encrypt'] }, etcdctl: 'etcdctl' }),
+    verifySnapshot({
+      store,
+      manifest: { ...manifest, transforms: ['verify-sha256', 'gzip', 'age-encrypt'] },
+      etcdctl: 'etcdctl',
+    }),
     /was written with age-encrypt, which this version cannot read back/,
   );
 });

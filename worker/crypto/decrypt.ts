@@ -22,8 +22,7 @@ import {
 import type { KeyRing } from './keys.js';
 
 /** The object was encrypted with a key that is not configured. */
-export class UnknownKeyError extends ConfigError {
-}
+export class UnknownKeyError extends ConfigError {}
 
 export function unknownKeyMessage(keyId: string, keys: KeyRing): string {
   const configured = keys.ids.length > 0 ? `the configured keys are ${keys.ids.join(', ')}` : 'no key is configured';
@@ -60,7 +59,9 @@ export class DecryptStream extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (this.finished) {
-      done(new DecryptionError(`${chunk.length}+ bytes follow the final chunk at byte ${this.offset}: data was appended`));
+      done(
+        new DecryptionError(`${chunk.length}+ bytes follow the final chunk at byte ${this.offset}: data was appended`),
+      );
       return;
     }
     this.pending.push(chunk);
@@ -75,9 +76,17 @@ export class DecryptStream extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (!this.header) {
-      done(new DecryptionError(`it ends inside the encryption header (${this.pending.length} of ${HEADER_BYTES} bytes): the object is truncated or not encrypted`));
+      done(
+        new DecryptionError(
+          `it ends inside the encryption header (${this.pending.length} of ${HEADER_BYTES} bytes): the object is truncated or not encrypted`,
+        ),
+      );
     } else if (this.frame || this.pending.length > 0) {
-      done(new DecryptionError(`it ends inside chunk ${this.index} (byte ${this.offset + this.pending.length}): the object is truncated`));
+      done(
+        new DecryptionError(
+          `it ends inside chunk ${this.index} (byte ${this.offset + this.pending.length}): the object is truncated`,
+        ),
+      );
     } else if (!this.finished) {
       done(
         new DecryptionError(
@@ -100,7 +109,10 @@ export class DecryptStream extends Transform {
         continue;
       }
       if (this.finished) {
-        if (this.pending.length > 0) throw new DecryptionError(`${this.pending.length}+ bytes follow the final chunk at byte ${this.offset}: data was appended`);
+        if (this.pending.length > 0)
+          throw new DecryptionError(
+            `${this.pending.length}+ bytes follow the final chunk at byte ${this.offset}: data was appended`,
+          );
         return;
       }
       if (!this.frame) {
@@ -121,7 +133,9 @@ export class DecryptStream extends Transform {
     const header = parseHeader(raw);
     const expected = this.options.expectKeyId;
     if (expected !== undefined && header.keyId !== expected) {
-      throw new DecryptionError(`its header names key id ${header.keyId} but the manifest says ${expected}: the object was replaced or altered`);
+      throw new DecryptionError(
+        `its header names key id ${header.keyId} but the manifest says ${expected}: the object was replaced or altered`,
+      );
     }
     const master = this.keys.get(header.keyId);
     if (!master) throw new UnknownKeyError(unknownKeyMessage(header.keyId, this.keys));
@@ -131,13 +145,18 @@ export class DecryptStream extends Transform {
 
   private checkFrame(flags: number, length: number, header: Header): { flags: number; length: number } {
     const at = `chunk ${this.index} (byte ${this.offset})`;
-    if (flags !== FLAG_MORE && flags !== FLAG_FINAL) throw new DecryptionError(`${at} has an invalid flags byte ${flags}: the object was altered`);
+    if (flags !== FLAG_MORE && flags !== FLAG_FINAL)
+      throw new DecryptionError(`${at} has an invalid flags byte ${flags}: the object was altered`);
     if (length > header.chunkBytes) {
-      throw new DecryptionError(`${at} declares ${length} bytes, more than the chunk size ${header.chunkBytes}: the object was altered`);
+      throw new DecryptionError(
+        `${at} declares ${length} bytes, more than the chunk size ${header.chunkBytes}: the object was altered`,
+      );
     }
     // The writer fills every chunk but the last, so a short middle chunk can only be tampering.
     if (flags === FLAG_MORE && length !== header.chunkBytes) {
-      throw new DecryptionError(`${at} is not the last but holds ${length} of ${header.chunkBytes} bytes: the object was altered`);
+      throw new DecryptionError(
+        `${at} is not the last but holds ${length} of ${header.chunkBytes} bytes: the object was altered`,
+      );
     }
     return { flags, length };
   }

@@ -41,8 +41,7 @@ const HKDF_INFO = Buffer.from('etcd-autobackup enc v1 object key', 'latin1');
 const KEY_ID_LABEL = Buffer.from('etcd-autobackup key id:', 'latin1');
 
 /** A stored object that is not a readable encrypted stream, or was altered. */
-export class DecryptionError extends IntegrityError {
-}
+export class DecryptionError extends IntegrityError {}
 
 export interface Header {
   chunkBytes: number;
@@ -79,21 +78,29 @@ export function newHeader(keyId: string, chunkBytes: number, salt: Buffer = rand
 /** Reads a header; `raw` must be exactly HEADER_BYTES long. */
 export function parseHeader(raw: Buffer): Header {
   if (!raw.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new DecryptionError('it does not start with the etcd-autobackup encryption header (wrong magic bytes): it is not encrypted by etcd-autobackup or its start was altered');
+    throw new DecryptionError(
+      'it does not start with the etcd-autobackup encryption header (wrong magic bytes): it is not encrypted by etcd-autobackup or its start was altered',
+    );
   }
   let at = MAGIC.length;
   const version = raw.readUInt8(at++);
   if (version !== FORMAT_VERSION) {
-    throw new DecryptionError(`its encryption format version is ${version}; this version reads ${FORMAT_VERSION} only (a newer etcd-autobackup may read it, or the header was altered)`);
+    throw new DecryptionError(
+      `its encryption format version is ${version}; this version reads ${FORMAT_VERSION} only (a newer etcd-autobackup may read it, or the header was altered)`,
+    );
   }
   const algorithm = raw.readUInt8(at++);
   if (algorithm !== ALGORITHM_AES256GCM_HKDF) {
-    throw new DecryptionError(`its header names encryption algorithm ${algorithm}; this version knows ${ALGORITHM_AES256GCM_HKDF} (AES-256-GCM) only`);
+    throw new DecryptionError(
+      `its header names encryption algorithm ${algorithm}; this version knows ${ALGORITHM_AES256GCM_HKDF} (AES-256-GCM) only`,
+    );
   }
   const chunkBytes = raw.readUInt32BE(at);
   at += 4;
   if (chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) {
-    throw new DecryptionError(`its header declares a chunk size of ${chunkBytes} bytes, outside 1..${MAX_CHUNK_BYTES}: the header was altered`);
+    throw new DecryptionError(
+      `its header declares a chunk size of ${chunkBytes} bytes, outside 1..${MAX_CHUNK_BYTES}: the header was altered`,
+    );
   }
   const keyId = raw.subarray(at, at + KEY_ID_BYTES).toString('hex');
   at += KEY_ID_BYTES;

@@ -84,7 +84,8 @@ export function parseKeyFile(content: Buffer, where: string): MasterKey {
 }
 
 function checked(bytes: Buffer, where: string): MasterKey {
-  if (bytes.every((b) => b === 0)) throw new ConfigError(`${where} holds 32 zero bytes, which is no key; ${HOW_TO_MAKE}`);
+  if (bytes.every((b) => b === 0))
+    throw new ConfigError(`${where} holds 32 zero bytes, which is no key; ${HOW_TO_MAKE}`);
   return new MasterKey(bytes);
 }
 
@@ -109,7 +110,7 @@ export async function readKeyFile(file: string, field: string): Promise<MasterKe
         : code === 'EISDIR'
           ? 'is a directory; point at the file inside it (a mounted Secret is a directory with one file per key)'
           : code === 'EACCES'
-            ? 'cannot be read by this user (check its mode and owner, or the Secret volume\'s defaultMode)'
+            ? "cannot be read by this user (check its mode and owner, or the Secret volume's defaultMode)"
             : `cannot be read (${messageOf(err)})`;
     throw new ConfigError(`${where} ${why}`);
   }

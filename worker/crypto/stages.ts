@@ -21,7 +21,10 @@ export interface EncryptStage {
  * The encrypting stage when `encryption.keyFile` is set. The key file is read on every call, so a
  * rotated Kubernetes Secret takes effect at the next snapshot without a restart.
  */
-export async function encryptStage(config: EncryptionConfig | undefined, options: EncryptOptions = {}): Promise<EncryptStage | undefined> {
+export async function encryptStage(
+  config: EncryptionConfig | undefined,
+  options: EncryptOptions = {},
+): Promise<EncryptStage | undefined> {
   if (!config?.keyFile) return undefined;
   const { writeKey } = await loadKeyRing({ keyFile: config.keyFile, decryptionKeyFiles: [] });
   if (!writeKey) return undefined;
@@ -29,7 +32,12 @@ export async function encryptStage(config: EncryptionConfig | undefined, options
   return {
     stream,
     transform: ENCRYPT_TRANSFORM,
-    manifest: { format: ENCRYPTION_FORMAT, algorithm: ENCRYPTION_ALGORITHM, keyId: writeKey.id, chunkSize: stream.chunkBytes },
+    manifest: {
+      format: ENCRYPTION_FORMAT,
+      algorithm: ENCRYPTION_ALGORITHM,
+      keyId: writeKey.id,
+      chunkSize: stream.chunkBytes,
+    },
   };
 }
 
@@ -43,10 +51,14 @@ export function decryptStage(manifest: Manifest, keys: KeyRing | undefined, what
   const listed = manifest.transforms.includes(ENCRYPT_TRANSFORM);
   if (!recorded && !listed) return undefined;
   if (!recorded || !listed) {
-    throw new IntegrityError(`${what} has an inconsistent manifest: encryption is ${recorded ? 'described' : 'listed in its transforms'} but ${recorded ? 'not listed in its transforms' : 'not described'}`);
+    throw new IntegrityError(
+      `${what} has an inconsistent manifest: encryption is ${recorded ? 'described' : 'listed in its transforms'} but ${recorded ? 'not listed in its transforms' : 'not described'}`,
+    );
   }
   if (recorded.format !== ENCRYPTION_FORMAT) {
-    throw new IntegrityError(`${what} was encrypted in format ${recorded.format}, which this version cannot read back; use a newer etcd-autobackup`);
+    throw new IntegrityError(
+      `${what} was encrypted in format ${recorded.format}, which this version cannot read back; use a newer etcd-autobackup`,
+    );
   }
   const ring = keys ?? KeyRing.empty;
   if (!ring.get(recorded.keyId)) {

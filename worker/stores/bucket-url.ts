@@ -26,7 +26,10 @@ export function parseBucketUrl(url: string, allowedParams: readonly string[] = [
     );
   }
   if (!parsed.hostname) throw new ConfigError(`store.url: no bucket in "${redactUrl(url)}" (expected ${example})`);
-  if (parsed.port) throw new ConfigError(`store.url: a bucket has no port; set the service address in store.s3.endpoint (expected ${example})`);
+  if (parsed.port)
+    throw new ConfigError(
+      `store.url: a bucket has no port; set the service address in store.s3.endpoint (expected ${example})`,
+    );
   for (const name of parsed.searchParams.keys()) {
     if (!allowedParams.includes(name)) {
       throw new ConfigError(

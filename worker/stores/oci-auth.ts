@@ -33,22 +33,40 @@ const DEFAULT_CONFIG_FILE = '~/.oci/config';
  * ~/.oci/config) is read.
  */
 export function resolveOciCredentials(oci: OciConfig, env: NodeJS.ProcessEnv = process.env): OciCredentials {
-  const explicit = { tenancy: oci.tenancy, user: oci.user, fingerprint: oci.fingerprint, privateKeyFile: oci.privateKeyFile };
+  const explicit = {
+    tenancy: oci.tenancy,
+    user: oci.user,
+    fingerprint: oci.fingerprint,
+    privateKeyFile: oci.privateKeyFile,
+  };
   const given = Object.entries(explicit).filter(([, v]) => v !== undefined);
   if (given.length > 0) {
     if (oci.configFile !== undefined) {
-      throw new ConfigError('store.oci: give either the API-key fields (tenancy, user, fingerprint, privateKeyFile) or configFile, not both');
+      throw new ConfigError(
+        'store.oci: give either the API-key fields (tenancy, user, fingerprint, privateKeyFile) or configFile, not both',
+      );
     }
-    const missing = Object.entries(explicit).filter(([, v]) => v === undefined).map(([k]) => `store.oci.${k}`);
+    const missing = Object.entries(explicit)
+      .filter(([, v]) => v === undefined)
+      .map(([k]) => `store.oci.${k}`);
     if (missing.length > 0) {
-      throw new ConfigError(`store.oci: API-key auth needs tenancy, user, fingerprint and privateKeyFile together; missing ${missing.join(', ')} (or set none of them and use store.oci.configFile)`);
+      throw new ConfigError(
+        `store.oci: API-key auth needs tenancy, user, fingerprint and privateKeyFile together; missing ${missing.join(', ')} (or set none of them and use store.oci.configFile)`,
+      );
     }
     const keyFile = expandHome(explicit.privateKeyFile as string);
     return {
       tenancy: explicit.tenancy as string,
       user: explicit.user as string,
       fingerprint: (explicit.fingerprint as string).toLowerCase(),
-      privateKey: loadPrivateKey(keyFile, oci.passphrase, explicit.fingerprint as string, 'store.oci.privateKeyFile', 'store.oci.passphrase', 'store.oci.fingerprint'),
+      privateKey: loadPrivateKey(
+        keyFile,
+        oci.passphrase,
+        explicit.fingerprint as string,
+        'store.oci.privateKeyFile',
+        'store.oci.passphrase',
+        'store.oci.fingerprint',
+      ),
       region: oci.region,
       source: 'store.oci',
     };
@@ -58,7 +76,12 @@ export function resolveOciCredentials(oci: OciConfig, env: NodeJS.ProcessEnv = p
 
 function fromConfigFile(oci: OciConfig, env: NodeJS.ProcessEnv): OciCredentials {
   const path = expandHome(oci.configFile ?? env.OCI_CONFIG_FILE ?? DEFAULT_CONFIG_FILE);
-  const field = oci.configFile !== undefined ? 'store.oci.configFile' : env.OCI_CONFIG_FILE ? '$OCI_CONFIG_FILE' : 'the default OCI config file';
+  const field =
+    oci.configFile !== undefined
+      ? 'store.oci.configFile'
+      : env.OCI_CONFIG_FILE
+        ? '$OCI_CONFIG_FILE'
+        : 'the default OCI config file';
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -70,17 +93,24 @@ function fromConfigFile(oci: OciConfig, env: NodeJS.ProcessEnv): OciCredentials 
   const profiles = parseOciConfig(text, path);
   const profile = profiles.get(oci.profile);
   if (!profile) {
-    throw new ConfigError(`store.oci.profile: no profile [${oci.profile}] in "${path}" (profiles: ${[...profiles.keys()].join(', ') || 'none'})`);
+    throw new ConfigError(
+      `store.oci.profile: no profile [${oci.profile}] in "${path}" (profiles: ${[...profiles.keys()].join(', ') || 'none'})`,
+    );
   }
   // As the oci CLI does: a profile inherits the keys it does not set from DEFAULT.
   const values = new Map([...(profiles.get('DEFAULT') ?? new Map<string, string>()), ...profile]);
   const where = `profile [${oci.profile}] of "${path}"`;
   if (values.has('security_token_file') && !values.has('user')) {
-    throw new ConfigError(`store.oci: ${where} uses session-token auth (security_token_file); use a profile with an API key (user, fingerprint, key_file)`);
+    throw new ConfigError(
+      `store.oci: ${where} uses session-token auth (security_token_file); use a profile with an API key (user, fingerprint, key_file)`,
+    );
   }
   const need = (key: string): string => {
     const v = values.get(key);
-    if (!v) throw new ConfigError(`store.oci: ${where} has no "${key}" (an API-key profile needs user, fingerprint, tenancy, key_file and usually region)`);
+    if (!v)
+      throw new ConfigError(
+        `store.oci: ${where} has no "${key}" (an API-key profile needs user, fingerprint, tenancy, key_file and usually region)`,
+      );
     return v;
   };
   const tenancy = need('tenancy');
@@ -92,7 +122,14 @@ function fromConfigFile(oci: OciConfig, env: NodeJS.ProcessEnv): OciCredentials 
     tenancy,
     user,
     fingerprint,
-    privateKey: loadPrivateKey(keyFile, passphrase, fingerprint, `key_file of ${where}`, oci.passphrase ? 'store.oci.passphrase' : `pass_phrase of ${where}`, `fingerprint of ${where}`),
+    privateKey: loadPrivateKey(
+      keyFile,
+      passphrase,
+      fingerprint,
+      `key_file of ${where}`,
+      oci.passphrase ? 'store.oci.passphrase' : `pass_phrase of ${where}`,
+      `fingerprint of ${where}`,
+    ),
     region: oci.region ?? values.get('region'),
     source: where,
   };
@@ -117,7 +154,8 @@ export function parseOciConfig(text: string, path: string): Map<string, Map<stri
       return;
     }
     const eq = line.indexOf('=');
-    if (eq <= 0) throw new ConfigError(`store.oci: "${path}" line ${i + 1} is neither a [PROFILE] header nor key=value`);
+    if (eq <= 0)
+      throw new ConfigError(`store.oci: "${path}" line ${i + 1} is neither a [PROFILE] header nor key=value`);
     if (!current) throw new ConfigError(`store.oci: "${path}" line ${i + 1} comes before any [PROFILE] header`);
     current.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
   });
@@ -131,7 +169,14 @@ export function ociFingerprint(key: KeyObject): string {
   return (createHash('md5').update(der).digest('hex').match(/../g) ?? []).join(':');
 }
 
-function loadPrivateKey(path: string, passphrase: string | undefined, fingerprint: string, keyField: string, passField: string, fpField: string): string {
+function loadPrivateKey(
+  path: string,
+  passphrase: string | undefined,
+  fingerprint: string,
+  keyField: string,
+  passField: string,
+  fpField: string,
+): string {
   let pem: string;
   try {
     pem = readFileSync(path, 'utf8');
@@ -140,16 +185,24 @@ function loadPrivateKey(path: string, passphrase: string | undefined, fingerprin
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey(passphrase === undefined ? { key: pem, format: 'pem' } : { key: pem, format: 'pem', passphrase });
+    key = createPrivateKey(
+      passphrase === undefined ? { key: pem, format: 'pem' } : { key: pem, format: 'pem', passphrase },
+    );
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    if (code === 'ERR_MISSING_PASSPHRASE') throw new ConfigError(`${keyField}: "${path}" is encrypted; set ${passField}`);
+    if (code === 'ERR_MISSING_PASSPHRASE')
+      throw new ConfigError(`${keyField}: "${path}" is encrypted; set ${passField}`);
     if (passphrase !== undefined && /decrypt/i.test(messageOf(err))) {
       throw new ConfigError(`${keyField}: cannot decrypt "${path}": check ${passField}`);
     }
-    throw new ConfigError(`${keyField}: "${path}" is not a PEM private key (${typeof code === 'string' ? code : 'unreadable'})`);
+    throw new ConfigError(
+      `${keyField}: "${path}" is not a PEM private key (${typeof code === 'string' ? code : 'unreadable'})`,
+    );
   }
-  if (key.asymmetricKeyType !== 'rsa') throw new ConfigError(`${keyField}: "${path}" is a ${key.asymmetricKeyType ?? 'non-RSA'} key; OCI API keys are RSA`);
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new ConfigError(
+      `${keyField}: "${path}" is a ${key.asymmetricKeyType ?? 'non-RSA'} key; OCI API keys are RSA`,
+    );
   const actual = ociFingerprint(key);
   if (actual !== fingerprint.toLowerCase()) {
     throw new ConfigError(

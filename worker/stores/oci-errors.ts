@@ -13,7 +13,12 @@ export interface OciFailure {
 }
 
 export function ociFailure(err: unknown): OciFailure {
-  const e = (typeof err === 'object' && err !== null ? err : {}) as { statusCode?: unknown; serviceCode?: unknown; code?: unknown; message?: unknown };
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    statusCode?: unknown;
+    serviceCode?: unknown;
+    code?: unknown;
+    message?: unknown;
+  };
   const status = typeof e.statusCode === 'number' && e.statusCode > 0 ? e.statusCode : undefined;
   const code = typeof e.serviceCode === 'string' ? e.serviceCode : typeof e.code === 'string' ? e.code : undefined;
   const message = typeof e.message === 'string' ? e.message : String(err);
@@ -45,10 +50,13 @@ export function describeOciError(err: unknown, where: { namespace: string; bucke
       'uploaded for this user and the private key is its pair, and that the clock of this machine is right)'
     );
   }
-  if (status === 404 && (code === 'BucketNotFound' || code === 'NamespaceNotFound' || code === 'NotAuthorizedOrNotFound')) {
+  if (
+    status === 404 &&
+    (code === 'BucketNotFound' || code === 'NamespaceNotFound' || code === 'NotAuthorizedOrNotFound')
+  ) {
     return (
       `${said} (check the namespace "${where.namespace}" (\`oci os ns get\`), the bucket "${where.bucket}" and the region, ` +
-      'and that an IAM policy lets the user\'s group `manage objects` in the bucket\'s compartment)'
+      "and that an IAM policy lets the user's group `manage objects` in the bucket's compartment)"
     );
   }
   if (status === 403 || code === 'NotAuthorized') {

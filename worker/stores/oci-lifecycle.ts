@@ -37,7 +37,11 @@ export interface OciLifecycleResult {
 }
 
 /** The rules for objects under `snapshotPrefix` (a full object-name prefix ending in `/`). */
-export function ociLifecycleRules(cluster: string, snapshotPrefix: string, lifecycle: LifecycleConfig): { ours: Rule[]; names: string[] } {
+export function ociLifecycleRules(
+  cluster: string,
+  snapshotPrefix: string,
+  lifecycle: LifecycleConfig,
+): { ours: Rule[]; names: string[] } {
   const action = archiveAction(lifecycle.storageClass);
   const id = createHash('sha256').update(snapshotPrefix).digest('hex').slice(0, 8);
   const base = `etcd-autobackup-${cluster}-${id}`;
@@ -71,7 +75,11 @@ export function ociLifecycleRules(cluster: string, snapshotPrefix: string, lifec
 }
 
 /** Existing rules with ours put in place of any of the same name; `changed` when that differs. */
-export function mergeLifecycleRules(existing: Rule[], ours: Rule[], ourNames: string[]): { items: Rule[]; changed: boolean; kept: string[] } {
+export function mergeLifecycleRules(
+  existing: Rule[],
+  ours: Rule[],
+  ourNames: string[],
+): { items: Rule[]; changed: boolean; kept: string[] } {
   const others = existing.filter((r) => !ourNames.includes(r.name));
   const current = existing.filter((r) => ourNames.includes(r.name));
   const items = [...others, ...ours];
@@ -80,7 +88,12 @@ export function mergeLifecycleRules(existing: Rule[], ours: Rule[], ourNames: st
 }
 
 /** Applies the lifecycle rules for `cluster` under the store's prefix. Idempotent; `dryRun` reads only. */
-export async function applyOciLifecycle(store: OciStore, cluster: string, lifecycle: LifecycleConfig, options: { dryRun?: boolean } = {}): Promise<OciLifecycleResult> {
+export async function applyOciLifecycle(
+  store: OciStore,
+  cluster: string,
+  lifecycle: LifecycleConfig,
+  options: { dryRun?: boolean } = {},
+): Promise<OciLifecycleResult> {
   const dryRun = options.dryRun ?? false;
   const prefix = joinKey(store.prefix, snapshotsPrefix(cluster));
   const { ours, names } = ociLifecycleRules(cluster, prefix, lifecycle);
@@ -99,8 +112,14 @@ export async function applyOciLifecycle(store: OciStore, cluster: string, lifecy
   if (changed && !dryRun) {
     const condition = etag ? { ifMatch: etag } : { ifNoneMatch: '*' };
     try {
-      if (items.length === 0) await store.client.deleteObjectLifecyclePolicy({ ...target, ...(etag ? { ifMatch: etag } : {}) });
-      else await store.client.putObjectLifecyclePolicy({ ...target, ...condition, putObjectLifecyclePolicyDetails: { items } });
+      if (items.length === 0)
+        await store.client.deleteObjectLifecyclePolicy({ ...target, ...(etag ? { ifMatch: etag } : {}) });
+      else
+        await store.client.putObjectLifecyclePolicy({
+          ...target,
+          ...condition,
+          putObjectLifecyclePolicyDetails: { items },
+        });
     } catch (err) {
       throw lifecycleError('writing', store, err, where);
     }
@@ -108,7 +127,12 @@ export async function applyOciLifecycle(store: OciStore, cluster: string, lifecy
   return { changed, dryRun, bucket: store.bucket, prefix, items: ours, rules: ours.map((r) => r.name), kept };
 }
 
-function lifecycleError(doing: string, store: OciStore, err: unknown, where: Parameters<typeof describeOciError>[1]): Error {
+function lifecycleError(
+  doing: string,
+  store: OciStore,
+  err: unknown,
+  where: Parameters<typeof describeOciError>[1],
+): Error {
   const { status, code } = ociFailure(err);
   const said = describeOciError(err, where);
   let hint = '';
@@ -116,9 +140,10 @@ function lifecycleError(doing: string, store: OciStore, err: unknown, where: Par
   else if (code === 'InsufficientServicePermissions') {
     hint =
       ' (Object Storage itself needs permission to archive and delete objects: add an IAM policy statement' +
-      ' `Allow service objectstorage-<region> to manage object-family in compartment <bucket\'s compartment>`)';
+      " `Allow service objectstorage-<region> to manage object-family in compartment <bucket's compartment>`)";
   } else if (status === 403 || status === 404) {
-    hint = ' (changing a lifecycle policy needs BUCKET_UPDATE: an IAM policy must let the user\'s group `manage buckets` in the bucket\'s compartment)';
+    hint =
+      " (changing a lifecycle policy needs BUCKET_UPDATE: an IAM policy must let the user's group `manage buckets` in the bucket's compartment)";
   }
   return new Error(`${doing} the lifecycle policy of ${store.where} failed: ${said}${hint}`, { cause: err });
 }
@@ -130,7 +155,9 @@ function archiveAction(storageClass: string | undefined): string {
     case 'InfrequentAccess':
       return 'INFREQUENT_ACCESS';
     default:
-      throw new ConfigError(`lifecycle.storageClass: "${storageClass ?? ''}" is not an OCI storage tier (Archive or InfrequentAccess)`);
+      throw new ConfigError(
+        `lifecycle.storageClass: "${storageClass ?? ''}" is not an OCI storage tier (Archive or InfrequentAccess)`,
+      );
   }
 }
 

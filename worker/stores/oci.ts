@@ -18,7 +18,15 @@ import { ConfigError, messageOf } from '../../core/errors.js';
 import { redactUrl } from './bucket-url.js';
 import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
 import { describeOciError, isNotFound, isRetryable } from './oci-errors.js';
-import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store, toBuffer } from './store.js';
+import {
+  assertSafeKey,
+  joinKey,
+  NotFoundError,
+  type ObjectInfo,
+  type PutOptions,
+  type Store,
+  toBuffer,
+} from './store.js';
 
 const MIB = 1024 * 1024;
 
@@ -70,7 +78,13 @@ export class OciStore implements Store {
     this.maxAttempts = options.maxAttempts ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     const { credentials } = options;
-    const provider = new common.SimpleAuthenticationDetailsProvider(credentials.tenancy, credentials.user, credentials.fingerprint, credentials.privateKey, null);
+    const provider = new common.SimpleAuthenticationDetailsProvider(
+      credentials.tenancy,
+      credentials.user,
+      credentials.fingerprint,
+      credentials.privateKey,
+      null,
+    );
     const retryDelayMs = this.retryDelayMs;
     const idle = options.idleTimeoutMs ?? 5 * 60_000;
     this.agents = {
@@ -139,7 +153,10 @@ export class OciStore implements Store {
       let partNum = 0;
       const startPart = async (data: Buffer): Promise<void> => {
         uploadId ??= (
-          await this.client.createMultipartUpload({ ...this.names, createMultipartUploadDetails: { object: objectName, ...(contentType ? { contentType } : {}) } })
+          await this.client.createMultipartUpload({
+            ...this.names,
+            createMultipartUploadDetails: { object: objectName, ...(contentType ? { contentType } : {}) },
+          })
         ).multipartUpload.uploadId;
         const id = uploadId;
         while (inflight.size >= queueSize) await Promise.race(inflight);
@@ -148,7 +165,10 @@ export class OciStore implements Store {
         const running: Promise<void> = this.uploadPart(objectName, id, num, data).then(
           (etag) => void parts.push({ partNum: num, etag }),
           (err: unknown) => {
-            partFailure ??= new Error(`upload of "${key}" to ${this.where} failed at part ${num}: ${this.describe(err)}`, { cause: err });
+            partFailure ??= new Error(
+              `upload of "${key}" to ${this.where} failed at part ${num}: ${this.describe(err)}`,
+              { cause: err },
+            );
             body.destroy(partFailure);
           },
         );
@@ -156,7 +176,7 @@ export class OciStore implements Store {
         void running.finally(() => inflight.delete(running));
       };
       const fill = async (bytes: Buffer): Promise<void> => {
-        for (let offset = 0; offset < bytes.length; ) {
+        for (let offset = 0; offset < bytes.length;) {
           part ??= Buffer.allocUnsafe(partSize);
           const n = bytes.copy(part, filled, offset);
           filled += n;
@@ -189,7 +209,13 @@ export class OciStore implements Store {
       if (partNum === 0 || uploadId === undefined) {
         const data = Buffer.concat(chunks, buffered);
         await this.withRetries(() =>
-          this.client.putObject({ ...this.names, objectName, contentLength: data.length, putObjectBody: bodyOf(data), ...(contentType ? { contentType } : {}) }),
+          this.client.putObject({
+            ...this.names,
+            objectName,
+            contentLength: data.length,
+            putObjectBody: bodyOf(data),
+            ...(contentType ? { contentType } : {}),
+          }),
         );
       } else {
         if (part && filled > 0) await startPart(part.subarray(0, filled));
@@ -198,7 +224,12 @@ export class OciStore implements Store {
         if (partFailure) throw partFailure;
         signal?.throwIfAborted();
         parts.sort((a, b) => a.partNum - b.partNum);
-        await this.client.commitMultipartUpload({ ...this.names, objectName, uploadId, commitMultipartUploadDetails: { partsToCommit: parts } });
+        await this.client.commitMultipartUpload({
+          ...this.names,
+          objectName,
+          uploadId,
+          commitMultipartUploadDetails: { partsToCommit: parts },
+        });
         committed = true;
       }
       if (signal?.aborted) {
@@ -214,10 +245,18 @@ export class OciStore implements Store {
       const inputError = partFailure ? undefined : (body.errored ?? undefined);
       const cause = signal?.aborted ? abortError(signal) : (partFailure ?? inputError ?? toError(err));
       body.destroy(cause);
-      const aborted = uploadId !== undefined && fullKey !== undefined && !committed ? await this.abortUpload(fullKey, uploadId) : '';
-      if (signal?.aborted) throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, { cause: err });
+      const aborted =
+        uploadId !== undefined && fullKey !== undefined && !committed ? await this.abortUpload(fullKey, uploadId) : '';
+      if (signal?.aborted)
+        throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, {
+          cause: err,
+        });
       if (partFailure) throw new Error(`${partFailure.message}${aborted}`, { cause: err });
-      if (inputError) throw new Error(`upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`, { cause: err });
+      if (inputError)
+        throw new Error(
+          `upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`,
+          { cause: err },
+        );
       throw new Error(`upload of "${key}" to ${this.where} failed: ${this.describe(err)}${aborted}`, { cause: err });
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -226,7 +265,14 @@ export class OciStore implements Store {
 
   private async uploadPart(objectName: string, uploadId: string, uploadPartNum: number, data: Buffer): Promise<string> {
     const out = await this.withRetries(() =>
-      this.client.uploadPart({ ...this.names, objectName, uploadId, uploadPartNum, contentLength: data.length, uploadPartBody: bodyOf(data) }),
+      this.client.uploadPart({
+        ...this.names,
+        objectName,
+        uploadId,
+        uploadPartNum,
+        contentLength: data.length,
+        uploadPartBody: bodyOf(data),
+      }),
     );
     if (!out.eTag) throw new Error(`the service returned no ETag for part ${uploadPartNum}`);
     return out.eTag;
@@ -279,11 +325,16 @@ export class OciStore implements Store {
           // Consoles create zero-byte "folder" objects; they are not snapshots.
           if (o.name.endsWith('/') || !o.name.startsWith(base)) continue;
           const modified = o.timeModified ?? o.timeCreated;
-          out.push({ key: o.name.slice(base.length), size: o.size ?? 0, ...(modified ? { modified: new Date(modified) } : {}) });
+          out.push({
+            key: o.name.slice(base.length),
+            size: o.size ?? 0,
+            ...(modified ? { modified: new Date(modified) } : {}),
+          });
         }
         const next = page.listObjects.nextStartWith;
         if (!next) break;
-        if (start !== undefined && next <= start) throw new Error(`the service's nextStartWith "${next}" does not advance the listing`);
+        if (start !== undefined && next <= start)
+          throw new Error(`the service's nextStartWith "${next}" does not advance the listing`);
         start = next;
       }
     } catch (err) {
@@ -297,7 +348,8 @@ export class OciStore implements Store {
     try {
       const out = await this.client.getObject({ ...this.names, objectName });
       const value = out.value;
-      const body = value instanceof Readable ? value : Readable.fromWeb(value as unknown as WebReadableStream<Uint8Array>);
+      const body =
+        value instanceof Readable ? value : Readable.fromWeb(value as unknown as WebReadableStream<Uint8Array>);
       return { body, size: out.contentLength ?? 0 };
     } catch (err) {
       if (isNotFound(err, 'ObjectNotFound')) throw new NotFoundError(key, this.location);
@@ -324,10 +376,17 @@ export class OciStore implements Store {
 }
 
 /** Opens `oci://namespace/bucket/prefix?region=us-ashburn-1` with the options under `store.oci`. */
-export function openOciStore(url: string, oci: OciConfig, tuning: OciTuning = {}, env: NodeJS.ProcessEnv = process.env): OciStore {
+export function openOciStore(
+  url: string,
+  oci: OciConfig,
+  tuning: OciTuning = {},
+  env: NodeJS.ProcessEnv = process.env,
+): OciStore {
   const { namespace, bucket, prefix, region: urlRegion } = parseOciUrl(url);
   if (urlRegion && oci.region && urlRegion !== oci.region) {
-    throw new ConfigError(`store.url says region "${urlRegion}" but store.oci.region says "${oci.region}"; give the region once`);
+    throw new ConfigError(
+      `store.url says region "${urlRegion}" but store.oci.region says "${oci.region}"; give the region once`,
+    );
   }
   const credentials = resolveOciCredentials(oci, env);
   const region = urlRegion ?? credentials.region;
@@ -351,7 +410,12 @@ export function openOciStore(url: string, oci: OciConfig, tuning: OciTuning = {}
 
 const EXAMPLE = 'oci://namespace/bucket/prefix?region=us-ashburn-1';
 
-export function parseOciUrl(url: string): { namespace: string; bucket: string; prefix: string; region: string | undefined } {
+export function parseOciUrl(url: string): {
+  namespace: string;
+  bucket: string;
+  prefix: string;
+  region: string | undefined;
+} {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -359,19 +423,29 @@ export function parseOciUrl(url: string): { namespace: string; bucket: string; p
     throw new ConfigError(`store.url: "${redactUrl(url)}" is not a valid URL (expected ${EXAMPLE})`);
   }
   if (parsed.username || parsed.password) {
-    throw new ConfigError(`store.url: credentials do not belong in the store URL; set them under store.oci (or use an OCI config file) and write ${EXAMPLE}`);
+    throw new ConfigError(
+      `store.url: credentials do not belong in the store URL; set them under store.oci (or use an OCI config file) and write ${EXAMPLE}`,
+    );
   }
   if (!parsed.hostname) throw new ConfigError(`store.url: no namespace in "${redactUrl(url)}" (expected ${EXAMPLE})`);
-  if (parsed.port) throw new ConfigError(`store.url: a namespace has no port; set the service address in store.oci.endpoint (expected ${EXAMPLE})`);
+  if (parsed.port)
+    throw new ConfigError(
+      `store.url: a namespace has no port; set the service address in store.oci.endpoint (expected ${EXAMPLE})`,
+    );
   for (const name of parsed.searchParams.keys()) {
-    if (name !== 'region') throw new ConfigError(`store.url: unknown parameter "${name}" (allowed: region); other OCI options go under store.oci`);
+    if (name !== 'region')
+      throw new ConfigError(
+        `store.url: unknown parameter "${name}" (allowed: region); other OCI options go under store.oci`,
+      );
   }
   const path = decodeURIComponent(parsed.pathname).replace(/^\/+|\/+$/g, '');
   const slash = path.indexOf('/');
   const bucket = slash < 0 ? path : path.slice(0, slash);
   const prefix = slash < 0 ? '' : path.slice(slash + 1);
   if (!/^[A-Za-z0-9._-]{1,256}$/.test(bucket)) {
-    throw new ConfigError(`store.url: ${bucket ? `"${bucket}" is not a bucket name (letters, digits, . _ -)` : 'no bucket'} in "${redactUrl(url)}" (expected ${EXAMPLE})`);
+    throw new ConfigError(
+      `store.url: ${bucket ? `"${bucket}" is not a bucket name (letters, digits, . _ -)` : 'no bucket'} in "${redactUrl(url)}" (expected ${EXAMPLE})`,
+    );
   }
   if (prefix) {
     try {
@@ -381,7 +455,8 @@ export function parseOciUrl(url: string): { namespace: string; bucket: string; p
     }
   }
   const region = parsed.searchParams.get('region') ?? undefined;
-  if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) throw new ConfigError(`store.url: "${region}" is not an OCI region id like us-ashburn-1`);
+  if (region !== undefined && !/^[a-z0-9-]+$/.test(region))
+    throw new ConfigError(`store.url: "${region}" is not an OCI region id like us-ashburn-1`);
   return { namespace: parsed.hostname, bucket, prefix, region };
 }
 
@@ -416,7 +491,6 @@ function bodyOf(data: Buffer): Readable {
     { objectMode: false },
   );
 }
-
 
 function toError(err: unknown): Error {
   if (err instanceof Error) return err;

@@ -76,10 +76,14 @@ export function desiredRules(target: LifecycleTarget, lifecycle: LifecycleConfig
   const storageClass = lifecycle.storageClass ?? DEFAULT_S3_STORAGE_CLASS;
   const classes: readonly string[] = Object.values(TransitionStorageClass);
   if (lifecycle.transitionDays > 0 && !classes.includes(storageClass)) {
-    throw new ConfigError(`lifecycle.storageClass: "${storageClass}" is not an S3 transition storage class (expected one of ${classes.join(', ')})`);
+    throw new ConfigError(
+      `lifecycle.storageClass: "${storageClass}" is not an S3 transition storage class (expected one of ${classes.join(', ')})`,
+    );
   }
   if (lifecycle.transitionDays > 0 && lifecycle.transitionDays < 30 && THIRTY_DAY_CLASSES.includes(storageClass)) {
-    throw new ConfigError(`lifecycle.transitionDays: S3 moves objects to ${storageClass} no sooner than 30 days after they are written (got ${lifecycle.transitionDays})`);
+    throw new ConfigError(
+      `lifecycle.transitionDays: S3 moves objects to ${storageClass} no sooner than 30 days after they are written (got ${lifecycle.transitionDays})`,
+    );
   }
   if (lifecycle.transitionDays === 0 && lifecycle.expireDays === 0) {
     throw new ConfigError('lifecycle: transitionDays and expireDays are both 0, so there is no rule to apply');
@@ -137,7 +141,10 @@ export function overlapWarnings(existing: readonly LifecycleRule[], target: Life
     if (ids.includes(r.ID ?? '') || r.Status !== 'Enabled') continue;
     const prefix = r.Filter?.Prefix ?? r.Filter?.And?.Prefix ?? r.Prefix ?? '';
     if (!ours.startsWith(prefix) && !prefix.startsWith(ours)) continue;
-    const acts = [r.Expiration?.Days !== undefined || r.Expiration?.Date ? 'expires' : '', r.Transitions?.length ? 'moves' : ''].filter(Boolean);
+    const acts = [
+      r.Expiration?.Days !== undefined || r.Expiration?.Date ? 'expires' : '',
+      r.Transitions?.length ? 'moves' : '',
+    ].filter(Boolean);
     if (acts.length === 0) continue;
     warnings.push(`rule "${r.ID ?? '(no id)'}" on prefix "${prefix}" also ${acts.join(' and ')} objects under ${ours}`);
   }
@@ -164,7 +171,9 @@ export async function applyS3Lifecycle(options: ApplyS3LifecycleOptions): Promis
     const warnings = overlapWarnings(current.rules, target);
     const archiveClass = desired.find((r) => r.Transitions)?.Transitions?.[0]?.StorageClass;
     if (options.s3.endpoint && archiveClass) {
-      warnings.push(`store.s3.endpoint is set: ${archiveClass} is an AWS name, which S3-compatible services may reject or map differently`);
+      warnings.push(
+        `store.s3.endpoint is set: ${archiveClass} is an AWS name, which S3-compatible services may reject or map differently`,
+      );
     }
     if (change !== 'unchanged' && !options.dryRun) {
       try {
@@ -193,10 +202,16 @@ export async function applyS3Lifecycle(options: ApplyS3LifecycleOptions): Promis
   }
 }
 
-async function getRules(client: S3Client, bucket: string): Promise<{ rules: LifecycleRule[]; minimumObjectSize?: TransitionDefaultMinimumObjectSize }> {
+async function getRules(
+  client: S3Client,
+  bucket: string,
+): Promise<{ rules: LifecycleRule[]; minimumObjectSize?: TransitionDefaultMinimumObjectSize }> {
   try {
     const out = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }));
-    return { rules: out.Rules ?? [], ...(out.TransitionDefaultMinimumObjectSize ? { minimumObjectSize: out.TransitionDefaultMinimumObjectSize } : {}) };
+    return {
+      rules: out.Rules ?? [],
+      ...(out.TransitionDefaultMinimumObjectSize ? { minimumObjectSize: out.TransitionDefaultMinimumObjectSize } : {}),
+    };
   } catch (err) {
     if (errorName(err) === 'NoSuchLifecycleConfiguration') return { rules: [] };
     throw lifecycleError('reading', bucket, err);
@@ -213,7 +228,9 @@ function lifecycleError(doing: 'reading' | 'changing', bucket: string, err: unkn
       { cause: err },
     );
   }
-  return new Error(`${doing} the lifecycle configuration of bucket "${bucket}" failed: ${describeS3Error(err)}`, { cause: err });
+  return new Error(`${doing} the lifecycle configuration of bucket "${bucket}" failed: ${describeS3Error(err)}`, {
+    cause: err,
+  });
 }
 
 /** Rules compared by content: key order and absent-versus-empty do not count as a change. */
@@ -236,7 +253,9 @@ function canonical(value: unknown): string {
 
 function lifecycleClient(s3: S3Config): { client: S3Client; agent: HttpsAgent | undefined } {
   if ((s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
-    throw new ConfigError('store.s3.accessKeyId and store.s3.secretAccessKey go together: give both, or neither to use the AWS credential chain');
+    throw new ConfigError(
+      'store.s3.accessKeyId and store.s3.secretAccessKey go together: give both, or neither to use the AWS credential chain',
+    );
   }
   let httpsAgent: HttpsAgent | undefined;
   if (s3.caFile) {
@@ -252,11 +271,21 @@ function lifecycleClient(s3: S3Config): { client: S3Client; agent: HttpsAgent | 
     ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
     forcePathStyle: s3.forcePathStyle ?? false,
     ...(s3.accessKeyId && s3.secretAccessKey
-      ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, ...(s3.sessionToken ? { sessionToken: s3.sessionToken } : {}) } }
+      ? {
+          credentials: {
+            accessKeyId: s3.accessKeyId,
+            secretAccessKey: s3.secretAccessKey,
+            ...(s3.sessionToken ? { sessionToken: s3.sessionToken } : {}),
+          },
+        }
       : {}),
     requestChecksumCalculation: checksums,
     responseChecksumValidation: checksums,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 30_000, socketTimeout: 60_000, ...(httpsAgent ? { httpsAgent } : {}) }),
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: 30_000,
+      socketTimeout: 60_000,
+      ...(httpsAgent ? { httpsAgent } : {}),
+    }),
   });
   return { client, agent: httpsAgent };
 }

@@ -22,7 +22,15 @@ import type { S3Config } from '../../core/config/index.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { parseBucketUrl, redactUrl } from './bucket-url.js';
 import { describeS3Error, errorName } from './s3-errors.js';
-import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store, toBuffer } from './store.js';
+import {
+  assertSafeKey,
+  joinKey,
+  NotFoundError,
+  type ObjectInfo,
+  type PutOptions,
+  type Store,
+  toBuffer,
+} from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -62,9 +70,13 @@ export class S3Store implements Store {
     this.endpoint = s3.endpoint ? redactUrl(s3.endpoint) : undefined;
     this.where = `${options.location} (${this.endpoint ? `endpoint ${this.endpoint}` : 'AWS S3'})`;
     if ((s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
-      throw new ConfigError('store.s3.accessKeyId and store.s3.secretAccessKey go together: give both, or neither to use the AWS credential chain');
+      throw new ConfigError(
+        'store.s3.accessKeyId and store.s3.secretAccessKey go together: give both, or neither to use the AWS credential chain',
+      );
     }
-    this.agent = s3.caFile ? new HttpsAgent({ keepAlive: true, maxSockets: 50, ca: [...rootCertificates, readCa(s3.caFile)] }) : undefined;
+    this.agent = s3.caFile
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 50, ca: [...rootCertificates, readCa(s3.caFile)] })
+      : undefined;
     this.client = createClient(s3, this.agent);
     // lib-storage notices a failed part only once the other part uploaders finish, and one of
     // them may be waiting for input that is not coming; this lets put() fail the input at once.
@@ -101,7 +113,9 @@ export class S3Store implements Store {
       // so its part uploaders stop even when the producer has gone quiet, and done() rejects only
       // after the parts in flight have settled, so the abort below cannot race a late part.
       this.watchers.set(fullKey, (err) => {
-        providerFailure ??= new Error(`upload of "${key}" to ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
+        providerFailure ??= new Error(`upload of "${key}" to ${this.where} failed: ${describeS3Error(err)}`, {
+          cause: err,
+        });
         body.destroy(providerFailure);
       });
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -121,7 +135,12 @@ export class S3Store implements Store {
       feed.on('error', () => undefined);
       upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: fullKey, Body: feed, ...(options.contentType ? { ContentType: options.contentType } : {}) },
+        params: {
+          Bucket: this.bucket,
+          Key: fullKey,
+          Body: feed,
+          ...(options.contentType ? { ContentType: options.contentType } : {}),
+        },
         partSize: this.options.s3.partSizeMiB * MIB,
         queueSize: this.options.s3.queueSize,
         // We abort ourselves: lib-storage would report a failed abort instead of the failure that caused it.
@@ -143,9 +162,16 @@ export class S3Store implements Store {
       const cause = signal?.aborted ? abortError(signal) : (providerFailure ?? inputError ?? toError(err));
       body.destroy(cause);
       const aborted = upload?.uploadId && fullKey ? await this.abortUpload(fullKey, upload.uploadId) : '';
-      if (signal?.aborted) throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, { cause: err });
+      if (signal?.aborted)
+        throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, {
+          cause: err,
+        });
       if (providerFailure) throw new Error(`${providerFailure.message}${aborted}`, { cause: err });
-      if (inputError) throw new Error(`upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`, { cause: err });
+      if (inputError)
+        throw new Error(
+          `upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`,
+          { cause: err },
+        );
       throw new Error(`upload of "${key}" to ${this.where} failed: ${describeS3Error(err)}${aborted}`, { cause: err });
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -156,7 +182,9 @@ export class S3Store implements Store {
   /** Sends AbortMultipartUpload and says how it went, for the error message. */
   private async abortUpload(fullKey: string, uploadId: string): Promise<string> {
     try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId }));
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId }),
+      );
       return '; the multipart upload was aborted, nothing was stored';
     } catch (err) {
       return (
@@ -175,7 +203,11 @@ export class S3Store implements Store {
       for (const o of contents ?? []) {
         // Consoles (NCP's among them) create zero-byte "folder" objects; they are not snapshots.
         if (!o.Key || o.Key.endsWith('/') || !o.Key.startsWith(base)) continue;
-        out.push({ key: o.Key.slice(base.length), size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified } : {}) });
+        out.push({
+          key: o.Key.slice(base.length),
+          size: o.Size ?? 0,
+          ...(o.LastModified ? { modified: o.LastModified } : {}),
+        });
       }
     };
     try {
@@ -183,24 +215,36 @@ export class S3Store implements Store {
         let marker: string | undefined;
         for (;;) {
           const page = await this.client.send(
-            new ListObjectsCommand({ Bucket: this.bucket, Prefix: full, MaxKeys: pageSize, ...(marker ? { Marker: marker } : {}) }),
+            new ListObjectsCommand({
+              Bucket: this.bucket,
+              Prefix: full,
+              MaxKeys: pageSize,
+              ...(marker ? { Marker: marker } : {}),
+            }),
           );
           collect(page.Contents);
           if (!page.IsTruncated) break;
           // Without a delimiter V1 omits NextMarker; the last key is then the marker.
           const next = page.NextMarker ?? page.Contents?.at(-1)?.Key;
-          if (!next || next === marker) throw new Error('the service said the listing is truncated but gave no marker to continue from');
+          if (!next || next === marker)
+            throw new Error('the service said the listing is truncated but gave no marker to continue from');
           marker = next;
         }
       } else {
         let token: string | undefined;
         for (;;) {
           const page = await this.client.send(
-            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, MaxKeys: pageSize, ...(token ? { ContinuationToken: token } : {}) }),
+            new ListObjectsV2Command({
+              Bucket: this.bucket,
+              Prefix: full,
+              MaxKeys: pageSize,
+              ...(token ? { ContinuationToken: token } : {}),
+            }),
           );
           collect(page.Contents);
           if (!page.IsTruncated) break;
-          if (!page.NextContinuationToken) throw new Error('the service said the listing is truncated but gave no continuation token');
+          if (!page.NextContinuationToken)
+            throw new Error('the service said the listing is truncated but gave no continuation token');
           token = page.NextContinuationToken;
         }
       }
@@ -243,7 +287,14 @@ export class S3Store implements Store {
 /** Opens `s3://bucket/prefix` with the options under `store.s3`. */
 export function openS3Store(url: string, s3: S3Config, tuning: Pick<S3StoreOptions, 'pageSize'> = {}): S3Store {
   const { bucket, prefix } = parseBucketUrl(url);
-  return new S3Store({ bucket, prefix, location: `s3://${bucket}${prefix ? `/${prefix}` : ''}`, s3, listing: 'v2', ...tuning });
+  return new S3Store({
+    bucket,
+    prefix,
+    location: `s3://${bucket}${prefix ? `/${prefix}` : ''}`,
+    s3,
+    listing: 'v2',
+    ...tuning,
+  });
 }
 
 function createClient(s3: S3Config, httpsAgent: HttpsAgent | undefined): S3Client {
@@ -282,7 +333,6 @@ function readCa(path: string): string {
   }
 }
 
-
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -291,4 +341,3 @@ function abortError(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
   return reason instanceof Error ? reason : new Error('the upload was aborted', { cause: reason });
 }
-

@@ -44,7 +44,10 @@ export interface Store {
 
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
-  constructor(readonly key: string, location: string) {
+  constructor(
+    readonly key: string,
+    location: string,
+  ) {
     super(`no object "${key}" in ${location}`);
   }
 }
@@ -58,7 +61,11 @@ export function joinKey(prefix: string, key: string): string {
 
 /** Rejects keys that could escape the prefix or mean different things on different providers. */
 export function assertSafeKey(key: string): void {
-  if (key === '' || key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.' || part === '')) {
+  if (
+    key === '' ||
+    key.startsWith('/') ||
+    key.split('/').some((part) => part === '..' || part === '.' || part === '')
+  ) {
     throw new Error(`invalid object key "${key}"`);
   }
 }
