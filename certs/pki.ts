@@ -78,11 +78,6 @@ export function issueCert(ca: Pem, options: CertOptions): Pem {
   return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 
-/** When the certificate stops being valid. */
-export function certExpiry(certPem: string): Date {
-  return forge.pki.certificateFromPem(certPem).validity.notAfter;
-}
-
 /** The DNS names the apiserver may use for a Service: short, namespaced, and fully qualified. */
 export function serviceDnsNames(service: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
   return [

@@ -62,10 +62,6 @@ export function apiFailure(err: unknown): ApiFailure | undefined {
   };
 }
 
-export function isApiFailure(err: unknown, code: number): boolean {
-  return apiFailure(err)?.code === code;
-}
-
 /** A short description of a failed API call for errors and logs (never the request body). */
 export function describeApiError(err: unknown): string {
   const f = apiFailure(err);

@@ -37,7 +37,7 @@ if [ "$browser" -eq 1 ] && [ ! -x /usr/bin/chromium ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
-    echo "bootstrap: could not install chromium; the browser tests will be skipped" >&2
+    echo "bootstrap: could not install chromium; the browser tests will be skipped (and fail under CI=true)" >&2
   fi
 fi
 if ! node_ok; then

@@ -5,6 +5,7 @@
  * trigger data off the rendered page. DASHBOARD_SCREENSHOT=<file.png> keeps the final screenshot,
  * to look at what an operator would see.
  */
+import { skipOrFailInCi } from '../support/skip.js';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -80,7 +81,7 @@ async function startServe(args: string[]): Promise<Serve> {
 test('the /queues dashboard in headless Chromium: 401 without credentials, the completed snapshot job and its causes with them', async (t) => {
   const launched = await launchBrowser();
   if (!launched.ok) {
-    t.skip(launched.reason);
+    skipOrFailInCi(t, launched.reason);
     return;
   }
   const browser: TestBrowser = launched.browser;
