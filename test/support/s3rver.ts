@@ -8,7 +8,10 @@ import type { AddressInfo } from 'node:net';
 import type * as NodeCrypto from 'node:crypto';
 import { tempDir } from './tmp.js';
 
-/** s3rver's built-in account; it checks every request's signature against it. */
+/**
+ * s3rver's built-in account. s3rver 3 checks only that a request names this access key id, not its
+ * SigV4 signature: no test here relies on signature checking against S3 (the OCI fake does check).
+ */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
 interface S3rverInstance {
