@@ -15,8 +15,25 @@ export class ConfigError extends Error {
   }
 }
 
-/** Where a snapshot failed: lets alerts and the dashboard say which part of the path broke. */
-export type SnapshotStage = 'connect' | 'stream' | 'verify' | 'upload' | 'publish';
+/**
+ * Where a snapshot failed: lets alerts and the dashboard say which part of the path broke. The etcd
+ * path: `connect` (no member answered, TLS), `stream` (etcd's stream broke or timed out), `compress`,
+ * `encrypt`, `verify` (trailer mismatch), `upload` (the store), `publish` (the manifest). With
+ * executor.mode job: `kubernetes` (an API call failed: RBAC, quota, apiserver down) and `job` (the Job
+ * failed or vanished without its snapshot naming one of the stages above).
+ */
+export const SNAPSHOT_STAGES = [
+  'connect',
+  'stream',
+  'compress',
+  'encrypt',
+  'verify',
+  'upload',
+  'publish',
+  'kubernetes',
+  'job',
+] as const;
+export type SnapshotStage = (typeof SNAPSHOT_STAGES)[number];
 
 export class SnapshotError extends Error {
   override readonly name = 'SnapshotError';

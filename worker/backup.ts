@@ -168,10 +168,16 @@ function failure(
   const err: unknown =
     origin?.err ??
     (upload.status === 'rejected' ? upload.reason : flow.status === 'rejected' ? flow.reason : undefined);
-  const where = {
+  const where: Record<SnapshotStage, string> = {
+    connect: `connecting to ${endpoint}`,
     stream: `reading the snapshot from ${endpoint}`,
+    compress: 'compressing the snapshot',
+    encrypt: 'encrypting the snapshot',
     verify: 'verifying the snapshot',
     upload: 'writing to the store',
-  }[stage as 'stream' | 'verify' | 'upload'];
-  return new SnapshotError(stage, `${where} failed: ${messageOf(err)}; nothing was published`, { cause: err });
+    publish: 'publishing the manifest',
+    kubernetes: 'a Kubernetes API call',
+    job: 'the snapshot Job',
+  };
+  return new SnapshotError(stage, `${where[stage]} failed: ${messageOf(err)}; nothing was published`, { cause: err });
 }

@@ -3,9 +3,9 @@
  * manifest.ts), so the catalog reads manifests and never guesses from object names: an object
  * without a manifest is a partial or unpublished upload, not a backup anyone should restore.
  */
-import type { Readable } from 'node:stream';
 import { messageOf } from '../core/errors.js';
-import { manifestKey, parseManifest, snapshotsPrefix, MANIFEST_SUFFIX, type Manifest } from './manifest.js';
+import { readManifest } from './manifest-read.js';
+import { manifestKey, snapshotsPrefix, MANIFEST_SUFFIX, type Manifest } from './manifest.js';
 import { NotFoundError, type Store } from './stores/store.js';
 import { mapLimit } from './map-limit.js';
 
@@ -85,17 +85,6 @@ export async function findSnapshot(
     }
     throw err;
   }
-}
-
-async function readManifest(store: Store, key: string): Promise<Manifest> {
-  const { body } = await store.get(key);
-  return parseManifest(await readText(body), key);
-}
-
-async function readText(body: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function newestFirst(a: Manifest, b: Manifest): number {

@@ -23,10 +23,11 @@ import {
 import type { Logger } from 'pino';
 import type { Cause } from '../core/cause.js';
 import { SETTINGS, envName, type Config } from '../core/config/index.js';
-import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
+import { messageOf, SNAPSHOT_STAGES, SnapshotError, type SnapshotStage } from '../core/errors.js';
 import { apiFailure, defaultKubeConfig, describeApiError, resolveNamespace } from '../core/kube.js';
 import { SNAPSHOT_CAUSE_ENV } from './job-cause.js';
-import { manifestKey, manifestSchema, parseManifest, type Manifest } from './manifest.js';
+import { manifestKey, manifestSchema, type Manifest } from './manifest.js';
+import { readManifest } from './manifest-read.js';
 import type { SnapshotRun } from './pool.js';
 import type { Store } from './stores/store.js';
 
@@ -182,8 +183,9 @@ export function manifestFromLog(text: string): Manifest | undefined {
 
 /** The stage a failed `snapshot` named on its last error line (`error: upload: ...`). */
 export function stageFromLog(text: string): SnapshotStage | undefined {
-  const m = [...text.matchAll(/^error: (connect|stream|verify|upload|publish): /gm)].at(-1);
-  return m?.[1] as SnapshotStage | undefined;
+  const named = new RegExp(`^error: (${SNAPSHOT_STAGES.join('|')}): `, 'gm');
+  const m = [...text.matchAll(named)].at(-1)?.[1];
+  return SNAPSHOT_STAGES.find((s) => s === m);
 }
 
 function finished(job: V1Job): 'Complete' | 'Failed' | undefined {
@@ -193,25 +195,45 @@ function finished(job: V1Job): 'Complete' | 'Failed' | undefined {
 
 class JobGone extends Error {}
 
-export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRun) => Promise<Manifest> {
-  const { config, store, kube, namespace } = options;
-  const batch = kube.makeApiClient(BatchV1Api);
-  const core = kube.makeApiClient(CoreV1Api);
-  const retryDelayMs = options.retryDelayMs ?? 5_000;
-  const watchTimeoutSeconds = options.watchTimeoutSeconds ?? 60;
-  const where = (name: string) => `Job ${namespace}/${name}`;
+/**
+ * Runs snapshots as Jobs. Kubernetes API failures are SnapshotErrors of stage `kubernetes` (an RBAC
+ * 403 is not an etcd connect failure); a Job that failed without naming a snapshot stage, or vanished,
+ * is stage `job`.
+ */
+class JobExecutor {
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+  private readonly retryDelayMs: number;
+  private readonly watchTimeoutSeconds: number;
 
-  async function readJob(name: string): Promise<V1Job | undefined> {
+  constructor(private readonly options: JobExecutorOptions) {
+    this.batch = options.kube.makeApiClient(BatchV1Api);
+    this.core = options.kube.makeApiClient(CoreV1Api);
+    this.retryDelayMs = options.retryDelayMs ?? 5_000;
+    this.watchTimeoutSeconds = options.watchTimeoutSeconds ?? 60;
+  }
+
+  private get namespace(): string {
+    return this.options.namespace;
+  }
+
+  private where(name: string): string {
+    return `Job ${this.namespace}/${name}`;
+  }
+
+  private async readJob(name: string): Promise<V1Job | undefined> {
     try {
-      return await batch.readNamespacedJob({ name, namespace });
+      return await this.batch.readNamespacedJob({ name, namespace: this.namespace });
     } catch (err) {
       if (apiFailure(err)?.code === 404) return undefined;
-      throw new SnapshotError('connect', `reading ${where(name)} failed: ${describeApiError(err)}`, { cause: err });
+      throw new SnapshotError('kubernetes', `reading ${this.where(name)} failed: ${describeApiError(err)}`, {
+        cause: err,
+      });
     }
   }
 
   /** One watch request: the Job once finished, or undefined when the watch ended first. */
-  function watchOnce(name: string, resourceVersion: string, signal: AbortSignal): Promise<V1Job | undefined> {
+  private watchOnce(name: string, resourceVersion: string, signal: AbortSignal): Promise<V1Job | undefined> {
     return new Promise((resolve, reject) => {
       let settled = false;
       let controller: AbortController | undefined;
@@ -224,18 +246,18 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
       };
       const onAbort = () => settle(() => reject(signal.reason as Error));
       signal.addEventListener('abort', onAbort, { once: true });
-      new Watch(kube)
+      new Watch(this.options.kube)
         .watch(
-          `/apis/batch/v1/namespaces/${namespace}/jobs`,
+          `/apis/batch/v1/namespaces/${this.namespace}/jobs`,
           {
             fieldSelector: `metadata.name=${name}`,
             resourceVersion,
-            timeoutSeconds: watchTimeoutSeconds,
+            timeoutSeconds: this.watchTimeoutSeconds,
             allowWatchBookmarks: true,
           },
           (phase, obj: V1Job) => {
             if (phase === 'DELETED')
-              settle(() => reject(new JobGone(`${where(name)} was deleted while the worker waited for it`)));
+              settle(() => reject(new JobGone(`${this.where(name)} was deleted while the worker waited for it`)));
             else if ((phase === 'ADDED' || phase === 'MODIFIED') && finished(obj)) settle(() => resolve(obj));
           },
           () => settle(() => resolve(undefined)),
@@ -250,36 +272,40 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
     });
   }
 
-  async function waitFinished(name: string, signal: AbortSignal, log: Logger): Promise<V1Job> {
+  private async waitFinished(name: string, signal: AbortSignal, log: Logger): Promise<V1Job> {
     for (;;) {
       signal.throwIfAborted();
-      const job = await readJob(name);
-      if (!job) throw new JobGone(`${where(name)} disappeared while the worker waited for it`);
+      const job = await this.readJob(name);
+      if (!job) throw new JobGone(`${this.where(name)} disappeared while the worker waited for it`);
       if (finished(job)) return job;
-      const done = await watchOnce(name, job.metadata?.resourceVersion ?? '0', signal).catch((err: unknown) => {
+      const done = await this.watchOnce(name, job.metadata?.resourceVersion ?? '0', signal).catch((err: unknown) => {
         if (err instanceof JobGone) throw err;
         if (signal.aborted) throw err;
         log.debug({ err: messageOf(err) }, 'watching the snapshot Job broke off; reading it again');
         return undefined;
       });
       if (done) return done;
-      await delay(Math.min(retryDelayMs, 1_000), signal);
+      await delay(Math.min(this.retryDelayMs, 1_000), signal);
     }
   }
 
   /** Waits for every other unfinished snapshot Job of this cluster (left by a crashed or stopped worker). */
-  async function waitForOthers(name: string, signal: AbortSignal, log: Logger): Promise<void> {
+  private async waitForOthers(name: string, signal: AbortSignal, log: Logger): Promise<void> {
     for (;;) {
       let list;
       try {
-        list = await batch.listNamespacedJob({
-          namespace,
-          labelSelector: `${LABELS.component}=snapshot,${LABELS.cluster}=${config.cluster}`,
+        list = await this.batch.listNamespacedJob({
+          namespace: this.namespace,
+          labelSelector: `${LABELS.component}=snapshot,${LABELS.cluster}=${this.options.config.cluster}`,
         });
       } catch (err) {
-        throw new SnapshotError('connect', `listing snapshot Jobs in ${namespace} failed: ${describeApiError(err)}`, {
-          cause: err,
-        });
+        throw new SnapshotError(
+          'kubernetes',
+          `listing snapshot Jobs in ${this.namespace} failed: ${describeApiError(err)}`,
+          {
+            cause: err,
+          },
+        );
       }
       const other = list.items.find((j) => j.metadata?.name !== name && !finished(j));
       if (!other?.metadata?.name) return;
@@ -287,34 +313,34 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
         { job: other.metadata.name },
         'another snapshot Job of this cluster is still running; waiting for it first',
       );
-      await waitFinished(other.metadata.name, signal, log).catch((err: unknown) => {
+      await this.waitFinished(other.metadata.name, signal, log).catch((err: unknown) => {
         if (!(err instanceof JobGone)) throw err;
       });
     }
   }
 
   /** Creates the Job, or adopts the one a previous run of the same queue job created. */
-  async function createOrAdopt(name: string, run: SnapshotRun): Promise<V1Job> {
+  private async createOrAdopt(name: string, run: SnapshotRun): Promise<V1Job> {
     for (let attempt = 0; ; attempt++) {
-      const body = buildSnapshotJob(config, {
+      const body = buildSnapshotJob(this.options.config, {
         name,
-        namespace,
+        namespace: this.namespace,
         jobId: run.jobId,
         cause: run.cause,
         nonce: randomBytes(6).toString('hex'),
       });
       try {
-        const created = await batch.createNamespacedJob({ namespace, body });
-        run.log.info({ job: name, namespace }, 'snapshot Job created');
+        const created = await this.batch.createNamespacedJob({ namespace: this.namespace, body });
+        run.log.info({ job: name, namespace: this.namespace }, 'snapshot Job created');
         return created;
       } catch (err) {
         const f = apiFailure(err);
         if (f?.code !== 409)
-          throw new SnapshotError('connect', `creating ${where(name)} failed: ${describeApiError(err)}`, {
+          throw new SnapshotError('kubernetes', `creating ${this.where(name)} failed: ${describeApiError(err)}`, {
             cause: err,
           });
       }
-      const existing = await readJob(name);
+      const existing = await this.readJob(name);
       if (!existing) continue; // Deleted meanwhile: create again.
       if (finished(existing) !== 'Failed' && existing.metadata?.deletionTimestamp === undefined) {
         run.log.info({ job: name }, 'adopting the snapshot Job of an earlier run of this queue job');
@@ -322,94 +348,101 @@ export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRu
       }
       if (attempt >= 30)
         throw new SnapshotError(
-          'connect',
-          `${where(name)} from a failed earlier attempt is not going away; delete it by hand`,
+          'kubernetes',
+          `${this.where(name)} from a failed earlier attempt is not going away; delete it by hand`,
         );
       if (existing.metadata?.deletionTimestamp === undefined) {
         // A failed earlier attempt: the queue retries, so the Job runs anew.
         run.log.info({ job: name }, 'deleting the failed snapshot Job of an earlier attempt');
-        await batch
+        await this.batch
           .deleteNamespacedJob({
             name,
-            namespace,
+            namespace: this.namespace,
             body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' },
           })
           .catch((err: unknown) => {
             if (apiFailure(err)?.code !== 404)
-              throw new SnapshotError('connect', `deleting ${where(name)} failed: ${describeApiError(err)}`, {
+              throw new SnapshotError('kubernetes', `deleting ${this.where(name)} failed: ${describeApiError(err)}`, {
                 cause: err,
               });
           });
       } else {
-        await delay(retryDelayMs, run.signal);
+        await delay(this.retryDelayMs, run.signal);
       }
     }
   }
 
-  async function podOf(job: V1Job): Promise<V1Pod | undefined> {
+  private async podOf(job: V1Job): Promise<V1Pod | undefined> {
     const nonce = job.spec?.template.metadata?.labels?.[LABELS.run];
     if (!nonce) return undefined;
-    const pods = await core.listNamespacedPod({ namespace, labelSelector: `${LABELS.run}=${nonce}` });
+    const pods = await this.core.listNamespacedPod({
+      namespace: this.namespace,
+      labelSelector: `${LABELS.run}=${nonce}`,
+    });
     return pods.items.sort((a, b) =>
       String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')),
     )[0];
   }
 
-  async function podLog(pod: V1Pod | undefined, tailLines: number): Promise<string> {
+  private async podLog(pod: V1Pod | undefined, tailLines: number): Promise<string> {
     if (!pod?.metadata?.name) return '';
     try {
-      return await core.readNamespacedPodLog({ name: pod.metadata.name, namespace, container: CONTAINER, tailLines });
+      return await this.core.readNamespacedPodLog({
+        name: pod.metadata.name,
+        namespace: this.namespace,
+        container: CONTAINER,
+        tailLines,
+      });
     } catch {
       // A pod that never started has no log; the failure report says why from its status.
       return '';
     }
   }
 
-  async function fromStore(manifest: Manifest): Promise<Manifest | undefined> {
-    const key = manifestKey(config.cluster, manifest.id);
-    try {
-      const { body } = await store.get(key);
-      const chunks: Buffer[] = [];
-      for await (const c of body) chunks.push(c as Buffer);
-      return parseManifest(Buffer.concat(chunks).toString('utf8'), key);
-    } catch {
-      return undefined;
-    }
+  private async fromStore(manifest: Manifest): Promise<Manifest | undefined> {
+    return readManifest(this.options.store, manifestKey(this.options.config.cluster, manifest.id)).catch(
+      () => undefined,
+    );
   }
 
-  return async (run) => {
-    const name = snapshotJobName(config.cluster, run.jobId);
+  async run(run: SnapshotRun): Promise<Manifest> {
+    const name = snapshotJobName(this.options.config.cluster, run.jobId);
     const log = run.log.child({ job: name });
-    await waitForOthers(name, run.signal, log);
-    await createOrAdopt(name, run);
-    const job = await waitFinished(name, run.signal, log).catch((err: unknown) => {
-      if (err instanceof JobGone) throw new SnapshotError('stream', err.message);
+    await this.waitForOthers(name, run.signal, log);
+    await this.createOrAdopt(name, run);
+    const job = await this.waitFinished(name, run.signal, log).catch((err: unknown) => {
+      if (err instanceof JobGone) throw new SnapshotError('job', err.message);
       throw err;
     });
-    const pod = await podOf(job).catch(() => undefined);
+    const pod = await this.podOf(job).catch(() => undefined);
     if (finished(job) === 'Complete') {
-      const printed = manifestFromLog(await podLog(pod, 1000));
+      const printed = manifestFromLog(await this.podLog(pod, 1000));
       if (!printed)
         throw new SnapshotError(
           'publish',
-          `${where(name)} completed but its pod log holds no manifest (was the log rotated away?); check the store with "etcd-autobackup list"`,
+          `${this.where(name)} completed but its pod log holds no manifest (was the log rotated away?); check the store with "etcd-autobackup list"`,
         );
-      const stored = await fromStore(printed);
+      const stored = await this.fromStore(printed);
       if (!stored)
         throw new SnapshotError(
           'publish',
-          `${where(name)} reported snapshot ${printed.id}, but its manifest is not in ${store.location}: do the Job and the worker use the same store?`,
+          `${this.where(name)} reported snapshot ${printed.id}, but its manifest is not in ${this.options.store.location}: do the Job and the worker use the same store?`,
         );
       log.info({ id: stored.id }, 'snapshot Job succeeded');
       return stored;
     }
-    const tail = await podLog(pod, config.executor.logTailLines);
+    const tail = await this.podLog(pod, this.options.config.executor.logTailLines);
     const cond = job.status?.conditions?.find((c) => c.type === 'Failed');
     const why = [cond?.reason, cond?.message].filter(Boolean).join(': ') || 'failed';
-    const message = `${where(name)} failed (${why})${describePod(pod)}${tail.trim() ? `; last log lines:\n${indent(tail)}` : ''}`;
+    const message = `${this.where(name)} failed (${why})${describePod(pod)}${tail.trim() ? `; last log lines:\n${indent(tail)}` : ''}`;
     const stage = stageFromLog(tail);
-    throw stage ? new SnapshotError(stage, message) : new Error(message);
-  };
+    throw new SnapshotError(stage ?? 'job', message);
+  }
+}
+
+export function createJobExecutor(options: JobExecutorOptions): (run: SnapshotRun) => Promise<Manifest> {
+  const executor = new JobExecutor(options);
+  return (run) => executor.run(run);
 }
 
 /** What a pod's status says about why it failed, e.g. `; pod x: exit code 1` or `; pod x: Unschedulable: ...`. */

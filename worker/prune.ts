@@ -19,13 +19,13 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import type { Config } from '../core/config/index.js';
 import type { RetentionConfig } from '../core/config/schema.js';
 import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import { parseManifest, snapshotsPrefix, type Manifest } from './manifest.js';
+import { snapshotsPrefix, type Manifest } from './manifest.js';
+import { ManifestReadError, readManifest } from './manifest-read.js';
 import { isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate } from './retention.js';
 import { FileStore } from './stores/file.js';
 import { NotFoundError, type ObjectInfo, type Store } from './stores/store.js';
@@ -157,7 +157,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     async ([id, g]) => {
       const key = (g.manifest as ObjectInfo).key;
       try {
-        return { id, key, manifest: parseManifest(await readText(store, key), key) };
+        return { id, key, manifest: await readManifest(store, key) };
       } catch (err) {
         if (err instanceof NotFoundError) return { id, key, gone: true };
         if (err instanceof ManifestReadError) {
@@ -321,26 +321,6 @@ async function fileStoreTemps(
       report.skipped.push({ key: `${prefix}${name}`, reason: 'upload temp file of a write that may still be running' });
   }
   return out;
-}
-
-/** A manifest could not be fetched (not: it is not there). */
-class ManifestReadError extends Error {}
-
-async function readText(store: Store, key: string): Promise<string> {
-  let body: Readable;
-  try {
-    ({ body } = await store.get(key));
-  } catch (err) {
-    if (err instanceof NotFoundError) throw err;
-    throw new ManifestReadError(messageOf(err), { cause: err });
-  }
-  const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  } catch (err) {
-    throw new ManifestReadError(messageOf(err), { cause: err });
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function hours(ms: number): string {

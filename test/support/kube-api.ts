@@ -66,6 +66,34 @@ interface WatchEvent {
   object: KubeObject;
 }
 
+/** One rule of a Role, as rbac.authorization.k8s.io/v1 writes it. */
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+/** Whether `rules` let a client do `verb` on `resource` (`pods/log` for logs), as RBAC decides. */
+export function rbacAllows(
+  rules: readonly PolicyRule[],
+  group: string,
+  resource: string,
+  verb: string,
+  name?: string,
+): boolean {
+  return rules.some(
+    (r) =>
+      (r.apiGroups.includes(group) || r.apiGroups.includes('*')) &&
+      (r.resources.includes(resource) || r.resources.includes('*')) &&
+      (r.verbs.includes(verb) || r.verbs.includes('*')) &&
+      // resourceNames never match list, watch or create: RBAC cannot limit those by name.
+      (r.resourceNames === undefined ||
+        r.resourceNames.length === 0 ||
+        (name !== undefined && verb !== 'create' && r.resourceNames.includes(name))),
+  );
+}
+
 export interface FakeKubeApiOptions {
   /** Bearer token the clients must send. */
   token?: string;
@@ -87,6 +115,11 @@ export class FakeKubeApi {
   private rv = 100;
   private server: Server | undefined;
   private readonly token: string;
+  /**
+   * The Role of the client's service account: with it set, a request no rule allows is answered 403
+   * Forbidden, as RBAC does, and noted in `problems`, so code and chart cannot drift apart.
+   */
+  rbac: readonly PolicyRule[] | undefined;
   /** Runs before each request is handled (after it is recorded): tests hold requests here to force races. */
   gate: ((req: KubeRequest) => Promise<void>) | undefined;
 
@@ -271,6 +304,19 @@ export class FakeKubeApi {
       return;
     }
     const r: Route = { ...route, def: res0 };
+    if (this.rbac) {
+      const [rbacResource, rbacVerb] = verb === 'log' ? [`${route.resource}/log`, 'get'] : [route.resource, verb];
+      if (!rbacAllows(this.rbac, res0.group, rbacResource, rbacVerb, route.name)) {
+        this.problems.push(`${method} ${url.pathname}: RBAC forbids ${rbacVerb} ${rbacResource}`);
+        this.status(
+          res,
+          403,
+          'Forbidden',
+          `${rbacResource} is forbidden: User "system:serviceaccount:test:fake" cannot ${rbacVerb} resource "${rbacResource}"`,
+        );
+        return;
+      }
+    }
     switch (verb) {
       case 'get':
         return this.doGet(res, r);

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -22,7 +23,8 @@ import { openStore } from '../../worker/stores/open.js';
 import type { Store } from '../../worker/stores/store.js';
 import { runCli } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
-import { FakeKubeApi, type KubeObject } from '../support/kube-api.js';
+import { FakeKubeApi, type KubeObject, type PolicyRule } from '../support/kube-api.js';
+import { CHART, RELEASE, renderChart, type K8sObject } from '../support/helm.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -106,8 +108,24 @@ function kubelet(job: KubeObject): void {
   else void run();
 }
 
+/** The rules of the worker's Role as the chart renders it with the job executor on. */
+async function chartWorkerRole(): Promise<PolicyRule[]> {
+  const objects = await renderChart([join(CHART, 'ci/job-executor-values.yaml')]);
+  const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === `${RELEASE}-etcd-autobackup-worker`);
+  assert.ok(role, 'the chart renders no worker Role');
+  return (role as K8sObject & { rules: PolicyRule[] }).rules;
+}
+
 before(async () => {
-  [api, etcd, dir] = await Promise.all([FakeKubeApi.start(), startEtcd(), tempDir('job-exec')]);
+  let rules: PolicyRule[];
+  [api, etcd, dir, rules] = await Promise.all([
+    FakeKubeApi.start(),
+    startEtcd(),
+    tempDir('job-exec'),
+    chartWorkerRole(),
+  ]);
+  // The executor may call only what the chart's Role grants: a call beyond it is a 403 and a problem.
+  api.rbac = rules;
   await etcd.client.put('/registry/configmaps/default/x').value('y');
   store = await openStore(configSchema.parse({ store: { url: `file://${dir.path}` } }));
   api.onCreate('jobs', kubelet);
@@ -254,6 +272,26 @@ describe('running snapshots as Jobs', () => {
       },
     );
     assert.deepEqual(api.problems, []);
+  });
+
+  test('a Kubernetes API refusal (RBAC 403) is stage kubernetes, not an etcd stage, and names the call', async () => {
+    const granted = api.rbac;
+    api.rbac = (granted ?? []).filter((r) => !r.resources.includes('jobs'));
+    try {
+      await assert.rejects(
+        () => run('job-forbidden'),
+        (err: unknown) => {
+          assert.ok(err instanceof SnapshotError, String(err));
+          assert.equal(err.stage, 'kubernetes');
+          assert.match(err.message, /listing snapshot Jobs in backup failed/);
+          assert.match(err.message, /403|forbidden/i);
+          return true;
+        },
+      );
+    } finally {
+      api.rbac = granted;
+      api.problems.length = 0;
+    }
   });
 
   test('a second run of the same queue job adopts its Job (409 AlreadyExists) instead of starting another', async () => {
