@@ -82,13 +82,32 @@ test('restoreSnapshot: when etcdctl fails half-way, nothing is left and an empty
   assert.deepEqual(await readdir(dataDir), []);
 });
 
-test('restoreSnapshot: an aborted restore leaves nothing', async () => {
+test('restoreSnapshot: a restore aborted mid-download fails with the abort reason and leaves nothing', async () => {
   const parent = join(work.path, 'aborted');
   await mkdir(parent);
   const controller = new AbortController();
-  controller.abort(new Error('interrupted'));
+  let progressed = 0;
   await assert.rejects(
-    restoreSnapshot({ store, manifest, dataDir: join(parent, 'etcd'), etcdctl: 'etcdctl', signal: controller.signal }),
+    restoreSnapshot({
+      store,
+      manifest,
+      dataDir: join(parent, 'etcd'),
+      etcdctl: 'etcdctl',
+      signal: controller.signal,
+      // The first bytes have arrived: the download is under way when the operator interrupts.
+      onProgress: () => {
+        progressed++;
+        controller.abort(new Error('interrupted by the operator'));
+      },
+    }),
+    (err: Error) => {
+      assert.match(err.message, /download of snapshot .* interrupted/);
+      let cause: unknown = err;
+      while (cause instanceof Error && cause.message !== 'interrupted by the operator') cause = cause.cause;
+      assert.ok(cause instanceof Error, 'the abort reason is kept as the cause');
+      return true;
+    },
   );
+  assert.ok(progressed > 0, 'the abort came during the download');
   assert.deepEqual(await readdir(parent), []);
 });
