@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import {
   ensureWebhookCerts,
@@ -195,6 +197,54 @@ describe('ensureWebhookCerts and syncCaBundle against the API', () => {
     for (const u of updates)
       assert.ok((u.body as KubeObject).metadata.resourceVersion, 'updates carry the resourceVersion');
     assert.deepEqual(secretCerts(), a.certs);
+    assert.deepEqual(api.problems, []);
+  });
+
+  test('CA rotation: a CA near expiry is replaced, the caBundle carries both CAs, and TLS to the old and the new serving certificate verifies against it', async () => {
+    putWebhookConfig();
+    const oldCa = createCa('eab expiring CA', 20);
+    const oldServing = issueCert(oldCa, { commonName: 'eab-webhook', dnsNames: serviceDnsNames('eab-webhook', NS) });
+    putSecret({ caBundle: oldCa.cert, caKey: oldCa.key, cert: oldServing.cert, key: oldServing.key });
+
+    const { certs, action } = await ensureWebhookCerts(options());
+    assert.equal(action, 'renewed');
+    assert.notEqual(certs.caKey, oldCa.key, 'a new CA key');
+    assert.equal(certs.caBundle.match(/BEGIN CERTIFICATE/g)?.length, 2, 'new CA and the previous one');
+    assert.ok(certs.caBundle.includes(oldCa.cert.trim()), 'the previous CA stays in the bundle');
+    assertCovers(certs);
+    assert.deepEqual(secretCerts(), certs);
+
+    assert.equal(await syncCaBundle(options(), certs.caBundle), 'patched');
+    const vwc = api.get('validatingwebhookconfigurations', undefined, VWC) as KubeObject;
+    const bundles = (vwc.webhooks as { clientConfig: { caBundle?: string } }[]).map((w) =>
+      Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString(),
+    );
+    assert.deepEqual(bundles, [certs.caBundle, certs.caBundle]);
+
+    // What the apiserver does with the bundle: a replica still serving the old certificate and one
+    // already serving the new one must both be trusted, so no admission call fails mid-rotation.
+    for (const served of [oldServing, { cert: certs.cert, key: certs.key }]) {
+      const server = createHttpsServer({ cert: served.cert, key: served.key }, (_req, res) => res.end('ok'));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as AddressInfo;
+        const body = await new Promise<string>((resolve, reject) => {
+          const req = httpsRequest(
+            { host: '127.0.0.1', port, path: '/', ca: bundles[0], servername: `eab-webhook.${NS}.svc` },
+            (res) => {
+              let text = '';
+              res.on('data', (c: Buffer) => (text += c.toString()));
+              res.on('end', () => resolve(text));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+        assert.equal(body, 'ok');
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
     assert.deepEqual(api.problems, []);
   });
 
