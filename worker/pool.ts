@@ -18,6 +18,7 @@ import {
   connectRedis,
   createSnapshotQueue,
   ledgerKeys,
+  retryDelay,
   MAX_SAMPLES,
   syncSchedule,
   takeFromLedger,
@@ -40,7 +41,15 @@ export interface SnapshotRun {
 
 export type PoolMetrics = Pick<
   Metrics,
-  'snapshotLastSuccess' | 'snapshotDuration' | 'snapshotSize' | 'snapshotFailures' | 'snapshots' | 'queueJobs'
+  | 'snapshotLastSuccess'
+  | 'snapshotDuration'
+  | 'snapshotSize'
+  | 'snapshotFailures'
+  | 'snapshots'
+  | 'queueJobs'
+  | 'uncoveredChanges'
+  | 'oldestUncoveredChange'
+  | 'snapshotRetries'
 >;
 
 export interface WorkerPoolOptions {
@@ -169,11 +178,22 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     removeOnComplete: { count: config.queue.keepJobs },
     removeOnFail: { count: config.queue.keepJobs },
     autorun: false,
+    settings: {
+      backoffStrategy: (attemptsMade) => retryDelay(attemptsMade, config.queue.backoff, config.queue.backoffMax),
+    },
   });
   worker.on('error', (err) => log.warn({ err: messageOf(err) }, 'queue worker error'));
-  worker.on('failed', (job, err) =>
-    log.error({ jobId: job?.id, attempts: job?.attemptsMade, err: messageOf(err) }, 'snapshot job attempt failed'),
-  );
+  worker.on('failed', (job, err) => {
+    const retried =
+      job !== undefined && job.attemptsMade < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError);
+    if (retried) metrics?.snapshotRetries.inc({ cluster: config.cluster });
+    log.error(
+      { jobId: job?.id, attempts: job?.attemptsMade, retried, err: messageOf(err) },
+      retried
+        ? 'snapshot job attempt failed; retrying'
+        : 'snapshot job failed for good; its changes are in no snapshot',
+    );
+  });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'snapshot job stalled (its worker stopped); it runs again'));
 
   try {
@@ -193,6 +213,11 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     try {
       const counts = await queue.getJobCounts('waiting', 'delayed', 'active', 'failed', 'completed');
       for (const [state, n] of Object.entries(counts)) metrics?.queueJobs.set({ state }, n);
+      // Jobs being retried are few (one per failing window), so loading them is cheap.
+      const pending = await queue.getJobs(['waiting', 'delayed', 'active', 'prioritized']);
+      const { changes, oldestMs } = uncovered(pending, config.cluster, Date.now());
+      metrics?.uncoveredChanges.set({ cluster: config.cluster }, changes);
+      metrics?.oldestUncoveredChange.set({ cluster: config.cluster }, oldestMs / 1000);
     } catch {
       // Redis away: redis_up says so; keep the last counts.
     }
@@ -246,6 +271,22 @@ async function causeOf(job: Job<SnapshotJobData, SnapshotJobResult>, redis: Redi
   }
   const source = data.source ?? (Object.keys(data.causes)[0] as Cause['source'] | undefined) ?? 'manual';
   return { source, counts: data.causes, samples: data.samples, window: data.window };
+}
+
+/** The changes of this cluster's jobs that failed at least once and wait for another attempt. */
+export function uncovered(
+  jobs: readonly (Pick<Job<SnapshotJobData>, 'data' | 'attemptsMade' | 'timestamp'> | undefined)[],
+  cluster: string,
+  nowMs: number,
+): { changes: number; oldestMs: number } {
+  let changes = 0;
+  let oldestMs = 0;
+  for (const job of jobs) {
+    if (!job || job.attemptsMade === 0 || job.data.cluster !== cluster) continue;
+    changes += Object.values(job.data.causes).reduce((a, b) => a + (b ?? 0), 0);
+    oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
+  }
+  return { changes, oldestMs };
 }
 
 function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {

@@ -5,6 +5,8 @@ export {
   createSnapshotQueue,
   enqueueManual,
   jobOptions,
+  retryDelay,
+  UNLIMITED_ATTEMPTS,
   scheduleId,
   syncSchedule,
   JOB_NAME,
