@@ -17,8 +17,9 @@ import {
   clusterLockKey,
   connectRedis,
   createSnapshotQueue,
-  ledgerKeys,
+  foldEnded,
   retryDelay,
+  takerOf,
   MAX_SAMPLES,
   syncSchedule,
   takeFromLedger,
@@ -116,6 +117,13 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         `job is for cluster "${data.cluster}" but this worker backs up "${config.cluster}": give each installation its own redis.prefix`,
       );
     }
+    if (data.generation !== undefined) {
+      const by = await takerOf(redis, prefix, data.cluster, { id: data.window }, data.generation);
+      if (by !== undefined && by !== job.id) {
+        jobLog.debug({ foldedInto: by }, "this window's changes were taken into another job's snapshot");
+        return { foldedInto: by };
+      }
+    }
     const lock = await tryLock(redis, clusterLockKey(prefix, data.cluster), lockMs, owner);
     if (lock === undefined) {
       jobLog.debug('another snapshot of this cluster is running; waiting');
@@ -127,7 +135,8 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     const renewal = keepLock(lock, lockMs, controller, jobLog);
     const started = Date.now();
     try {
-      const cause = await causeOf(job, redis, prefix);
+      const cause = await causeOf(job, redis, prefix, jobLog);
+      if ('foldedInto' in cause) return cause;
       const signal = bullSignal ? AbortSignal.any([controller.signal, bullSignal]) : controller.signal;
       const manifest = await runSnapshot({ cause, signal, log: jobLog, jobId: job.id ?? '' });
       metrics?.snapshots.inc({ cluster: data.cluster, result: 'success' });
@@ -254,23 +263,51 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
 
 /**
  * The manifest's cause. For a window job this first closes the job's ledger generation, so that
- * every trigger counted before now is attributed here and any later one makes a new job; the
- * merged counts and samples are written back to the job data for the dashboard.
+ * every trigger counted before now is attributed here and any later one makes a new job. Then
+ * (for every job) it closes the open generation of every window of the cluster that has ended:
+ * their jobs, waiting behind this snapshot, would only take the same snapshot again. The summed
+ * counts and samples are written back to the job data for the dashboard. A window job whose
+ * generation another job closed returns that job's id instead: its changes are covered there.
  */
-async function causeOf(job: Job<SnapshotJobData, SnapshotJobResult>, redis: Redis, prefix: string): Promise<Cause> {
+async function causeOf(
+  job: Job<SnapshotJobData, SnapshotJobResult>,
+  redis: Redis,
+  prefix: string,
+  log: Logger,
+): Promise<Cause | { foldedInto: string }> {
   let data = job.data;
+  const jobId = job.id ?? '';
+  let causes = { ...data.causes };
+  let samples = [...data.samples];
+  let changed = false;
   if (data.generation !== undefined) {
-    // A generation is closed once; a retry finds it closed and keeps what the first attempt stored.
-    const taken = await takeFromLedger(redis, ledgerKeys(prefix, data.cluster, { id: data.window }), data.generation);
+    // A generation is closed once; a retry finds it closed by itself and keeps what the first attempt stored.
+    const taken = await takeFromLedger(redis, prefix, data.cluster, { id: data.window }, data.generation, jobId);
+    if (!taken.taken && taken.by !== '' && taken.by !== jobId) return { foldedInto: taken.by };
     if (taken.taken) {
-      const samples = [...new Set([...data.samples, ...taken.samples])].slice(0, MAX_SAMPLES);
-      const causes = Object.keys(taken.counts).length > 0 ? taken.counts : data.causes;
-      data = { ...data, causes, samples };
-      await job.updateData(data);
+      if (Object.keys(taken.counts).length > 0) causes = taken.counts;
+      samples = mergeSamples(samples, taken.samples);
+      changed = true;
     }
+  }
+  const folded = await foldEnded(redis, prefix, data.cluster, Date.now(), jobId);
+  if (folded.windows > 0) {
+    for (const [source, n] of Object.entries(folded.counts) as [keyof typeof causes, number][])
+      causes[source] = (causes[source] ?? 0) + n;
+    samples = mergeSamples(samples, folded.samples);
+    changed = true;
+    log.info({ windows: folded.windows, causes }, 'folded the ended windows waiting behind this snapshot into it');
+  }
+  if (changed) {
+    data = { ...data, causes, samples };
+    await job.updateData(data);
   }
   const source = data.source ?? (Object.keys(data.causes)[0] as Cause['source'] | undefined) ?? 'manual';
   return { source, counts: data.causes, samples: data.samples, window: data.window };
+}
+
+function mergeSamples(a: string[], b: string[]): string[] {
+  return [...new Set([...a, ...b])].slice(0, MAX_SAMPLES);
 }
 
 /** The changes of this cluster's jobs that failed at least once and wait for another attempt. */

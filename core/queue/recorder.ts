@@ -259,8 +259,14 @@ class Recorder implements QueueRecorder {
         continue;
       }
       try {
-        const keys = ledgerKeys(this.prefix, this.cluster, group.window);
-        const generation = await recordInLedger(this.redis, keys, group.counts, group.samples);
+        const generation = await recordInLedger(
+          this.redis,
+          this.prefix,
+          this.cluster,
+          group.window,
+          group.counts,
+          group.samples,
+        );
         this.noteCounted(group, generation);
       } catch (err) {
         failed = true;
