@@ -75,6 +75,8 @@ export interface WorkerPoolOptions {
   graceMs?: number;
   /** How often queue job counts are exported to the metrics. */
   metricsIntervalMs?: number;
+  /** Gives up starting (Redis not answering yet) when aborted. */
+  signal?: AbortSignal;
 }
 
 export interface WorkerPool {
@@ -206,12 +208,14 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'snapshot job stalled (its worker stopped); it runs again'));
 
   try {
-    await syncSchedule(queue, config);
+    await untilAborted(syncSchedule(queue, config), options.signal);
   } catch (err) {
-    await worker.close(true).catch(() => undefined);
-    await queue.close().catch(() => undefined);
+    // Disconnect first: closing BullMQ objects waits for a connection that may never be ready.
     redis.disconnect();
     workerRedis.disconnect();
+    void worker.close(true).catch(() => undefined);
+    void queue.close().catch(() => undefined);
+    if (options.signal?.aborted) throw new Error('the worker was stopped before Redis answered', { cause: err });
     throw new Error(`setting up the queue.maxInterval schedule failed: ${messageOf(err)}`, { cause: err });
   }
   void worker.run().catch((err: unknown) => log.error({ err: messageOf(err) }, 'queue worker stopped'));
@@ -308,6 +312,16 @@ async function causeOf(
 
 function mergeSamples(a: string[], b: string[]): string[] {
   return [...new Set([...a, ...b])].slice(0, MAX_SAMPLES);
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** The changes of this cluster's jobs that failed at least once and wait for another attempt. */

@@ -242,6 +242,11 @@ export const queueSchema = z.strictObject({
     .describe(
       "How long a worker holds a snapshot job (renewed while it runs): a crashed worker's job is retried by another worker after about this long.",
     ),
+  enqueueTimeout: duration('queue.enqueueTimeout')
+    .prefault('30s')
+    .describe(
+      '`snapshot --enqueue`: how long to wait for Redis to take the job before giving up with an error (Redis down, wrong password).',
+    ),
   shutdownGrace: duration('queue.shutdownGrace')
     .prefault('25s')
     .describe(
