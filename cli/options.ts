@@ -74,7 +74,31 @@ export function secretValues(argv: readonly string[], env: NodeJS.ProcessEnv): s
       else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
     });
   }
-  return values.filter((v) => v.length > 0);
+  return values.flatMap(secretParts).filter((v) => v.length > 0);
+}
+
+/**
+ * A URL without credentials (`redis://host:6379`) is no secret, and blanking it would hide which
+ * server an error is about; one with credentials is blanked whole and by its user and password.
+ */
+function secretParts(value: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return [value];
+  }
+  if (!url.host || !/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return [value];
+  if (url.username === '' && url.password === '') return [];
+  // The password, or a user name alone (a token); not the user name beside a password (`default`).
+  const secret = url.password || url.username;
+  const parts = [value, secret];
+  try {
+    parts.push(decodeURIComponent(secret));
+  } catch {
+    // Not percent-encoded: the raw form is already listed.
+  }
+  return parts;
 }
 
 /**

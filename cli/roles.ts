@@ -24,10 +24,14 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
     for (const c of closers.reverse()) await c().catch((err: unknown) => log.error({ err }, 'error while stopping'));
   };
   try {
-    const webhook = roles.includes('webhook') ? createWebhookRole({ config, log, metrics }) : undefined;
-    if (webhook) closers.push(() => webhook.close());
+    // Neither role waits for Redis here: the port is bound at once and /readyz says 503 until
+    // Redis answers, and SIGTERM is obeyed meanwhile.
     const worker = roles.includes('worker') ? await startWorkerRole({ config, log, metrics }) : undefined;
     if (worker) closers.push(() => worker.close());
+    const webhook = roles.includes('webhook')
+      ? createWebhookRole({ config, log, metrics, ...(worker ? { alsoReady: () => worker.ready() } : {}) })
+      : undefined;
+    if (webhook) closers.push(() => webhook.close());
 
     const ready = () => (webhook ? webhook.recorder.status().redisUp : true) && (worker ? worker.ready() : true);
     const app = webhook?.app ?? createHealthApp({ metrics, ready, log });
@@ -64,6 +68,15 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
     });
     log.info('stopping: finishing or abandoning the running snapshot, sending pending triggers');
   } finally {
-    await close();
+    // The pool abandons a running snapshot after shutdownGrace; whatever still waits after that
+    // (a Redis that never answers) must not keep the process past the pod's grace period.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), config.queue.shutdownGrace + 2_000);
+      timer.unref();
+    });
+    const result = await Promise.race([close(), deadline]);
+    clearTimeout(timer);
+    if (result === 'late') log.warn('stopping took longer than queue.shutdownGrace; exiting anyway');
   }
 }

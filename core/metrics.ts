@@ -32,6 +32,12 @@ export interface Metrics {
   readonly pruneRuns: Counter<'cluster' | 'result'>;
   /** Objects deleted by retention: kind=snapshot (manifest and object as one) or kind=orphan. */
   readonly pruned: Counter<'cluster' | 'kind'>;
+  /** Triggers in snapshot jobs that failed at least once and are being retried. */
+  readonly uncoveredChanges: Gauge<'cluster'>;
+  /** Age of the oldest of those jobs; 0 when there is none. */
+  readonly oldestUncoveredChange: Gauge<'cluster'>;
+  /** Failed snapshot attempts that will be retried. */
+  readonly snapshotRetries: Counter<'cluster'>;
 }
 
 export interface MetricsOptions {
@@ -122,6 +128,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}pruned_total`,
       help: 'Snapshots (manifest and object) and orphaned objects deleted by retention.',
       labelNames: ['cluster', 'kind'] as const,
+      registers,
+    }),
+    uncoveredChanges: new Gauge({
+      name: `${PREFIX}uncovered_changes`,
+      help: 'Changes whose snapshot job has failed at least once and is being retried: not yet in any published snapshot.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    oldestUncoveredChange: new Gauge({
+      name: `${PREFIX}oldest_uncovered_change_age_seconds`,
+      help: 'Age of the oldest snapshot job being retried after a failure (0 when none).',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    snapshotRetries: new Counter({
+      name: `${PREFIX}snapshot_retries_total`,
+      help: 'Failed snapshot attempts that will be retried (queue.backoff doubling up to queue.backoffMax).',
+      labelNames: ['cluster'] as const,
       registers,
     }),
   };

@@ -16,6 +16,8 @@ export interface WebhookRoleOptions {
   config: Config;
   log: Logger;
   metrics: Metrics;
+  /** Another readiness condition of the process (serve: the worker pool is running). */
+  alsoReady?: () => boolean;
 }
 
 export interface WebhookRole {
@@ -39,7 +41,7 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
     recorder,
     log,
     metrics,
-    ready: () => recorder.status().redisUp,
+    ready: () => recorder.status().redisUp && (options.alsoReady?.() ?? true),
     extraRoutes: [
       { path: DASHBOARD_PATH, handler: dashboardRouter({ config, queue: recorder.queue }) },
       {

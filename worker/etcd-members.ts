@@ -68,7 +68,7 @@ export async function chooseMember(etcd: EtcdConfig): Promise<ChosenMember> {
     etcd.endpoints.map(async (endpoint) => {
       const client = new Etcd3(memberClientOptions(etcd, endpoint));
       try {
-        return { endpoint, client, status: await memberStatus(client, endpoint) };
+        return { endpoint, client, status: await withinDialTimeout(memberStatus(client, endpoint), etcd.dialTimeout) };
       } catch (err) {
         client.close();
         return { endpoint, error: describeConnectError(err, endpoint) };
@@ -91,7 +91,33 @@ export async function chooseMember(etcd: EtcdConfig): Promise<ChosenMember> {
   return { status: best.status, client: best.client, unreachable };
 }
 
+class DialTimeout extends Error {
+  override readonly name = 'DialTimeout';
+}
+
+/**
+ * The call's own deadline is per attempt, and the client retries a member that never answers
+ * (TCP accepted, no HTTP/2): without an overall deadline a 5 s dial timeout took ~18 s.
+ */
+async function withinDialTimeout<T>(call: Promise<T>, dialTimeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new DialTimeout(`no answer within the dial timeout (etcd.dialTimeout ${dialTimeoutMs} ms)`)),
+      dialTimeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+    // The abandoned call rejects when its client is closed; nobody waits for it any more.
+    call.catch(() => undefined);
+  }
+}
+
 function describeConnectError(err: unknown, endpoint: string): string {
+  if (err instanceof DialTimeout) return err.message;
   const msg = messageOf(err);
   if (/certificate|SSL|TLS|handshake|self.signed|unable to verify/i.test(msg)) {
     return `TLS failed (${msg}): check that etcd.cacert is the CA that signed ${endpoint}'s certificate and that etcd.cert/etcd.key are a client certificate it trusts`;

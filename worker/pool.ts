@@ -17,7 +17,9 @@ import {
   clusterLockKey,
   connectRedis,
   createSnapshotQueue,
-  ledgerKeys,
+  foldEnded,
+  retryDelay,
+  takerOf,
   MAX_SAMPLES,
   syncSchedule,
   takeFromLedger,
@@ -40,7 +42,15 @@ export interface SnapshotRun {
 
 export type PoolMetrics = Pick<
   Metrics,
-  'snapshotLastSuccess' | 'snapshotDuration' | 'snapshotSize' | 'snapshotFailures' | 'snapshots' | 'queueJobs'
+  | 'snapshotLastSuccess'
+  | 'snapshotDuration'
+  | 'snapshotSize'
+  | 'snapshotFailures'
+  | 'snapshots'
+  | 'queueJobs'
+  | 'uncoveredChanges'
+  | 'oldestUncoveredChange'
+  | 'snapshotRetries'
 >;
 
 export interface WorkerPoolOptions {
@@ -65,6 +75,8 @@ export interface WorkerPoolOptions {
   graceMs?: number;
   /** How often queue job counts are exported to the metrics. */
   metricsIntervalMs?: number;
+  /** Gives up starting (Redis not answering yet) when aborted. */
+  signal?: AbortSignal;
 }
 
 export interface WorkerPool {
@@ -107,6 +119,13 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         `job is for cluster "${data.cluster}" but this worker backs up "${config.cluster}": give each installation its own redis.prefix`,
       );
     }
+    if (data.generation !== undefined) {
+      const by = await takerOf(redis, prefix, data.cluster, { id: data.window }, data.generation);
+      if (by !== undefined && by !== job.id) {
+        jobLog.debug({ foldedInto: by }, "this window's changes were taken into another job's snapshot");
+        return { foldedInto: by };
+      }
+    }
     const lock = await tryLock(redis, clusterLockKey(prefix, data.cluster), lockMs, owner);
     if (lock === undefined) {
       jobLog.debug('another snapshot of this cluster is running; waiting');
@@ -118,7 +137,8 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     const renewal = keepLock(lock, lockMs, controller, jobLog);
     const started = Date.now();
     try {
-      const cause = await causeOf(job, redis, prefix);
+      const cause = await causeOf(job, redis, prefix, jobLog);
+      if ('foldedInto' in cause) return cause;
       const signal = bullSignal ? AbortSignal.any([controller.signal, bullSignal]) : controller.signal;
       const manifest = await runSnapshot({ cause, signal, log: jobLog, jobId: job.id ?? '' });
       metrics?.snapshots.inc({ cluster: data.cluster, result: 'success' });
@@ -169,20 +189,33 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     removeOnComplete: { count: config.queue.keepJobs },
     removeOnFail: { count: config.queue.keepJobs },
     autorun: false,
+    settings: {
+      backoffStrategy: (attemptsMade) => retryDelay(attemptsMade, config.queue.backoff, config.queue.backoffMax),
+    },
   });
   worker.on('error', (err) => log.warn({ err: messageOf(err) }, 'queue worker error'));
-  worker.on('failed', (job, err) =>
-    log.error({ jobId: job?.id, attempts: job?.attemptsMade, err: messageOf(err) }, 'snapshot job attempt failed'),
-  );
+  worker.on('failed', (job, err) => {
+    const retried =
+      job !== undefined && job.attemptsMade < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError);
+    if (retried) metrics?.snapshotRetries.inc({ cluster: config.cluster });
+    log.error(
+      { jobId: job?.id, attempts: job?.attemptsMade, retried, err: messageOf(err) },
+      retried
+        ? 'snapshot job attempt failed; retrying'
+        : 'snapshot job failed for good; its changes are in no snapshot',
+    );
+  });
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'snapshot job stalled (its worker stopped); it runs again'));
 
   try {
-    await syncSchedule(queue, config);
+    await untilAborted(syncSchedule(queue, config), options.signal);
   } catch (err) {
-    await worker.close(true).catch(() => undefined);
-    await queue.close().catch(() => undefined);
+    // Disconnect first: closing BullMQ objects waits for a connection that may never be ready.
     redis.disconnect();
     workerRedis.disconnect();
+    void worker.close(true).catch(() => undefined);
+    void queue.close().catch(() => undefined);
+    if (options.signal?.aborted) throw new Error('the worker was stopped before Redis answered', { cause: err });
     throw new Error(`setting up the queue.maxInterval schedule failed: ${messageOf(err)}`, { cause: err });
   }
   void worker.run().catch((err: unknown) => log.error({ err: messageOf(err) }, 'queue worker stopped'));
@@ -193,6 +226,11 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     try {
       const counts = await queue.getJobCounts('waiting', 'delayed', 'active', 'failed', 'completed');
       for (const [state, n] of Object.entries(counts)) metrics?.queueJobs.set({ state }, n);
+      // Jobs being retried are few (one per failing window), so loading them is cheap.
+      const pending = await queue.getJobs(['waiting', 'delayed', 'active', 'prioritized']);
+      const { changes, oldestMs } = uncovered(pending, config.cluster, Date.now());
+      metrics?.uncoveredChanges.set({ cluster: config.cluster }, changes);
+      metrics?.oldestUncoveredChange.set({ cluster: config.cluster }, oldestMs / 1000);
     } catch {
       // Redis away: redis_up says so; keep the last counts.
     }
@@ -229,23 +267,77 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
 
 /**
  * The manifest's cause. For a window job this first closes the job's ledger generation, so that
- * every trigger counted before now is attributed here and any later one makes a new job; the
- * merged counts and samples are written back to the job data for the dashboard.
+ * every trigger counted before now is attributed here and any later one makes a new job. Then
+ * (for every job) it closes the open generation of every window of the cluster that has ended:
+ * their jobs, waiting behind this snapshot, would only take the same snapshot again. The summed
+ * counts and samples are written back to the job data for the dashboard. A window job whose
+ * generation another job closed returns that job's id instead: its changes are covered there.
  */
-async function causeOf(job: Job<SnapshotJobData, SnapshotJobResult>, redis: Redis, prefix: string): Promise<Cause> {
+async function causeOf(
+  job: Job<SnapshotJobData, SnapshotJobResult>,
+  redis: Redis,
+  prefix: string,
+  log: Logger,
+): Promise<Cause | { foldedInto: string }> {
   let data = job.data;
+  const jobId = job.id ?? '';
+  let causes = { ...data.causes };
+  let samples = [...data.samples];
+  let changed = false;
   if (data.generation !== undefined) {
-    // A generation is closed once; a retry finds it closed and keeps what the first attempt stored.
-    const taken = await takeFromLedger(redis, ledgerKeys(prefix, data.cluster, { id: data.window }), data.generation);
+    // A generation is closed once; a retry finds it closed by itself and keeps what the first attempt stored.
+    const taken = await takeFromLedger(redis, prefix, data.cluster, { id: data.window }, data.generation, jobId);
+    if (!taken.taken && taken.by !== '' && taken.by !== jobId) return { foldedInto: taken.by };
     if (taken.taken) {
-      const samples = [...new Set([...data.samples, ...taken.samples])].slice(0, MAX_SAMPLES);
-      const causes = Object.keys(taken.counts).length > 0 ? taken.counts : data.causes;
-      data = { ...data, causes, samples };
-      await job.updateData(data);
+      if (Object.keys(taken.counts).length > 0) causes = taken.counts;
+      samples = mergeSamples(samples, taken.samples);
+      changed = true;
     }
+  }
+  const folded = await foldEnded(redis, prefix, data.cluster, Date.now(), jobId);
+  if (folded.windows > 0) {
+    for (const [source, n] of Object.entries(folded.counts) as [keyof typeof causes, number][])
+      causes[source] = (causes[source] ?? 0) + n;
+    samples = mergeSamples(samples, folded.samples);
+    changed = true;
+    log.info({ windows: folded.windows, causes }, 'folded the ended windows waiting behind this snapshot into it');
+  }
+  if (changed) {
+    data = { ...data, causes, samples };
+    await job.updateData(data);
   }
   const source = data.source ?? (Object.keys(data.causes)[0] as Cause['source'] | undefined) ?? 'manual';
   return { source, counts: data.causes, samples: data.samples, window: data.window };
+}
+
+function mergeSamples(a: string[], b: string[]): string[] {
+  return [...new Set([...a, ...b])].slice(0, MAX_SAMPLES);
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** The changes of this cluster's jobs that failed at least once and wait for another attempt. */
+export function uncovered(
+  jobs: readonly (Pick<Job<SnapshotJobData>, 'data' | 'attemptsMade' | 'timestamp'> | undefined)[],
+  cluster: string,
+  nowMs: number,
+): { changes: number; oldestMs: number } {
+  let changes = 0;
+  let oldestMs = 0;
+  for (const job of jobs) {
+    if (!job || job.attemptsMade === 0 || job.data.cluster !== cluster) continue;
+    changes += Object.values(job.data.causes).reduce((a, b) => a + (b ?? 0), 0);
+    oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
+  }
+  return { changes, oldestMs };
 }
 
 function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {

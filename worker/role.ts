@@ -1,5 +1,8 @@
 /** The worker role: the store and the pool of snapshot workers fed by the queue. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../core/config/index.js';
+import { messageOf } from '../core/errors.js';
+import { describeRedis } from '../core/queue/index.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { startWorkerPool, type WorkerPool } from './pool.js';
@@ -10,18 +13,28 @@ import type { Store } from './stores/store.js';
 
 export interface WorkerRole {
   store: Store;
-  pool: WorkerPool;
+  /** Resolves once the pool takes jobs (Redis answered), undefined when stopped before that. */
+  started: Promise<WorkerPool | undefined>;
   /** Ready while the worker's Redis connection is up. */
   ready(): boolean;
   close(): Promise<void>;
 }
 
+/** Between two attempts to start the pool while Redis refuses (wrong password) or is down. */
+const START_RETRY_MS = 5_000;
+
+/**
+ * Opens the store (a bad key or store config stops the process here) and starts the pool in the
+ * background: the process serves /readyz (503 until the pool runs) and obeys SIGTERM even while
+ * Redis is unreachable or refuses the password.
+ */
 export async function startWorkerRole(options: { config: Config; log: Logger; metrics: Metrics }): Promise<WorkerRole> {
   const { config, log, metrics } = options;
   // Each snapshot reads the key files again (a rotated Secret applies without a restart); reading
   // them now makes a missing or malformed key stop the worker at start, not at its first snapshot.
   await loadKeyRing(config.encryption);
   const store = await openStore(config);
+  abortStaleUploads(store, config.snapshot.timeout, log);
   const afterSnapshot =
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
@@ -29,25 +42,67 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   // executor job: each snapshot runs as a Kubernetes Job; the Kubernetes client loads only then.
   const runSnapshot =
     config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
-  const pool = await startWorkerPool({
-    config,
-    store,
-    log: log.child({ component: 'worker' }),
-    metrics,
-    lockDurationMs: config.queue.lockDuration,
-    // Look for stalled jobs twice per lock period, so a crashed worker's job waits at most ~1.5 locks.
-    stalledIntervalMs: Math.max(1000, Math.round(config.queue.lockDuration / 2)),
-    graceMs: config.queue.shutdownGrace,
-    ...(runSnapshot ? { runSnapshot } : {}),
-    ...(afterSnapshot ? { afterSnapshot } : {}),
-  });
+  const stop = new AbortController();
+  let pool: WorkerPool | undefined;
+  const workerLog = log.child({ component: 'worker' });
+  const started = (async () => {
+    for (let attempt = 1; !stop.signal.aborted; attempt++) {
+      try {
+        pool = await startWorkerPool({
+          config,
+          store,
+          log: workerLog,
+          metrics,
+          lockDurationMs: config.queue.lockDuration,
+          // Look for stalled jobs twice per lock period, so a crashed worker's job waits at most ~1.5 locks.
+          stalledIntervalMs: Math.max(1000, Math.round(config.queue.lockDuration / 2)),
+          graceMs: config.queue.shutdownGrace,
+          signal: stop.signal,
+          ...(runSnapshot ? { runSnapshot } : {}),
+          ...(afterSnapshot ? { afterSnapshot } : {}),
+        });
+        return pool;
+      } catch (err) {
+        if (stop.signal.aborted) return undefined;
+        workerLog.error(
+          { err: messageOf(err), redis: describeRedis(config.redis), attempt },
+          'starting the worker failed; trying again',
+        );
+        await sleep(START_RETRY_MS, undefined, { signal: stop.signal }).catch(() => undefined);
+      }
+    }
+    return undefined;
+  })();
   return {
     store,
-    pool,
-    ready: () => pool.worker.isRunning(),
+    started,
+    ready: () => pool?.worker.isRunning() ?? false,
     async close() {
-      await pool.close();
+      stop.abort(new Error('worker stopping'));
+      const running = await started;
+      await running?.close();
       await store.close();
     },
   };
+}
+
+/**
+ * Multipart uploads older than snapshot.timeout are left by a failed upload whose abort did not
+ * reach the service; no running snapshot is that old. In the background: a store that does not
+ * implement ListMultipartUploads (s3rver, some gateways) only logs it.
+ */
+function abortStaleUploads(store: Store, olderThanMs: number, log: Logger): void {
+  if (!('abortStaleUploads' in store) || typeof store.abortStaleUploads !== 'function') return;
+  const s = store as Store & { abortStaleUploads(olderThanMs: number): Promise<number> };
+  s.abortStaleUploads(olderThanMs).then(
+    (n) => {
+      if (n > 0)
+        log.info(
+          { store: store.location, aborted: n },
+          'aborted incomplete multipart uploads left by failed snapshots',
+        );
+    },
+    (err: unknown) =>
+      log.warn({ store: store.location, err: messageOf(err) }, 'could not clean up incomplete multipart uploads'),
+  );
 }

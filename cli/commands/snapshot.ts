@@ -18,7 +18,7 @@ export function registerSnapshot(program: Command, context: CliContext): void {
   ).action(async (opts: { json?: boolean; enqueue?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     if (opts.enqueue) {
-      const jobId = await enqueueSnapshot(config, { resource: 'cli' });
+      const jobId = await enqueueSnapshot(config, { resource: 'cli' }, context.signal);
       context.print(
         opts.json
           ? JSON.stringify({ jobId })

@@ -224,16 +224,28 @@ export const queueSchema = z.strictObject({
   attempts: z
     .number()
     .int()
-    .min(1)
+    .min(0)
     .max(100)
-    .default(5)
-    .describe('Attempts of a failed snapshot job before it is kept as failed.'),
-  backoff: duration('queue.backoff').prefault('30s').describe('First retry delay; doubles on each attempt.'),
+    .default(0)
+    .describe(
+      'Attempts of a failed snapshot job before it is kept as failed. 0 (the default): retry until a snapshot covers its changes, never giving up.',
+    ),
+  backoff: duration('queue.backoff')
+    .prefault('30s')
+    .describe('First retry delay; doubles on each attempt up to queue.backoffMax.'),
+  backoffMax: duration('queue.backoffMax')
+    .prefault('10m')
+    .describe('Longest delay between two attempts of a failed snapshot job.'),
   keepJobs: z.number().int().min(1).default(200).describe('Completed and failed jobs kept for the dashboard.'),
   lockDuration: duration('queue.lockDuration')
     .prefault('60s')
     .describe(
       "How long a worker holds a snapshot job (renewed while it runs): a crashed worker's job is retried by another worker after about this long.",
+    ),
+  enqueueTimeout: duration('queue.enqueueTimeout')
+    .prefault('30s')
+    .describe(
+      '`snapshot --enqueue`: how long to wait for Redis to take the job before giving up with an error (Redis down, wrong password).',
     ),
   shutdownGrace: duration('queue.shutdownGrace')
     .prefault('25s')

@@ -205,6 +205,12 @@ export const SETTINGS: readonly Setting[] = [
     help: "a crashed worker's snapshot job is retried after about this long (default 60s)",
   },
   {
+    flag: 'enqueue-timeout',
+    path: 'queue.enqueueTimeout',
+    kind: 'string',
+    help: 'snapshot --enqueue: give up when Redis has not taken the job after this long (default 30s)',
+  },
+  {
     flag: 'shutdown-grace',
     path: 'queue.shutdownGrace',
     kind: 'string',

@@ -41,9 +41,18 @@ export interface SnapshotJobData {
 }
 
 /** What a finished snapshot job returns; shown on the dashboard. */
-export interface SnapshotJobResult {
+export type SnapshotJobResult = PublishedJobResult | FoldedJobResult;
+
+export interface PublishedJobResult {
   id: string;
   key: string;
   revision: number;
   storedSize: number;
+  foldedInto?: never;
+}
+
+/** A window job whose changes another job's snapshot took over (the snapshots were slower than the window). */
+export interface FoldedJobResult {
+  foldedInto: string;
+  id?: never;
 }

@@ -5,6 +5,8 @@ export {
   createSnapshotQueue,
   enqueueManual,
   jobOptions,
+  retryDelay,
+  UNLIMITED_ATTEMPTS,
   scheduleId,
   syncSchedule,
   JOB_NAME,
@@ -12,6 +14,16 @@ export {
   type ManualCause,
   type SnapshotQueue,
 } from './queue.js';
-export { ledgerKeys, takeFromLedger, MAX_SAMPLES, type Counts, type Taken } from './ledger.js';
+export {
+  foldEnded,
+  ledgerKeys,
+  openWindowsKey,
+  takeFromLedger,
+  takerOf,
+  MAX_SAMPLES,
+  type Counts,
+  type Folded,
+  type Taken,
+} from './ledger.js';
 export { clusterLockKey, tryLock, type HeldLock } from './lock.js';
 export { windowOf, windowId, windowJobId, windowJobDelay, type DebounceWindow } from './window.js';

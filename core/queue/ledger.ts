@@ -21,35 +21,75 @@ export const MAX_SAMPLES = 5;
 export type Counts = Partial<Record<TriggerSource, number>>;
 
 export function ledgerKeys(prefix: string, cluster: string, window: Pick<DebounceWindow, 'id'>): [string, string] {
-  const base = `${prefix}:ledger:${cluster}:${window.id}`;
+  const base = `${ledgerBase(prefix, cluster)}${window.id}`;
   return [base, `${base}:samples`];
+}
+
+function ledgerBase(prefix: string, cluster: string): string {
+  return `${prefix}:ledger:${cluster}:`;
+}
+
+/** Who closed each generation of a window (the job id), so a job folded into another knows it. */
+function takersKey(prefix: string, cluster: string, window: Pick<DebounceWindow, 'id'>): string {
+  return `${ledgerBase(prefix, cluster)}${window.id}:by`;
+}
+
+/** The cluster's windows with an open generation holding counts, scored by the window's end. */
+export function openWindowsKey(prefix: string, cluster: string): string {
+  return `${prefix}:open:${cluster}`;
 }
 
 const RECORD = `
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  redis.call('HINCRBY', KEYS[1], 'n:' .. ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+  redis.call('HINCRBY', KEYS[1], 'n:' .. ARGV[6 + 2 * i], ARGV[7 + 2 * i])
 end
 local max = tonumber(ARGV[2])
-for i = 4 + 2 * n, #ARGV do
+for i = 6 + 2 * n, #ARGV do
   if redis.call('SCARD', KEYS[2]) >= max then break end
   redis.call('SADD', KEYS[2], ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return gen
 `;
 
+// KEYS: hash, samples, takers, open set. ARGV: generation, ttl, taker, window id.
 const TAKE = `
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
-if gen ~= tonumber(ARGV[1]) then return {gen, {}, {}} end
+if gen ~= tonumber(ARGV[1]) then return {gen, {}, {}, redis.call('HGET', KEYS[3], ARGV[1]) or ''} end
 local fields = redis.call('HGETALL', KEYS[1])
 local samples = redis.call('SMEMBERS', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'gen', gen + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {gen, fields, samples}
+redis.call('HSET', KEYS[3], gen, ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[4])
+return {gen, fields, samples, ARGV[3]}
+`;
+
+// KEYS: open set. ARGV: now, taker, ledger key base, ttl. Closes the open generation of every
+// window that has ended; returns {id, gen, fields, samples} per window.
+const FOLD = `
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  local k = ARGV[3] .. id
+  local gen = tonumber(redis.call('HGET', k, 'gen') or '0')
+  local fields = redis.call('HGETALL', k)
+  local samples = redis.call('SMEMBERS', k .. ':samples')
+  redis.call('DEL', k, k .. ':samples')
+  redis.call('HSET', k, 'gen', gen + 1)
+  redis.call('PEXPIRE', k, ARGV[4])
+  redis.call('HSET', k .. ':by', gen, ARGV[2])
+  redis.call('PEXPIRE', k .. ':by', ARGV[4])
+  redis.call('ZREM', KEYS[1], id)
+  table.insert(out, {id, gen, fields, samples})
+end
+return out
 `;
 
 /**
@@ -58,7 +98,9 @@ return {gen, fields, samples}
  */
 export async function recordInLedger(
   redis: Redis,
-  keys: [string, string],
+  prefix: string,
+  cluster: string,
+  window: Pick<DebounceWindow, 'id' | 'end'>,
   counts: Counts,
   samples: string[],
 ): Promise<number> {
@@ -66,10 +108,13 @@ export async function recordInLedger(
   const args = [
     String(LEDGER_TTL_MS),
     String(MAX_SAMPLES),
+    String(window.end),
+    window.id,
     String(pairs.length),
     ...pairs.flatMap(([s, n]) => [s, String(n)]),
     ...samples.slice(0, MAX_SAMPLES),
   ];
+  const keys = [...ledgerKeys(prefix, cluster, window), openWindowsKey(prefix, cluster)];
   const gen = await runScript(redis, RECORD, keys, args);
   return Number(gen);
 }
@@ -77,26 +122,92 @@ export async function recordInLedger(
 export interface Taken {
   /** True when this call closed `generation`; false when it was already closed (a retry, or a redundant job). */
   taken: boolean;
+  /** The job id that closed the generation (this caller when `taken`); empty when unknown. */
+  by: string;
   counts: Counts;
   samples: string[];
 }
 
-/** Closes `generation` and returns what was counted into it. */
-export async function takeFromLedger(redis: Redis, keys: [string, string], generation: number): Promise<Taken> {
-  const reply = (await runScript(redis, TAKE, keys, [String(generation), String(LEDGER_TTL_MS)])) as [
+/** Closes `generation` on behalf of job `taker` and returns what was counted into it. */
+export async function takeFromLedger(
+  redis: Redis,
+  prefix: string,
+  cluster: string,
+  window: Pick<DebounceWindow, 'id'>,
+  generation: number,
+  taker: string,
+): Promise<Taken> {
+  const keys = [
+    ...ledgerKeys(prefix, cluster, window),
+    takersKey(prefix, cluster, window),
+    openWindowsKey(prefix, cluster),
+  ];
+  const reply = (await runScript(redis, TAKE, keys, [String(generation), String(LEDGER_TTL_MS), taker, window.id])) as [
     number,
     string[],
     string[],
+    string,
   ];
-  const [gen, fields, samples] = reply;
-  if (Number(gen) !== generation) return { taken: false, counts: {}, samples: [] };
+  const [gen, fields, samples, by] = reply;
+  if (Number(gen) !== generation) return { taken: false, by, counts: {}, samples: [] };
+  return { taken: true, by, counts: countsOf(fields), samples: samples.sort() };
+}
+
+/** The job id that closed `generation` of `window`, or undefined while it is open (or unknown). */
+export async function takerOf(
+  redis: Redis,
+  prefix: string,
+  cluster: string,
+  window: Pick<DebounceWindow, 'id'>,
+  generation: number,
+): Promise<string | undefined> {
+  return (await redis.hget(takersKey(prefix, cluster, window), String(generation))) ?? undefined;
+}
+
+export interface Folded {
+  /** Windows whose open generation was closed into the caller's snapshot. */
+  windows: number;
+  counts: Counts;
+  samples: string[];
+}
+
+/**
+ * Closes, on behalf of job `taker`, the open generation of every window of the cluster that ended
+ * by `nowMs`: the snapshot about to start covers their changes, and their own jobs, finding their
+ * generation closed by another job, finish without a snapshot. This is what keeps snapshots
+ * slower than the window from piling up.
+ */
+export async function foldEnded(
+  redis: Redis,
+  prefix: string,
+  cluster: string,
+  nowMs: number,
+  taker: string,
+): Promise<Folded> {
+  const reply = (await runScript(
+    redis,
+    FOLD,
+    [openWindowsKey(prefix, cluster)],
+    [String(nowMs), taker, ledgerBase(prefix, cluster), String(LEDGER_TTL_MS)],
+  )) as [string, number, string[], string[]][];
+  const counts: Counts = {};
+  const samples: string[] = [];
+  for (const [, , fields, s] of reply) {
+    for (const [source, n] of Object.entries(countsOf(fields)) as [TriggerSource, number][])
+      counts[source] = (counts[source] ?? 0) + n;
+    for (const x of s.sort()) if (samples.length < MAX_SAMPLES && !samples.includes(x)) samples.push(x);
+  }
+  return { windows: reply.length, counts, samples };
+}
+
+function countsOf(fields: string[]): Counts {
   const counts: Counts = {};
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i] as string;
     const source = name.slice(2) as TriggerSource;
     if (name.startsWith('n:') && TRIGGER_SOURCES.includes(source)) counts[source] = Number(fields[i + 1]);
   }
-  return { taken: true, counts, samples: samples.sort() };
+  return counts;
 }
 
 const shas = new Map<string, string>();

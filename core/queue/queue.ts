@@ -16,14 +16,28 @@ export const JOB_NAME = 'snapshot';
 // Names typed as string: BullMQ types scheduler ids with the job-name parameter.
 export type SnapshotQueue = Queue<SnapshotJobData, SnapshotJobResult, string>;
 
-/** Retries with exponential backoff; finished jobs kept for the dashboard, failed ones with their error. */
+/** `queue.attempts: 0`: as good as unlimited (BullMQ needs a number; this is decades at backoffMax). */
+export const UNLIMITED_ATTEMPTS = 1_000_000_000;
+/** The backoff type of our jobs; the worker computes its delay with `retryDelay`. */
+export const BACKOFF_TYPE = 'capped-exponential';
+
+/** Retries with capped exponential backoff; finished jobs kept for the dashboard, failed ones with their error. */
 export function jobOptions(queue: Config['queue']): DefaultJobOptions {
   return {
-    attempts: queue.attempts,
-    backoff: { type: 'exponential', delay: queue.backoff },
+    attempts: queue.attempts === 0 ? UNLIMITED_ATTEMPTS : queue.attempts,
+    backoff: { type: BACKOFF_TYPE, delay: queue.backoff },
     removeOnComplete: { count: queue.keepJobs },
     removeOnFail: { count: queue.keepJobs },
   };
+}
+
+/**
+ * The delay before the next attempt after `attemptsMade` failed ones: doubling from `backoffMs`,
+ * never above `maxMs`, so a long store outage is retried every `maxMs` rather than given up.
+ */
+export function retryDelay(attemptsMade: number, backoffMs: number, maxMs: number): number {
+  const exp = Math.min(Math.max(attemptsMade - 1, 0), 40);
+  return Math.min(backoffMs * 2 ** exp, Math.max(maxMs, backoffMs));
 }
 
 export function createSnapshotQueue(config: Pick<Config, 'redis' | 'queue'>, connection: Redis): SnapshotQueue {

@@ -32,6 +32,11 @@ export interface QueueRecorderOptions {
   settleMs?: number;
   /** A producer connection to share; by default the recorder opens (and closes) its own. */
   connection?: Redis;
+  /**
+   * How often windows this process enqueued are checked against Redis until their snapshot is
+   * done, which is also when the recorder forgets them. Reconnects check at once.
+   */
+  verifyIntervalMs?: number;
 }
 
 export interface RecorderStatus {
@@ -55,6 +60,16 @@ export interface QueueRecorder extends ChangeRecorder {
 
 interface Group {
   window: DebounceWindow;
+  counts: Counts;
+  samples: string[];
+  first: TriggerSource;
+  total: number;
+}
+
+/** A window whose job this process added and whose snapshot it has not seen done. */
+interface Recorded {
+  window: DebounceWindow;
+  generation: number;
   counts: Counts;
   samples: string[];
   first: TriggerSource;
@@ -91,6 +106,16 @@ class Recorder implements QueueRecorder {
   private readonly added = new Map<string, { generation: number; end: number }>();
   /** Windows whose triggers the running flush is sending (their job is being added). */
   private flushing = new Set<string>();
+  /**
+   * What this process counted, by job id, until its snapshot is done: when Redis comes back
+   * empty (restarted without persistence, a failover to a replica that missed the writes) the
+   * job and the ledger are gone, and this is what recreates them.
+   */
+  private readonly recorded = new Map<string, Recorded>();
+  private readonly verifyIntervalMs: number;
+  private verifyDue = false;
+  private lastVerify = Date.now();
+  private runId: string | undefined;
   /** The window of the last trigger: most triggers fall in it, and computing its id formats a date. */
   private current: DebounceWindow | undefined;
   private pendingTotal = 0;
@@ -108,6 +133,7 @@ class Recorder implements QueueRecorder {
     this.cluster = config.cluster;
     this.prefix = config.redis.prefix;
     this.windowMs = config.queue.debounceWindow;
+    this.verifyIntervalMs = options.verifyIntervalMs ?? 30_000;
     this.ownsConnection = options.connection === undefined;
     this.redis = options.connection ?? connectRedis(config.redis, 'producer');
     this.up = this.redis.status === 'ready';
@@ -115,7 +141,9 @@ class Recorder implements QueueRecorder {
     this.redis.on('ready', () => {
       // Redis may have restarted empty: jobs this process added may be gone, so add them again.
       this.added.clear();
+      this.verifyDue = this.recorded.size > 0;
       this.setUp(true);
+      void this.noteRunId();
       this.schedule(0);
     });
     this.redis.on('close', () => this.setUp(false));
@@ -207,7 +235,12 @@ class Recorder implements QueueRecorder {
   }
 
   private async flushOnce(): Promise<void> {
-    if (this.pending.size === 0 && this.unadded.size === 0) return;
+    if (this.up && this.recorded.size > 0 && (this.verifyDue || Date.now() - this.lastVerify >= this.verifyIntervalMs))
+      await this.verify();
+    if (this.pending.size === 0 && this.unadded.size === 0) {
+      if (this.recorded.size > 0) this.schedule(this.verifyIntervalMs);
+      return;
+    }
     const groups = [...this.pending.values()].sort((a, b) => a.window.start - b.window.start);
     this.pending = new Map();
     this.flushing = new Set(groups.map((g) => g.window.id));
@@ -226,8 +259,14 @@ class Recorder implements QueueRecorder {
         continue;
       }
       try {
-        const keys = ledgerKeys(this.prefix, this.cluster, group.window);
-        const generation = await recordInLedger(this.redis, keys, group.counts, group.samples);
+        const generation = await recordInLedger(
+          this.redis,
+          this.prefix,
+          this.cluster,
+          group.window,
+          group.counts,
+          group.samples,
+        );
         this.noteCounted(group, generation);
       } catch (err) {
         failed = true;
@@ -241,6 +280,7 @@ class Recorder implements QueueRecorder {
           const delay = windowJobDelay(u.window, this.now().getTime(), this.settleMs);
           await this.queue.add(JOB_NAME, u.data, { jobId, delay });
           this.added.set(u.window.id, { generation: u.generation, end: u.window.end });
+          this.remember(jobId, u);
           this.unadded.delete(jobId);
           this.pendingTotal -= u.total;
         } catch (err) {
@@ -255,11 +295,107 @@ class Recorder implements QueueRecorder {
     this.prune();
     this.report();
     if (this.pending.size > 0 || this.unadded.size > 0) this.schedule(this.flushIntervalMs);
+    else if (this.recorded.size > 0) this.schedule(this.verifyIntervalMs);
+  }
+
+  private remember(jobId: string, u: Unadded): void {
+    const known = this.recorded.get(jobId);
+    const counts = u.data.causes;
+    if (known) {
+      mergeCounts(known.counts, counts);
+      known.total += u.total;
+      mergeSamples(known.samples, u.data.samples);
+      return;
+    }
+    this.recorded.set(jobId, {
+      window: u.window,
+      generation: u.generation,
+      counts: { ...counts },
+      samples: [...u.data.samples],
+      first: u.data.source ?? 'audit',
+      total: u.total,
+    });
+  }
+
+  /**
+   * Checks the windows this process enqueued: a finished job is forgotten; a job missing while its
+   * ledger generation is still open (or the ledger is gone too) was lost with Redis's memory, so
+   * its triggers go back to pending and are counted and enqueued again.
+   */
+  private async verify(): Promise<void> {
+    this.verifyDue = false;
+    this.lastVerify = Date.now();
+    let lost = 0;
+    for (const [jobId, r] of [...this.recorded]) {
+      let state: string;
+      let open: number;
+      try {
+        state = await this.queue.getJobState(jobId);
+        const [ledger] = ledgerKeys(this.prefix, this.cluster, r.window);
+        open = Number((await this.redis.hget(ledger, 'gen')) ?? '0');
+      } catch (err) {
+        this.verifyDue = true;
+        this.setUp(false, err);
+        return;
+      }
+      if (state === 'completed' || state === 'failed') {
+        this.recorded.delete(jobId);
+        continue;
+      }
+      if (state !== 'unknown') continue;
+      // Gone with its generation closed: it ran and was trimmed (keepJobs) or was folded into another.
+      if (open > r.generation) {
+        this.recorded.delete(jobId);
+        continue;
+      }
+      this.recorded.delete(jobId);
+      this.added.delete(r.window.id);
+      this.putBack({
+        window: r.window,
+        counts: { ...r.counts },
+        samples: [...r.samples],
+        first: r.first,
+        total: r.total,
+      });
+      this.pendingTotal += r.total;
+      lost += 1;
+    }
+    // One snapshot after the newest of them covers every lost window, as after an outage.
+    if (lost > 0) this.coalesce();
+    if (lost > 0)
+      this.options.log?.warn(
+        { redis: describeRedis(this.options.config.redis), windows: lost, pendingTriggers: this.pendingTotal },
+        'snapshot jobs this process enqueued are gone from Redis (restarted empty?); enqueueing them again',
+      );
+    this.report();
+  }
+
+  /** Redis's run_id changes when the server restarts: then everything not persisted is gone. */
+  private async noteRunId(): Promise<void> {
+    try {
+      const info = await this.redis.info('server');
+      const id = /^run_id:(\w+)/m.exec(info)?.[1];
+      if (id === undefined) return;
+      if (this.runId !== undefined && id !== this.runId)
+        this.options.log?.warn(
+          { redis: describeRedis(this.options.config.redis), unfinishedWindows: this.recorded.size },
+          'redis restarted; checking the snapshot jobs this process enqueued',
+        );
+      this.runId = id;
+    } catch {
+      // INFO may be renamed or refused (managed Redis): the job check on reconnect covers it.
+    }
   }
 
   private noteCounted(group: Group, generation: number): void {
     if (this.added.get(group.window.id)?.generation === generation) {
       this.pendingTotal -= group.total;
+      const known = this.recorded.get(windowJobId(this.cluster, group.window, generation));
+      if (known) {
+        mergeCounts(known.counts, group.counts);
+        known.total += group.total;
+        mergeSamples(known.samples, group.samples);
+      }
       return;
     }
     const jobId = windowJobId(this.cluster, group.window, generation);
@@ -353,6 +489,10 @@ function merge(into: Group, from: Group): void {
   for (const s of from.samples)
     if (into.samples.length < MAX_SAMPLES && !into.samples.includes(s)) into.samples.push(s);
   if (from.window.start < into.window.start) into.first = from.first;
+}
+
+function mergeSamples(into: string[], from: string[]): void {
+  for (const s of from) if (into.length < MAX_SAMPLES && !into.includes(s)) into.push(s);
 }
 
 function mergeCounts(into: Counts, from: Counts): void {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { configSchema } from '../../core/config/index.js';
-import { createQueueRecorder, windowOf, type QueueRecorder } from '../../core/queue/index.js';
+import { createQueueRecorder, UNLIMITED_ATTEMPTS, windowOf, type QueueRecorder } from '../../core/queue/index.js';
 import { startRedis } from '../support/redis.js';
 
 test('hot path: a burst costs a few Redis commands per window and flush, not one per change', async () => {
@@ -90,7 +90,7 @@ test('enqueueNow adds a manual job that runs at once', async () => {
     assert.deepEqual(job.data.causes, { manual: 1 });
     assert.deepEqual(job.data.samples, ['cli']);
     assert.equal(job.data.source, 'manual');
-    assert.equal(job.opts.attempts, config.queue.attempts);
+    assert.equal(job.opts.attempts, UNLIMITED_ATTEMPTS, 'queue.attempts 0: retried until it succeeds');
   } finally {
     await recorder.close();
     await redis.stop();

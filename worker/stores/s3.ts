@@ -9,6 +9,7 @@ import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  ListMultipartUploadsCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsCommand,
@@ -61,6 +62,8 @@ export class S3Store implements Store {
   private readonly where: string;
   /** Running uploads by full key, told when one of their S3 calls has finally failed (after retries). */
   private readonly watchers = new Map<string, (err: unknown) => void>();
+  /** Multipart uploads whose abort failed, by upload id: full key. */
+  private readonly unaborted = new Map<string, string>();
 
   constructor(private readonly options: S3StoreOptions) {
     const { s3 } = options;
@@ -100,6 +103,8 @@ export class S3Store implements Store {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
+    // In the background: a service still down must not delay (or fail) this upload.
+    if (this.unaborted.size > 0) void this.retryAborts();
     const { signal } = options;
     let size = 0;
     let upload: Upload | undefined;
@@ -179,6 +184,57 @@ export class S3Store implements Store {
     }
   }
 
+  /**
+   * Aborts the incomplete multipart uploads under this store's prefix started more than
+   * `olderThanMs` ago: left when an upload failed and its abort could not reach the service
+   * (the service was down), they are invisible but use space. Any upload that old is no longer
+   * running (no snapshot outlives snapshot.timeout). Returns how many were aborted.
+   */
+  async abortStaleUploads(olderThanMs: number, nowMs: number = Date.now()): Promise<number> {
+    const found: MultipartUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await this.client
+        .send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            ...(this.prefix ? { Prefix: `${this.prefix}/` } : {}),
+            ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
+            ...(uploadIdMarker !== undefined ? { UploadIdMarker: uploadIdMarker } : {}),
+          }),
+        )
+        .catch((err: unknown) => {
+          throw new Error(`listing incomplete uploads in ${this.where} failed: ${describeS3Error(err)}`, {
+            cause: err,
+          });
+        });
+      for (const u of page.Uploads ?? [])
+        if (u.Key && u.UploadId && u.Initiated)
+          found.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated });
+      if (!page.IsTruncated) break;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+      if (keyMarker === undefined && uploadIdMarker === undefined) break;
+    }
+    let aborted = 0;
+    for (const u of staleUploads(found, nowMs, olderThanMs)) {
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.key, UploadId: u.uploadId }))
+        .catch((err: unknown) => {
+          if (errorName(err) === 'NoSuchUpload') return;
+          throw new Error(
+            `aborting the incomplete upload of "${u.key}" in ${this.where} failed: ${describeS3Error(err)}`,
+            {
+              cause: err,
+            },
+          );
+        });
+      aborted += 1;
+    }
+    return aborted;
+  }
+
   /** Sends AbortMultipartUpload and says how it went, for the error message. */
   private async abortUpload(fullKey: string, uploadId: string): Promise<string> {
     try {
@@ -187,10 +243,26 @@ export class S3Store implements Store {
       );
       return '; the multipart upload was aborted, nothing was stored';
     } catch (err) {
+      this.unaborted.set(uploadId, fullKey);
       return (
-        `; aborting the multipart upload also failed (${describeS3Error(err)}): no object is visible, but its parts` +
-        ' use space until an AbortIncompleteMultipartUpload lifecycle rule removes them'
+        `; aborting the multipart upload also failed (${describeS3Error(err)}): no object is visible; the abort is` +
+        ' tried again at the next upload and at the next start (older than snapshot.timeout)'
       );
+    }
+  }
+
+  /** Aborts again the uploads whose abort failed (the service was down); kept for the next try when it fails again. */
+  private async retryAborts(): Promise<void> {
+    for (const [uploadId, fullKey] of [...this.unaborted]) {
+      try {
+        await this.client.send(
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId }),
+        );
+        this.unaborted.delete(uploadId);
+      } catch (err) {
+        if (errorName(err) === 'NoSuchUpload') this.unaborted.delete(uploadId);
+        else return;
+      }
     }
   }
 
@@ -331,6 +403,21 @@ function readCa(path: string): string {
   } catch (err) {
     throw new ConfigError(`store.s3.caFile: cannot read "${path}": ${messageOf(err)}`);
   }
+}
+
+export interface MultipartUpload {
+  key: string;
+  uploadId: string;
+  initiated: Date;
+}
+
+/** The uploads started more than `olderThanMs` before `nowMs`: surely no longer running. */
+export function staleUploads(
+  uploads: readonly MultipartUpload[],
+  nowMs: number,
+  olderThanMs: number,
+): MultipartUpload[] {
+  return uploads.filter((u) => nowMs - u.initiated.getTime() > olderThanMs);
 }
 
 function toError(err: unknown): Error {
