@@ -219,6 +219,14 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     throw new Error(`setting up the queue.maxInterval schedule failed: ${messageOf(err)}`, { cause: err });
   }
   void worker.run().catch((err: unknown) => log.error({ err: messageOf(err) }, 'queue worker stopped'));
+  // A Redis restarted empty has lost the maxInterval schedule with everything else: set it again
+  // on every reconnect (idempotent when it is still there).
+  redis.on('ready', () => {
+    if (shuttingDown) return;
+    syncSchedule(queue, config).catch((err: unknown) =>
+      log.warn({ err: messageOf(err) }, 'restoring the queue.maxInterval schedule after a reconnect failed'),
+    );
+  });
 
   const countsTimer = metrics ? setInterval(() => void exportCounts(), options.metricsIntervalMs ?? 15_000) : undefined;
   countsTimer?.unref();

@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createQueueRecorder, windowOf } from '../../core/queue/index.js';
+import {
+  connectRedis,
+  createQueueRecorder,
+  createSnapshotQueue,
+  scheduleId,
+  windowOf,
+} from '../../core/queue/index.js';
 import { startWorkerPool } from '../../worker/pool.js';
 import { waitFor } from '../support/ports.js';
 import { withStack, waitIdle, waitManifests } from '../support/queue-stack.js';
@@ -44,5 +50,28 @@ test('Redis restarted empty while a window job waits: the recorder enqueues it a
     assert.ok(m);
     assert.deepEqual(m.cause.counts, { audit: 1, admission: 1 });
     assert.deepEqual([...(m.cause.samples ?? [])].sort(), ['shop/db', 'shop/web']);
+  });
+});
+
+test('Redis restarted empty: the worker sets the maxInterval schedule again', async () => {
+  await withStack(async (stack, cleanup) => {
+    const config = stack.config({ maxInterval: 3_600_000 });
+    const pool = await startWorkerPool({ config, store: stack.store, log: stack.log });
+    cleanup(() => pool.close());
+    const connection = connectRedis(config.redis, 'worker');
+    connection.on('error', () => undefined);
+    const queue = createSnapshotQueue(config, connection);
+    cleanup(async () => {
+      await queue.close();
+      connection.disconnect();
+    });
+    assert.ok(await queue.getJobScheduler(scheduleId('test')));
+
+    await stack.redis.kill();
+    await stack.redis.restart();
+    await waitFor(
+      'the schedule to be set again',
+      async () => (await queue.getJobScheduler(scheduleId('test'))) !== undefined,
+    );
   });
 });
