@@ -60,6 +60,10 @@ test('Dockerfile: multi-stage on a Node LTS image, npm ci && build, production d
     runtime.some((i) => i.op === 'RUN' && /apt-get install .*\betcd-client\b/.test(i.args)),
     "etcdctl from Debian's etcd-client",
   );
+  assert.ok(
+    runtime.some((i) => i.op === 'RUN' && /apt-get install .*\bzstd\b/.test(i.args)),
+    "the zstd codec's binary from Debian's zstd",
+  );
 });
 
 test('Dockerfile: runs as a non-root user, with the CLI as its entrypoint', () => {
