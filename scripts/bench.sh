@@ -37,7 +37,7 @@ done
 
 status=0
 if [ "$only" != webhook ]; then
-  BENCH_RUNNER_JS="$PWD/$build/bench/run-ours.js" node --import tsx bench/snapshot.ts || status=$?
+  BENCH_RUNNER_JS="$PWD/$build/bench/run-ours.js" BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/snapshot.ts || status=$?
 fi
 if [ "$only" != snapshot ]; then
   [ "$only" = webhook ] || echo

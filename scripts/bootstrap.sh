@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what etcd-autobackup needs on a Debian/Ubuntu machine, only what is missing:
-# Debian's etcd-server, etcd-client and redis-server, then the npm packages. With --browser also
+# Debian's etcd-server, etcd-client, zstd and redis-server, then the npm packages. With --browser also
 # Debian's chromium, which the browser tests drive through playwright-core (it never downloads one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ node_ok || need+=(nodejs npm)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The zstd codec (the default) runs Debian's zstd binary.
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}" >&2
   SUDO=""

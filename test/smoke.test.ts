@@ -24,7 +24,7 @@ test('smoke: snapshot to a file store', async () => {
     const listed = await store.list('');
     assert.deepEqual(
       listed.map((o) => o.key).sort(),
-      [manifest.key, manifest.key.replace(/\.db\.gz$/, '.manifest.json')].sort(),
+      [manifest.key, manifest.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
     );
   } finally {
     await etcd.stop();

@@ -4,13 +4,13 @@
  */
 import { Readable, PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import type { Cause } from '../core/cause.js';
 import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
+import { codecOf, levelFor } from './codecs.js';
 import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
 import { firstFailure } from './first-failure.js';
@@ -79,9 +79,10 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const body = tag(new PassThrough(), 'upload');
     const transforms = ['verify-sha256'];
     const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier];
-    if (config.snapshot.compression === 'gzip') {
-      stages.push(tag(createGzip({ level: config.snapshot.compressionLevel }), 'stream'));
-      transforms.push('gzip');
+    const codec = codecOf(config.snapshot.compression);
+    if (codec.compress && codec.transform) {
+      stages.push(tag(codec.compress(levelFor(codec, config.snapshot.compressionLevel)), 'stream'));
+      transforms.push(codec.transform);
     }
     if (encryption) {
       stages.push(tag(encryption.stream, 'stream'));

@@ -2,7 +2,7 @@
  * Snapshot naming and the manifest that travels beside every object. Names sort by time and sit
  * under a per-cluster prefix, so several clusters can share one bucket:
  *
- *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.db.gz
+ *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.db.zst   (.db.gz for gzip, .db for none)
  *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.manifest.json
  *
  * An encrypted object keeps the same name (retention recognises objects by it); its manifest's
@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { causeSchema } from '../core/cause.js';
+import { CODEC_NAMES, codecOf } from './codecs.js';
 
 export const MANIFEST_FORMAT = 'etcd-autobackup/v1';
 export const MANIFEST_SUFFIX = '.manifest.json';
@@ -43,8 +44,9 @@ export const manifestSchema = z.object({
   storedSize: z.number(),
   /** Hex SHA-256 of the database, as verified against etcd's trailer. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  compression: z.enum(['gzip', 'none']),
-  /** The stream stages in order, e.g. ["verify-sha256", "gzip", "encrypt-aes-256-gcm"]. */
+  /** The codec (worker/codecs.ts); readers decode by it, never by the object's name. */
+  compression: z.enum(CODEC_NAMES),
+  /** The stream stages in order, e.g. ["verify-sha256", "zstd", "encrypt-aes-256-gcm"]. */
   transforms: z.array(z.string()),
   /**
    * Present when the object is encrypted (docs/encryption.md). Names the key by its id, never the
@@ -84,7 +86,7 @@ export function newSnapshotId(
 }
 
 export function objectKey(cluster: string, id: string, compression: Manifest['compression']): string {
-  return `${snapshotsPrefix(cluster)}${id}.db${compression === 'gzip' ? '.gz' : ''}`;
+  return `${snapshotsPrefix(cluster)}${id}.db${codecOf(compression).extension}`;
 }
 
 export function manifestKey(cluster: string, id: string): string {

@@ -94,7 +94,9 @@ function newestFirst(a: Candidate, b: Candidate): number {
 
 /** `20261124T032800Z-r12345-a1b2`, as newSnapshotId makes them. */
 const ID = String.raw`\d{8}T\d{6}Z-r\d+-[0-9a-f]+`;
-const OURS = new RegExp(String.raw`^(${ID})(\.db|\.db\.gz|${MANIFEST_SUFFIX.replace(/\./g, '\\.')})$`);
+// Objects: `.db` plus a codec's extension, then optionally `.age` (age encryption appends it).
+const OBJECT = String.raw`\.db(?:\.gz|\.zst)?(?:\.age)?`;
+const OURS = new RegExp(String.raw`^(${ID})(${OBJECT}|${MANIFEST_SUFFIX.replace(/\./g, '\\.')})$`);
 
 export type OwnName = { id: string; kind: 'object' | 'manifest' };
 

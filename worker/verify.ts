@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { IntegrityError, messageOf } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
+import { CODEC_TRANSFORMS, codecOf } from './codecs.js';
 import { ENCRYPT_TRANSFORM } from './crypto/format.js';
 import type { KeyRing } from './crypto/keys.js';
 import { decryptStage } from './crypto/stages.js';
@@ -23,7 +23,7 @@ import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import { NotFoundError, type Store } from './stores/store.js';
 
 /** The stages this version knows how to undo, by the names backup.ts records. */
-const KNOWN_TRANSFORMS = new Set(['verify-sha256', 'gzip', ENCRYPT_TRANSFORM]);
+const KNOWN_TRANSFORMS = new Set(['verify-sha256', ...CODEC_TRANSFORMS, ENCRYPT_TRANSFORM]);
 
 export interface DownloadOptions {
   store: Store;
@@ -71,7 +71,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     );
   }
 
-  type Stage = 'read' | 'decrypt' | 'gunzip' | 'verify' | 'write';
+  type Stage = 'read' | 'decrypt' | 'decompress' | 'verify' | 'write';
   const failures = firstFailure<Stage>();
   const tag = failures.tag;
 
@@ -79,7 +79,9 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   meter.total = object.size;
   const stages: NodeJS.ReadWriteStream[] = [meter];
   if (decrypt) stages.push(tag(decrypt, 'decrypt'));
-  if (manifest.compression === 'gzip') stages.push(tag(createGunzip(), 'gunzip'));
+  // The manifest, not the object's name, says how it was compressed (old objects: gzip or none).
+  const codec = codecOf(manifest.compression);
+  if (codec.decompress) stages.push(tag(codec.decompress(), 'decompress'));
   const verifier = tag(new Sha256TrailerVerifier(), 'verify');
   const counter = new ByteMeter();
   try {
@@ -97,8 +99,10 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     switch (stage) {
       case 'decrypt':
         throw new IntegrityError(`${what} cannot be decrypted: ${why}`, { cause: err });
-      case 'gunzip':
-        throw new IntegrityError(`${what} is corrupt: it does not decompress (${why})`, { cause: err });
+      case 'decompress':
+        throw new IntegrityError(`${what} is corrupt: it does not decompress as ${codec.name} (${why})`, {
+          cause: err,
+        });
       case 'verify':
         throw new IntegrityError(`${what} is corrupt: ${why}`, { cause: err });
       case 'write':

@@ -151,8 +151,13 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'int',
     help: 'OCI multipart part size in MiB (default 10)',
   },
-  { flag: 'compression', path: 'snapshot.compression', kind: 'string', help: 'gzip or none (default gzip)' },
-  { flag: 'compression-level', path: 'snapshot.compressionLevel', kind: 'int', help: 'gzip level 1-9 (default 6)' },
+  { flag: 'compression', path: 'snapshot.compression', kind: 'string', help: 'zstd, gzip or none (default zstd)' },
+  {
+    flag: 'compression-level',
+    path: 'snapshot.compressionLevel',
+    kind: 'int',
+    help: 'zstd 1-19 (default 3) or gzip 1-9 (default 6)',
+  },
   {
     flag: 'snapshot-timeout',
     path: 'snapshot.timeout',

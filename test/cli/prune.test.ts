@@ -77,7 +77,10 @@ test('etcd-autobackup prune: --dry-run prints the plan and deletes nothing; prun
     assert.deepEqual(report.deleted[0]?.keys, [manifestKey('prod', snaps[2]?.id ?? ''), snaps[2]?.key]);
     assert.deepEqual(
       (await readdir(dir)).sort(),
-      [...snaps.slice(0, 2).flatMap((m) => [`${m.id}.db.gz`, `${m.id}.manifest.json`]), 'notes.txt'].sort(),
+      [
+        ...snaps.slice(0, 2).flatMap((m) => [m.key.slice(m.key.lastIndexOf('/') + 1), `${m.id}.manifest.json`]),
+        'notes.txt',
+      ].sort(),
     );
 
     const off = await runCliOk(['prune', '--no-retention', '--keep-last', '1'], { env });

@@ -89,7 +89,7 @@ test('a truncated object fails verify and restore', async () => {
 
 test('an object that does not match its manifest fails verify', async () => {
   const snap = await snapshot();
-  const manifestFile = join(store, snap.key.replace(/\.db\.gz$/, '.manifest.json'));
+  const manifestFile = join(store, snap.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json'));
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { sha256: string };
   manifest.sha256 = 'f'.repeat(64);
   await writeFile(manifestFile, JSON.stringify(manifest));

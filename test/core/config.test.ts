@@ -23,7 +23,7 @@ test('defaults are sane for a local run', () => {
   assert.equal(c.cluster, 'default');
   assert.deepEqual(c.etcd.endpoints, ['http://127.0.0.1:2379']);
   assert.equal(c.store.url, 'file://./backups');
-  assert.equal(c.snapshot.compression, 'gzip');
+  assert.equal(c.snapshot.compression, 'zstd');
   assert.equal(c.queue.debounceWindow, 5 * 60_000);
   assert.equal(c.queue.maxInterval, 24 * 3_600_000);
 });

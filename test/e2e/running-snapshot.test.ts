@@ -165,7 +165,7 @@ test(
       assert.ok(m);
       assert.equal(m.cause.source, 'manual');
       assert.equal(await (await stack.queue().getJob(jobId))?.getState(), 'completed');
-      assert.deepEqual(await stack.storeFiles(), [m.key, m.key.replace(/\.db\.gz$/, '.manifest.json')].sort());
+      assert.deepEqual(await stack.storeFiles(), [m.key, m.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort());
       again.signal('SIGTERM');
       assert.equal((await withTimeout(again.exited, 20_000, () => stack.describe())).code, 0);
     } finally {

@@ -97,7 +97,7 @@ test(
       // What a reader can see is exactly the object and its manifest. The killed process could not
       // remove its own temp file; it stays invisible (list skips temp files) until swept.
       const files = await stack.storeFiles();
-      const manifestFile = manifest.key.replace(/\.db\.gz$/, '.manifest.json');
+      const manifestFile = manifest.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json');
       assert.deepEqual(
         files.filter((f) => !partialAtKill.includes(f)),
         [manifest.key, manifestFile].sort(),

@@ -471,6 +471,8 @@ test('oci: takeBackup from a real etcd through openStore writes the object and i
       env: {},
       flags: {
         endpoints: etcd.endpoint,
+        // gzip: the object is gunzipped below.
+        compression: 'gzip',
         store: `oci://${NS}/backups/clusters?region=us-ashburn-1`,
         'oci-endpoint': server.endpoint,
         'oci-tenancy': key.tenancy,

@@ -251,8 +251,8 @@ test('key rotation: write with the new key, read old snapshots with the old one;
     const old = await takeBackup({ config: before, store, log, cause: { source: 'manual' } });
     assert.equal(old.encryption?.keyId, keyA.id);
     assert.ok(
-      old.transforms.includes('gzip') && old.transforms.indexOf('gzip') < old.transforms.indexOf(ENCRYPT_TRANSFORM),
-      'gzip before encrypt',
+      old.transforms.includes('zstd') && old.transforms.indexOf('zstd') < old.transforms.indexOf(ENCRYPT_TRANSFORM),
+      'compression (zstd, the default) before encrypt',
     );
 
     const rotated = configFor('file', { 'encryption-key-file': keyFiles.b, 'decryption-key-files': keyFiles.a });

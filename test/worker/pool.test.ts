@@ -197,6 +197,9 @@ test('a worker process SIGKILLed mid-upload: the stalled job runs again and one 
     await waitIdle(recorder.queue);
     assert.equal(await (await recorder.queue.getJob(id))?.getState(), 'completed');
     const listed = await stack.store.list('');
-    assert.deepEqual(listed.map((o) => o.key).sort(), [m!.key, m!.key.replace(/\.db\.gz$/, '.manifest.json')].sort());
+    assert.deepEqual(
+      listed.map((o) => o.key).sort(),
+      [m!.key, m!.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
+    );
   });
 });

@@ -88,7 +88,7 @@ describe('snapshot from real etcd', () => {
   test('the stored object is etcd snapshot bytes whose trailer matches the manifest', async () => {
     const dir = await tempDir('store');
     try {
-      const config = configFor({ endpoints: etcd.endpoint }, dir.path);
+      const config = configFor({ endpoints: etcd.endpoint, compression: 'gzip' }, dir.path);
       const store = await openStore(config);
       const m = await takeBackup({ config, store, log, cause: { source: 'manual' } });
       assert.ok(m.etcd.revision >= revision);

@@ -3,8 +3,9 @@
  * with an API key. Uploads go through the multipart API by hand rather than the SDK's UploadManager:
  * the SDK inspects a Buffer body with Object.keys(), which for a 10 MiB part allocates ten million
  * strings (seconds of CPU, ~500 MB of RSS), so every body is handed over as a stream of one Buffer.
- * Memory stays near partSize x (queueSize + 1), and the object appears only when the commit
- * succeeds: that is what makes put atomic. Objects smaller than one part take a single PutObject.
+ * The upload loop and its fixed pool of part buffers (partSize x queueSize, reused) are shared with
+ * S3 (worker/stores/multipart.ts); the object appears only when the commit succeeds: that is what
+ * makes put atomic. Objects smaller than one part take a single PutObject.
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -14,19 +15,12 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as common from 'oci-common';
 import { ObjectStorageClient } from 'oci-objectstorage';
-import { ConfigError, messageOf } from '../../core/errors.js';
+import { ConfigError } from '../../core/errors.js';
 import { redactUrl } from './bucket-url.js';
+import { multipartPut } from './multipart.js';
 import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
 import { describeOciError, isNotFound, isRetryable } from './oci-errors.js';
-import {
-  assertSafeKey,
-  joinKey,
-  NotFoundError,
-  type ObjectInfo,
-  type PutOptions,
-  type Store,
-  toBuffer,
-} from './store.js';
+import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
 
 const MIB = 1024 * 1024;
 
@@ -129,138 +123,59 @@ export class OciStore implements Store {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
-    const { signal, contentType } = options;
-    const { partSize, queueSize } = this.options;
-    let size = 0;
-    let fullKey: string | undefined;
-    let uploadId: string | undefined;
-    let committed = false;
-    /** The first part that failed for good; it also destroys `body`, so a stalled producer cannot hold us. */
-    let partFailure: Error | undefined;
-    const inflight = new Set<Promise<void>>();
-    const parts: { partNum: number; etag: string }[] = [];
-    const onAbort = () => body.destroy(abortError(signal));
+    const { contentType } = options;
+    let objectName: string;
     try {
-      const objectName = (fullKey = this.fullKey(key));
-      signal?.throwIfAborted();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      // Until the input outgrows one part it may be a small object for a single PutObject; after
-      // that, bytes are copied straight into a part-sized buffer, so each byte is held once.
-      let chunks: Buffer[] = [];
-      let buffered = 0;
-      let part: Buffer | undefined;
-      let filled = 0;
-      let partNum = 0;
-      const startPart = async (data: Buffer): Promise<void> => {
-        uploadId ??= (
-          await this.client.createMultipartUpload({
-            ...this.names,
-            createMultipartUploadDetails: { object: objectName, ...(contentType ? { contentType } : {}) },
-          })
-        ).multipartUpload.uploadId;
-        const id = uploadId;
-        while (inflight.size >= queueSize) await Promise.race(inflight);
-        if (partFailure) throw partFailure;
-        const num = ++partNum;
-        const running: Promise<void> = this.uploadPart(objectName, id, num, data).then(
-          (etag) => void parts.push({ partNum: num, etag }),
-          (err: unknown) => {
-            partFailure ??= new Error(
-              `upload of "${key}" to ${this.where} failed at part ${num}: ${this.describe(err)}`,
-              { cause: err },
-            );
-            body.destroy(partFailure);
-          },
-        );
-        inflight.add(running);
-        void running.finally(() => inflight.delete(running));
-      };
-      const fill = async (bytes: Buffer): Promise<void> => {
-        for (let offset = 0; offset < bytes.length;) {
-          part ??= Buffer.allocUnsafe(partSize);
-          const n = bytes.copy(part, filled, offset);
-          filled += n;
-          offset += n;
-          if (filled === partSize) {
-            const full = part;
-            part = undefined;
-            filled = 0;
-            await startPart(full);
-          }
-        }
-      };
-      for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>) {
-        const bytes = toBuffer(chunk);
-        size += bytes.length;
-        if (partNum > 0) {
-          await fill(bytes);
-          continue;
-        }
-        chunks.push(bytes);
-        buffered += bytes.length;
-        if (buffered >= partSize) {
-          const all = Buffer.concat(chunks, buffered);
-          chunks = [];
-          buffered = 0;
-          await fill(all);
-        }
-      }
-      signal?.throwIfAborted();
-      if (partNum === 0 || uploadId === undefined) {
-        const data = Buffer.concat(chunks, buffered);
-        await this.withRetries(() =>
-          this.client.putObject({
+      objectName = this.fullKey(key);
+    } catch (err) {
+      body.destroy(err as Error);
+      throw err;
+    }
+    const typed = contentType ? { contentType } : {};
+    return multipartPut(
+      body,
+      {
+        single: async (data) => {
+          await this.withRetries(() =>
+            this.client.putObject({
+              ...this.names,
+              objectName,
+              contentLength: data.length,
+              putObjectBody: bodyOf(data),
+              ...typed,
+            }),
+          );
+        },
+        create: async () =>
+          (
+            await this.client.createMultipartUpload({
+              ...this.names,
+              createMultipartUploadDetails: { object: objectName, ...typed },
+            })
+          ).multipartUpload.uploadId,
+        part: (uploadId, num, data) => this.uploadPart(objectName, uploadId, num, data),
+        complete: async (uploadId, parts) => {
+          await this.client.commitMultipartUpload({
             ...this.names,
             objectName,
-            contentLength: data.length,
-            putObjectBody: bodyOf(data),
-            ...(contentType ? { contentType } : {}),
-          }),
-        );
-      } else {
-        if (part && filled > 0) await startPart(part.subarray(0, filled));
-        part = undefined;
-        await Promise.all(inflight);
-        if (partFailure) throw partFailure;
-        signal?.throwIfAborted();
-        parts.sort((a, b) => a.partNum - b.partNum);
-        await this.client.commitMultipartUpload({
-          ...this.names,
-          objectName,
-          uploadId,
-          commitMultipartUploadDetails: { partsToCommit: parts },
-        });
-        committed = true;
-      }
-      if (signal?.aborted) {
-        // Aborted while the commit ran: honour the abort rather than keep an object the caller gave up on.
-        await this.client.deleteObject({ ...this.names, objectName }).catch(() => undefined);
-        throw abortError(signal);
-      }
-      return { size };
-    } catch (err) {
-      // Parts in flight must settle first, or one could land after the abort below.
-      await Promise.all(inflight);
-      // Read before destroying: an input that failed by itself already holds its error.
-      const inputError = partFailure ? undefined : (body.errored ?? undefined);
-      const cause = signal?.aborted ? abortError(signal) : (partFailure ?? inputError ?? toError(err));
-      body.destroy(cause);
-      const aborted =
-        uploadId !== undefined && fullKey !== undefined && !committed ? await this.abortUpload(fullKey, uploadId) : '';
-      if (signal?.aborted)
-        throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, {
-          cause: err,
-        });
-      if (partFailure) throw new Error(`${partFailure.message}${aborted}`, { cause: err });
-      if (inputError)
-        throw new Error(
-          `upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`,
-          { cause: err },
-        );
-      throw new Error(`upload of "${key}" to ${this.where} failed: ${this.describe(err)}${aborted}`, { cause: err });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+            uploadId,
+            commitMultipartUploadDetails: { partsToCommit: parts.map((p) => ({ partNum: p.num, etag: p.etag })) },
+          });
+        },
+        abort: (uploadId) => this.abortUpload(objectName, uploadId),
+        remove: async () => {
+          await this.client.deleteObject({ ...this.names, objectName });
+        },
+        describe: (err) => this.describe(err),
+      },
+      {
+        key,
+        where: this.where,
+        partSize: this.options.partSize,
+        parallel: this.options.queueSize,
+        signal: options.signal,
+      },
+    );
   }
 
   private async uploadPart(objectName: string, uploadId: string, uploadPartNum: number, data: Buffer): Promise<string> {
@@ -490,15 +405,4 @@ function bodyOf(data: Buffer): Readable {
     })(),
     { objectMode: false },
   );
-}
-
-function toError(err: unknown): Error {
-  if (err instanceof Error) return err;
-  const { message } = (typeof err === 'object' && err !== null ? err : {}) as { message?: unknown };
-  return new Error(typeof message === 'string' ? message : String(err));
-}
-
-function abortError(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error('the upload was aborted', { cause: reason });
 }

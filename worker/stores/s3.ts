@@ -1,7 +1,8 @@
 /**
- * AWS S3 and S3-compatible services (MinIO, Ceph, R2, NCP). Uploads stream through lib-storage's
- * multipart upload, so memory stays near partSize x (queueSize + 1) whatever the snapshot's size,
- * and the object appears only when CompleteMultipartUpload succeeds: that is what makes put atomic.
+ * AWS S3 and S3-compatible services (MinIO, Ceph, R2, NCP). Uploads are streamed multipart uploads
+ * over a fixed pool of part buffers (worker/stores/multipart.ts, shared with OCI), so memory stays at
+ * partSize x queueSize whatever the snapshot's size, and the object appears only when
+ * CompleteMultipartUpload succeeds: that is what makes put atomic.
  */
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
@@ -10,28 +11,24 @@ import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   ListMultipartUploadsCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type _Object,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from '../../core/config/index.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { parseBucketUrl, redactUrl } from './bucket-url.js';
+import { multipartPut } from './multipart.js';
 import { describeS3Error, errorName } from './s3-errors.js';
-import {
-  assertSafeKey,
-  joinKey,
-  NotFoundError,
-  type ObjectInfo,
-  type PutOptions,
-  type Store,
-  toBuffer,
-} from './store.js';
+import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -60,8 +57,6 @@ export class S3Store implements Store {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly where: string;
-  /** Running uploads by full key, told when one of their S3 calls has finally failed (after retries). */
-  private readonly watchers = new Map<string, (err: unknown) => void>();
   /** Multipart uploads whose abort failed, by upload id: full key. */
   private readonly unaborted = new Map<string, string>();
 
@@ -81,20 +76,6 @@ export class S3Store implements Store {
       ? new HttpsAgent({ keepAlive: true, maxSockets: 50, ca: [...rootCertificates, readCa(s3.caFile)] })
       : undefined;
     this.client = createClient(s3, this.agent);
-    // lib-storage notices a failed part only once the other part uploaders finish, and one of
-    // them may be waiting for input that is not coming; this lets put() fail the input at once.
-    this.client.middlewareStack.add(
-      (next) => async (args) => {
-        try {
-          return await next(args);
-        } catch (err) {
-          const input: object = args.input;
-          if ('Key' in input && typeof input.Key === 'string') this.watchers.get(input.Key)?.(err);
-          throw err;
-        }
-      },
-      { step: 'initialize', name: 'uploadFailureWatch' },
-    );
   }
 
   private fullKey(key: string): string {
@@ -105,83 +86,61 @@ export class S3Store implements Store {
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
     // In the background: a service still down must not delay (or fail) this upload.
     if (this.unaborted.size > 0) void this.retryAborts();
-    const { signal } = options;
-    let size = 0;
-    let upload: Upload | undefined;
-    let fullKey: string | undefined;
-    let providerFailure: Error | undefined;
-    const onAbort = () => body.destroy(abortError(signal));
+    let fullKey: string;
     try {
       fullKey = this.fullKey(key);
-      signal?.throwIfAborted();
-      // Every way to fail goes through the input: destroying `body` ends lib-storage's read of it,
-      // so its part uploaders stop even when the producer has gone quiet, and done() rejects only
-      // after the parts in flight have settled, so the abort below cannot race a late part.
-      this.watchers.set(fullKey, (err) => {
-        providerFailure ??= new Error(`upload of "${key}" to ${this.where} failed: ${describeS3Error(err)}`, {
-          cause: err,
-        });
-        body.destroy(providerFailure);
-      });
-      signal?.addEventListener('abort', onAbort, { once: true });
-      // lib-storage destroys the stream it reads (without an error) when it stops early; a wrapper
-      // keeps `body` for us to destroy with the real error.
-      const feed = Readable.from(
-        (async function* () {
-          for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>) {
-            const bytes = toBuffer(chunk);
-            size += bytes.length;
-            yield bytes;
-          }
-        })(),
-        { objectMode: false },
-      );
-      // That early stop destroys `feed` with an AbortError nobody listens to; failures reach us through done().
-      feed.on('error', () => undefined);
-      upload = new Upload({
-        client: this.client,
-        params: {
-          Bucket: this.bucket,
-          Key: fullKey,
-          Body: feed,
-          ...(options.contentType ? { ContentType: options.contentType } : {}),
-        },
-        partSize: this.options.s3.partSizeMiB * MIB,
-        queueSize: this.options.s3.queueSize,
-        // We abort ourselves: lib-storage would report a failed abort instead of the failure that caused it.
-        leavePartsOnError: true,
-      });
-      await upload.done();
-      this.watchers.delete(fullKey);
-      if (signal?.aborted) {
-        // Aborted while the upload completed: honour the abort rather than keep an object the caller gave up on.
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fullKey })).catch(() => undefined);
-        throw abortError(signal);
-      }
-      return { size };
     } catch (err) {
-      // Our own clean-up calls below must not count as the upload failing.
-      if (fullKey !== undefined) this.watchers.delete(fullKey);
-      // Read before destroying: an input that failed by itself already holds its error.
-      const inputError = providerFailure ? undefined : (body.errored ?? undefined);
-      const cause = signal?.aborted ? abortError(signal) : (providerFailure ?? inputError ?? toError(err));
-      body.destroy(cause);
-      const aborted = upload?.uploadId && fullKey ? await this.abortUpload(fullKey, upload.uploadId) : '';
-      if (signal?.aborted)
-        throw new Error(`upload of "${key}" to ${this.where} stopped: aborted (${messageOf(cause)})${aborted}`, {
-          cause: err,
-        });
-      if (providerFailure) throw new Error(`${providerFailure.message}${aborted}`, { cause: err });
-      if (inputError)
-        throw new Error(
-          `upload of "${key}" to ${this.where} stopped: the data to upload failed: ${messageOf(inputError)}${aborted}`,
-          { cause: err },
-        );
-      throw new Error(`upload of "${key}" to ${this.where} failed: ${describeS3Error(err)}${aborted}`, { cause: err });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      if (fullKey !== undefined) this.watchers.delete(fullKey);
+      body.destroy(err as Error);
+      throw err;
     }
+    const Key = fullKey;
+    const Bucket = this.bucket;
+    const ContentType = options.contentType;
+    const typed = ContentType ? { ContentType } : {};
+    return multipartPut(
+      body,
+      {
+        single: async (data) => {
+          await this.client.send(
+            new PutObjectCommand({ Bucket, Key, Body: data, ContentLength: data.length, ...typed }),
+          );
+        },
+        create: async () => {
+          const out = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ...typed }));
+          if (!out.UploadId) throw new Error('the service returned no UploadId');
+          return out.UploadId;
+        },
+        part: async (UploadId, PartNumber, data) => {
+          const out = await this.client.send(
+            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: data, ContentLength: data.length }),
+          );
+          if (!out.ETag) throw new Error(`the service returned no ETag for part ${PartNumber}`);
+          return out.ETag;
+        },
+        complete: async (UploadId, parts) => {
+          await this.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.num, ETag: p.etag })) },
+            }),
+          );
+        },
+        abort: (uploadId) => this.abortUpload(Key, uploadId),
+        remove: async () => {
+          await this.client.send(new DeleteObjectCommand({ Bucket, Key }));
+        },
+        describe: describeS3Error,
+      },
+      {
+        key,
+        where: this.where,
+        partSize: this.options.s3.partSizeMiB * MIB,
+        parallel: this.options.s3.queueSize,
+        signal: options.signal,
+      },
+    );
   }
 
   /**
@@ -418,13 +377,4 @@ export function staleUploads(
   olderThanMs: number,
 ): MultipartUpload[] {
   return uploads.filter((u) => nowMs - u.initiated.getTime() > olderThanMs);
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function abortError(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error('the upload was aborted', { cause: reason });
 }

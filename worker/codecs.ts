@@ -1,0 +1,158 @@
+/**
+ * The compression codecs, in one table read by backup, verify and restore. A manifest records the
+ * codec by name (`compression`) and as a stage (`transforms`); readers pick the decoder from the
+ * manifest, never from the object's name, so every object ever written stays readable.
+ *
+ * zstd runs as Debian's `zstd` binary in a child process (docs/architecture.md, "Compression"):
+ * it streams, compresses on several cores (`-T`), and keeps its buffers out of Node's heap. Node's
+ * own zlib has zstd only from 22.15, single-threaded; @mongodb-js/zstd is buffer-only (a whole
+ * snapshot in memory), so neither fits a bounded-memory stream.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { Duplex } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { COMPRESSION_LEVELS, COMPRESSIONS } from '../core/config/schema.js';
+import { ParallelGzip } from './parallel-gzip.js';
+
+export const CODEC_NAMES = COMPRESSIONS;
+export type CodecName = (typeof CODEC_NAMES)[number];
+
+export interface Codec {
+  name: CodecName;
+  /** Appended to `.db` in the object key. */
+  extension: '' | '.gz' | '.zst';
+  /** The stage name recorded in the manifest's `transforms`; none records no stage. */
+  transform: string | undefined;
+  levels: { readonly min: number; readonly max: number; readonly default: number };
+  /** Undefined for none: no stage at all, not a pass-through. */
+  compress: ((level: number) => Duplex) | undefined;
+  decompress: (() => Duplex) | undefined;
+}
+
+/** The zstd binary; overridable for tests and unusual installs. */
+export const ZSTD_BINARY = process.env.ETCD_AUTOBACKUP_ZSTD ?? 'zstd';
+
+export const CODECS: Readonly<Record<CodecName, Codec>> = {
+  none: {
+    name: 'none',
+    extension: '',
+    transform: undefined,
+    levels: COMPRESSION_LEVELS.none,
+    compress: undefined,
+    decompress: undefined,
+  },
+  gzip: {
+    name: 'gzip',
+    extension: '.gz',
+    transform: 'gzip',
+    levels: COMPRESSION_LEVELS.gzip,
+    // Blocks compressed on libuv's thread pool, concatenated as gzip members (RFC 1952 allows
+    // several): gzip's one core was the bottleneck of a snapshot.
+    compress: (level) => new ParallelGzip({ level }),
+    // Node's gunzip reads concatenated members, so old single-member objects read alike.
+    decompress: () => createGunzip(),
+  },
+  zstd: {
+    name: 'zstd',
+    extension: '.zst',
+    transform: 'zstd',
+    levels: COMPRESSION_LEVELS.zstd,
+    // -T0: one thread per core; --no-progress and -q keep stderr for errors only.
+    compress: (level) => new ChildStream(ZSTD_BINARY, ['-q', '-c', `-${level}`, '-T0', '--no-progress'], 'zstd'),
+    decompress: () => new ChildStream(ZSTD_BINARY, ['-q', '-d', '-c', '--no-progress'], 'zstd -d'),
+  },
+};
+
+/** The codec of a manifest's `compression`. */
+export function codecOf(name: CodecName): Codec {
+  return CODECS[name];
+}
+
+/** The level used: the configured one, or the codec's default. */
+export function levelFor(codec: Codec, configured: number | undefined): number {
+  return configured ?? codec.levels.default;
+}
+
+/** Stage names of every codec, for the reader's list of what it can undo. */
+export const CODEC_TRANSFORMS: readonly string[] = Object.values(CODECS).flatMap((c) =>
+  c.transform ? [c.transform] : [],
+);
+
+/**
+ * A child process as one Duplex: writes go to its stdin, its stdout is read. It ends only when
+ * the process exited 0, and fails with the process's own stderr otherwise, so a corrupt input is
+ * an error of this stage, not a short output.
+ */
+export class ChildStream extends Duplex {
+  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  private stderr = '';
+  private stdoutEnded = false;
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  constructor(
+    command: string,
+    args: string[],
+    private readonly label: string,
+  ) {
+    // Room for a few pipe reads each way: with the 16 KiB default, stdout is paused and resumed
+    // on every 64 KiB read, which halved zstd's throughput.
+    super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
+    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = this.child;
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      this.destroy(
+        err.code === 'ENOENT'
+          ? new Error(`cannot run ${command}: not found; install zstd (Debian: apt-get install zstd)`)
+          : err,
+      );
+    });
+    // EPIPE when the process died early: its exit status tells why, reported below.
+    child.stdin.on('error', () => undefined);
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (s: string) => {
+      if (this.stderr.length < 4000) this.stderr += s;
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) child.stdout.pause();
+    });
+    child.stdout.on('end', () => {
+      this.stdoutEnded = true;
+      this.settle();
+    });
+    child.on('close', (code, signal) => {
+      this.exit = { code, signal };
+      this.settle();
+    });
+  }
+
+  private settle(): void {
+    if (!this.exit || !this.stdoutEnded || this.destroyed) return;
+    const { code, signal } = this.exit;
+    if (code === 0) {
+      this.push(null);
+      return;
+    }
+    const said = this.stderr.trim().split('\n').slice(-2).join(' | ');
+    this.destroy(new Error(`${this.label} failed (${signal ?? `exit code ${code}`})${said ? `: ${said}` : ''}`));
+  }
+
+  override _read(): void {
+    this.child.stdout.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (this.child.stdin.write(chunk)) done();
+    else this.child.stdin.once('drain', () => done());
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.child.stdin.end();
+    done();
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    if (this.exit === undefined) this.child.kill('SIGKILL');
+    done(err);
+  }
+}
