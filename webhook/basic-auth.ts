@@ -16,11 +16,9 @@ export function basicAuth(user: string, password: string, realm = 'etcd-autoback
       return;
     }
     res.set('WWW-Authenticate', `Basic realm="${realm}", charset="UTF-8"`);
-    res
-      .status(401)
-      .json({
-        error: 'authentication required: use the dashboard user and password (dashboard.user / dashboard.password)',
-      });
+    res.status(401).json({
+      error: 'authentication required: use the dashboard user and password (dashboard.user / dashboard.password)',
+    });
   };
 }
 
