@@ -60,29 +60,12 @@ export function setup(cmd: Command): { config: Config; log: Logger } {
 }
 
 /**
- * Secret values given by flag or env, so that the last-resort error printer can blank them even
- * in messages from libraries that echo their input.
+ * `text` with the value of every `--flag=value` blanked: commander echoes a mistyped flag whole,
+ * and a mistyped secret flag is still a secret. Redaction is by field, never by searching for a
+ * secret's text, which blanks innocent words (a password `b` turned `backups` into
+ * `[redacted]ackups`) and says which letters the secret has; config errors never include the
+ * value of a secret setting in the first place (core/config/load.ts).
  */
-export function secretValues(argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
-  const values: string[] = [];
-  for (const setting of SETTINGS.filter((s) => s.secret)) {
-    const fromEnv = env[envName(setting.flag)];
-    if (fromEnv) values.push(fromEnv);
-    const flag = `--${setting.flag}`;
-    argv.forEach((arg, i) => {
-      if (arg === flag && argv[i + 1] !== undefined) values.push(argv[i + 1] as string);
-      else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
-    });
-  }
-  return values.filter((v) => v.length > 0);
-}
-
-/**
- * `text` with every secret value blanked, and the value of every `--flag=value` too: commander
- * echoes a mistyped flag whole, and a mistyped secret flag is still a secret.
- */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('[redacted]');
-  return out.replace(/(--[A-Za-z0-9][A-Za-z0-9-]*)=[^\s']+/g, '$1=[redacted]');
+export function redactFlagValues(text: string): string {
+  return text.replace(/(--[A-Za-z0-9][A-Za-z0-9-]*)=[^\s']+/g, '$1=[redacted]');
 }
