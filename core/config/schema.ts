@@ -216,6 +216,8 @@ export const redisSchema = z.strictObject({
 
 export const queueSchema = z.strictObject({
   debounceWindow: duration('queue.debounceWindow')
+    // Windows are floor(now / debounceWindow): 0 has no windows, and every change would be dropped.
+    .refine((ms) => ms > 0, { message: 'expected a positive duration like 30s or 5m (0 has no windows)' })
     .prefault('5m')
     .describe("Changes within one window lead to one snapshot, taken at the window's end."),
   maxInterval: duration('queue.maxInterval')

@@ -23,3 +23,14 @@ test('a YAML syntax error in --config names line and column, not the text of the
   assert.doesNotMatch(r.stderr, /Hunter-Secret-42/);
   assert.doesNotMatch(r.stdout, /Hunter-Secret-42/);
 });
+
+test('--debounce-window 0 is refused at config load, naming the field, with exit 2', async () => {
+  for (const value of ['0', '0s']) {
+    const r = await runCli(['list', '--store', 'file:///nonexistent', '--debounce-window', value]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /queue\.debounceWindow: expected a positive duration .*\(flag --debounce-window, env ETCD_AUTOBACKUP_DEBOUNCE_WINDOW\)/,
+    );
+  }
+});
