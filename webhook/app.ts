@@ -10,7 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
-import { auditAuthentication, loadAuditAuth } from './audit-auth.js';
+import { auditAuthentication, loadAuditAuth, webhookAuthentication } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
 import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
 import { bodySlots } from './body-slots.js';
@@ -24,7 +24,7 @@ export interface ExtraRoute {
 }
 
 export interface WebhookAppOptions {
-  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth'>>;
+  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth' | 'admissionAuth'>>;
   recorder: ChangeRecorder;
   log: Logger;
   metrics: Metrics;
@@ -80,6 +80,12 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
   app
     .route('/admission')
     .post(
+      // Off by default: the apiserver sends admission credentials only when its AdmissionConfiguration says so.
+      webhookAuthentication(loadAuditAuth(config.admissionAuth, undefined, 'admissionAuth'), {
+        route: '/admission',
+        field: 'admissionAuth',
+        sender: 'AdmissionConfiguration kubeconfig',
+      }),
       bodySlots({ max: config.webhook.admissionConcurrency, field: 'webhook.admissionConcurrency' }),
       jsonBody({
         limit: config.webhook.admissionBodyLimit,

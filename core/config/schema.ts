@@ -529,6 +529,23 @@ export const auditAuthSchema = z.strictObject({
     ),
 });
 
+export const admissionAuthSchema = z.strictObject({
+  clientCaFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'PEM CA(s) that signed the client certificate the apiserver presents to admission webhooks (the kubeconfig of its AdmissionConfiguration); with it, /admission needs a client certificate it signed (HTTPS only).',
+    ),
+  tokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File holding the bearer token the apiserver sends to /admission (AdmissionConfiguration kubeconfig). With neither this nor clientCaFile, /admission is open, as the apiserver sends no credentials unless configured to.',
+    ),
+});
+
 const toleration = z.strictObject({
   key: z.string().min(1).optional(),
   operator: z.enum(['Exists', 'Equal']).optional(),
@@ -647,6 +664,7 @@ export const configSchema = z.strictObject({
   dashboard: dashboardSchema.default(dashboardSchema.parse({})),
   certs: certsSchema.default(certsSchema.parse({})),
   auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
+  admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
   executor: executorSchema.default(executorSchema.parse({})),
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
