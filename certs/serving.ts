@@ -19,11 +19,16 @@ export interface ServingTls {
 const FILE_CHECK_MS = 30_000;
 
 export async function startServingTls(
-  config: Pick<Config, 'webhook' | 'certs' | 'auditAuth'>,
+  config: Pick<Config, 'webhook' | 'certs' | 'auditAuth'> & Partial<Pick<Config, 'admissionAuth'>>,
   log: Logger,
 ): Promise<ServingTls | undefined> {
-  // Client certificates are only asked for when /audit checks them.
-  const clientCa = await readClientCa(config.auditAuth.clientCaFile);
+  // Client certificates are only asked for when /audit or /admission checks them; each route then
+  // checks that the certificate chains to its own CA (webhook/audit-auth.ts).
+  const cas = [
+    await readClientCa(config.auditAuth.clientCaFile, 'auditAuth'),
+    await readClientCa(config.admissionAuth?.clientCaFile, 'admissionAuth'),
+  ].filter((c): c is string => c !== undefined);
+  const clientCa = cas.length > 0 ? cas.join('\n') : undefined;
   let target: Listening | undefined;
   const apply = (pem: { cert: string; key: string }, why: string) => {
     try {
@@ -81,16 +86,16 @@ export async function startServingTls(
 
   if (clientCa)
     log.warn(
-      'auditAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage',
+      'auditAuth.clientCaFile or admissionAuth.clientCaFile is set but the server speaks plain HTTP: client certificates cannot be checked; set webhook.tls or certs.manage',
     );
   return undefined;
 }
 
-async function readClientCa(file: string | undefined): Promise<string | undefined> {
+async function readClientCa(file: string | undefined, field: string): Promise<string | undefined> {
   if (!file) return undefined;
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read auditAuth.clientCaFile ${file}: ${messageOf(err)}`);
+    throw new ConfigError(`cannot read ${field}.clientCaFile ${file}: ${messageOf(err)}`);
   }
 }

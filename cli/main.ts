@@ -17,7 +17,7 @@ import { registerVerify } from './commands/verify.js';
 import { registerServe } from './commands/serve.js';
 import { registerWebhook } from './commands/webhook.js';
 import { registerWorker } from './commands/worker.js';
-import { redact, secretValues, type CliContext, type Register } from './options.js';
+import { redactFlagValues, type CliContext, type Register } from './options.js';
 
 const COMMANDS: readonly Register[] = [
   registerServe,
@@ -32,20 +32,19 @@ const COMMANDS: readonly Register[] = [
   registerLifecycle,
 ];
 
-function buildProgram(context: CliContext, secrets: readonly string[]): Command {
+function buildProgram(context: CliContext): Command {
   const program = new Command('etcd-autobackup')
     .description('Change-triggered, verified etcd backups for Kubernetes clusters')
     .version(VERSION)
     .showHelpAfterError('(add --help for usage)')
     // Subcommands created with .command() inherit both settings.
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(redact(text, secrets)) });
+    .configureOutput({ outputError: (text, write) => write(redactFlagValues(text)) });
   for (const register of COMMANDS) register(program, context);
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const secrets = secretValues(argv, process.env);
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -59,15 +58,15 @@ async function main(argv: string[]): Promise<number> {
 
   const context: CliContext = { signal: controller.signal, print: (text) => process.stdout.write(`${text}\n`) };
   try {
-    await buildProgram(context, secrets).parseAsync(argv);
+    await buildProgram(context).parseAsync(argv);
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander already printed why
     if (err instanceof ConfigError) {
-      process.stderr.write(`${redact(err.message, secrets)}\n`);
+      process.stderr.write(`${redactFlagValues(err.message)}\n`);
       return 2;
     }
-    process.stderr.write(`error: ${redact(messageOf(err), secrets)}\n`);
+    process.stderr.write(`error: ${redactFlagValues(messageOf(err))}\n`);
     return controller.signal.aborted ? 130 : 1;
   } finally {
     process.off('SIGINT', onSignal);

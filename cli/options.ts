@@ -60,53 +60,12 @@ export function setup(cmd: Command): { config: Config; log: Logger } {
 }
 
 /**
- * Secret values given by flag or env, so that the last-resort error printer can blank them even
- * in messages from libraries that echo their input.
+ * `text` with the value of every `--flag=value` blanked: commander echoes a mistyped flag whole,
+ * and a mistyped secret flag is still a secret. Redaction is by field, never by searching for a
+ * secret's text, which blanks innocent words (a password `b` turned `backups` into
+ * `[redacted]ackups`) and says which letters the secret has; config errors never include the
+ * value of a secret setting in the first place (core/config/load.ts).
  */
-export function secretValues(argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
-  const values: string[] = [];
-  for (const setting of SETTINGS.filter((s) => s.secret)) {
-    const fromEnv = env[envName(setting.flag)];
-    if (fromEnv) values.push(fromEnv);
-    const flag = `--${setting.flag}`;
-    argv.forEach((arg, i) => {
-      if (arg === flag && argv[i + 1] !== undefined) values.push(argv[i + 1] as string);
-      else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
-    });
-  }
-  return values.flatMap(secretParts).filter((v) => v.length > 0);
-}
-
-/**
- * A URL without credentials (`redis://host:6379`) is no secret, and blanking it would hide which
- * server an error is about; one with credentials is blanked whole and by its user and password.
- */
-function secretParts(value: string): string[] {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return [value];
-  }
-  if (!url.host || !/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return [value];
-  if (url.username === '' && url.password === '') return [];
-  // The password, or a user name alone (a token); not the user name beside a password (`default`).
-  const secret = url.password || url.username;
-  const parts = [value, secret];
-  try {
-    parts.push(decodeURIComponent(secret));
-  } catch {
-    // Not percent-encoded: the raw form is already listed.
-  }
-  return parts;
-}
-
-/**
- * `text` with every secret value blanked, and the value of every `--flag=value` too: commander
- * echoes a mistyped flag whole, and a mistyped secret flag is still a secret.
- */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('[redacted]');
-  return out.replace(/(--[A-Za-z0-9][A-Za-z0-9-]*)=[^\s']+/g, '$1=[redacted]');
+export function redactFlagValues(text: string): string {
+  return text.replace(/(--[A-Za-z0-9][A-Za-z0-9-]*)=[^\s']+/g, '$1=[redacted]');
 }

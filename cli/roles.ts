@@ -37,7 +37,11 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
     const app = webhook?.app ?? createHealthApp({ metrics, ready, log });
     const tls = webhook ? await startServingTls(config, log) : undefined;
     if (tls) closers.push(() => tls.close());
-    const http = await listen(app, config.webhook.listen, { tls: tls?.tls });
+    const { headersTimeout, requestTimeout, keepAliveTimeout, maxConnections } = config.webhook;
+    const http = await listen(app, config.webhook.listen, {
+      tls: tls?.tls,
+      limits: { headersTimeout, requestTimeout, keepAliveTimeout, maxConnections },
+    });
     tls?.attach(http);
     closers.push(() => http.close());
 

@@ -10,9 +10,10 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
-import { auditAuthentication, loadAuditAuth } from './audit-auth.js';
+import { auditAuthentication, loadAuditAuth, webhookAuthentication } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
 import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
+import { bodySlots } from './body-slots.js';
 import { jsonBody } from './json-body.js';
 import type { TriggerRouteOptions } from './route-options.js';
 
@@ -23,7 +24,7 @@ export interface ExtraRoute {
 }
 
 export interface WebhookAppOptions {
-  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth'>>;
+  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth' | 'admissionAuth'>>;
   recorder: ChangeRecorder;
   log: Logger;
   metrics: Metrics;
@@ -65,9 +66,12 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
     .post(
       // Before the body is read: an unauthenticated sender gets nothing parsed.
       auditAuthentication(loadAuditAuth(config.auditAuth), log),
+      bodySlots({ max: config.webhook.auditConcurrency, field: 'webhook.auditConcurrency' }),
       jsonBody({
         limit: config.webhook.auditBodyLimit,
         limitField: 'webhook.auditBodyLimit',
+        maxDepth: config.webhook.maxJsonDepth,
+        maxItems: { limit: config.webhook.auditMaxEvents, field: 'webhook.auditMaxEvents' },
         expected: 'an audit.k8s.io/v1 EventList',
       }),
       auditRoute(triggers),
@@ -76,9 +80,17 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
   app
     .route('/admission')
     .post(
+      // Off by default: the apiserver sends admission credentials only when its AdmissionConfiguration says so.
+      webhookAuthentication(loadAuditAuth(config.admissionAuth, undefined, 'admissionAuth'), {
+        route: '/admission',
+        field: 'admissionAuth',
+        sender: 'AdmissionConfiguration kubeconfig',
+      }),
+      bodySlots({ max: config.webhook.admissionConcurrency, field: 'webhook.admissionConcurrency' }),
       jsonBody({
         limit: config.webhook.admissionBodyLimit,
         limitField: 'webhook.admissionBodyLimit',
+        maxDepth: config.webhook.maxJsonDepth,
         expected: 'an admission.k8s.io/v1 AdmissionReview',
       }),
       admissionRoute(triggers),

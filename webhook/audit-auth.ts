@@ -1,12 +1,15 @@
 /**
- * Authentication of the kube-apiserver on POST /audit. Its audit webhook client sends what its
- * kubeconfig holds: a client certificate, a bearer token, or both. When either is configured,
- * a request without a valid one gets 401 before its body is read. Admission needs none of this:
- * the apiserver only calls it over TLS with the caBundle it trusts, and it sends nothing to verify.
+ * Authentication of the kube-apiserver on POST /audit (auditAuth) and POST /admission
+ * (admissionAuth). Its webhook clients send what their kubeconfig holds: the audit webhook's
+ * --audit-webhook-config-file, and for admission the kubeconfig named per webhook in the
+ * AdmissionConfiguration (--admission-control-config-file): a client certificate, a bearer token,
+ * or both. When either is configured for a route, a request without a valid one gets 401 before
+ * its body is read. Both are off by default.
  *
- * The TLS server asks for client certificates and has OpenSSL verify them against
- * auditAuth.clientCaFile (chain, validity, clientAuth purpose) without rejecting the handshake
- * (core/http/listen.ts), so that admission and probes stay open; this route reads the verdict.
+ * The TLS server asks for client certificates and has OpenSSL verify them against the CAs of both
+ * routes (chain, validity, clientAuth purpose) without rejecting the handshake
+ * (core/http/listen.ts), so that unauthenticated routes and probes stay open; each route reads the
+ * verdict and checks that the certificate chains to one of its own CAs.
  */
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -24,10 +27,13 @@ export interface AuditAuth {
   tokenHash: Buffer | undefined;
 }
 
+export type WebhookAuthField = 'auditAuth' | 'admissionAuth';
+
 /** Reads the configured CA and token files; a missing or unreadable file is a ConfigError naming it. */
 export function loadAuditAuth(
   config: Config['auditAuth'] | undefined,
   read: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+  field: WebhookAuthField = 'auditAuth',
 ): AuditAuth {
   const auth: AuditAuth = { clientCas: [], tokenHash: undefined };
   if (config?.clientCaFile) {
@@ -35,11 +41,11 @@ export function loadAuditAuth(
     try {
       text = read(config.clientCaFile);
     } catch (err) {
-      throw new ConfigError(`cannot read auditAuth.clientCaFile ${config.clientCaFile}: ${messageOf(err)}`);
+      throw new ConfigError(`cannot read ${field}.clientCaFile ${config.clientCaFile}: ${messageOf(err)}`);
     }
     const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     if (pems.length === 0)
-      throw new ConfigError(`auditAuth.clientCaFile ${config.clientCaFile} holds no PEM certificate`);
+      throw new ConfigError(`${field}.clientCaFile ${config.clientCaFile} holds no PEM certificate`);
     auth.clientCas = pems.map((p) => new X509Certificate(p));
   }
   if (config?.tokenFile) {
@@ -47,11 +53,11 @@ export function loadAuditAuth(
     try {
       token = read(config.tokenFile).trim();
     } catch (err) {
-      throw new ConfigError(`cannot read auditAuth.tokenFile ${config.tokenFile}: ${messageOf(err)}`);
+      throw new ConfigError(`cannot read ${field}.tokenFile ${config.tokenFile}: ${messageOf(err)}`);
     }
     if (token.length < 16)
       throw new ConfigError(
-        `auditAuth.tokenFile ${config.tokenFile} holds a token shorter than 16 characters; use a long random one (openssl rand -hex 32)`,
+        `${field}.tokenFile ${config.tokenFile} holds a token shorter than 16 characters; use a long random one (openssl rand -hex 32)`,
       );
     auth.tokenHash = sha256(token);
   }
@@ -63,14 +69,28 @@ export function auditAuthRequired(auth: AuditAuth): boolean {
 }
 
 export function auditAuthentication(auth: AuditAuth, log?: Logger): RequestHandler {
+  return webhookAuthentication(auth, { route: '/audit', field: 'auditAuth', sender: 'audit kubeconfig', log });
+}
+
+export interface WebhookAuthOptions {
+  route: string;
+  field: WebhookAuthField;
+  /** Where the apiserver's credentials for this route are configured, for the 401 message. */
+  sender: string;
+  /** Warned at start when the route is open; admission is open by default without a warning. */
+  log?: Logger | undefined;
+}
+
+export function webhookAuthentication(auth: AuditAuth, options: WebhookAuthOptions): RequestHandler {
+  const { field } = options;
   if (!auditAuthRequired(auth)) {
-    log?.warn(
-      'POST /audit accepts unauthenticated requests: set auditAuth.clientCaFile or auditAuth.tokenFile (docs/audit-webhook.md)',
+    options.log?.warn(
+      `POST ${options.route} accepts unauthenticated requests: set ${field}.clientCaFile or ${field}.tokenFile (docs/audit-webhook.md)`,
     );
     return (_req, _res, next) => next();
   }
   const challenge: Record<string, string> = auth.tokenHash
-    ? { 'WWW-Authenticate': 'Bearer realm="etcd-autobackup audit"' }
+    ? { 'WWW-Authenticate': `Bearer realm="etcd-autobackup ${options.route.slice(1)}"` }
     : {};
   return (req, _res, next) => {
     const reasons: string[] = [];
@@ -81,48 +101,70 @@ export function auditAuthentication(auth: AuditAuth, log?: Logger): RequestHandl
       reasons.push(header === undefined ? 'no bearer token' : 'the bearer token is wrong');
     }
     if (auth.clientCas.length > 0) {
-      const problem = clientCertProblem(req.socket as Partial<TLSSocket>);
+      const problem = clientCertProblem(req.socket as Partial<TLSSocket>, field, auth.clientCas);
       if (problem === undefined) return next();
       reasons.push(problem);
     }
     next(
       new HttpError(
         401,
-        `audit webhook authentication failed (${reasons.join('; ')}): the apiserver's audit kubeconfig must carry ${describe(auth)}`,
+        `${options.route.slice(1)} webhook authentication failed (${reasons.join('; ')}): the apiserver's ${options.sender} must carry ${describe(auth, field)}`,
         challenge,
       ),
     );
   };
 }
 
-function describe(auth: AuditAuth): string {
+function describe(auth: AuditAuth, field: WebhookAuthField): string {
   const ways = [];
-  if (auth.clientCas.length > 0) ways.push('a client certificate signed by auditAuth.clientCaFile');
-  if (auth.tokenHash) ways.push('the token of auditAuth.tokenFile');
+  if (auth.clientCas.length > 0) ways.push(`a client certificate signed by ${field}.clientCaFile`);
+  if (auth.tokenHash) ways.push(`the token of ${field}.tokenFile`);
   return ways.join(' or ');
 }
 
-/** OpenSSL's verification errors for a client certificate, in words. */
+/** OpenSSL's verification errors for a client certificate, in words; CA_FILE names the route's CA field. */
 const VERIFY_ERRORS: Record<string, string> = {
   CERT_HAS_EXPIRED: 'the client certificate has expired',
   CERT_NOT_YET_VALID: 'the client certificate is not valid yet',
   INVALID_PURPOSE: 'the client certificate is not for client authentication',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the client certificate is not signed by auditAuth.clientCaFile',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the client certificate is not signed by auditAuth.clientCaFile',
-  SELF_SIGNED_CERT_IN_CHAIN: 'the client certificate is not signed by auditAuth.clientCaFile',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the client certificate is not signed by CA_FILE',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the client certificate is not signed by CA_FILE',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the client certificate is not signed by CA_FILE',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'the client certificate is self-signed',
   CERT_SIGNATURE_FAILURE: "the client certificate's signature does not verify",
 };
 
-/** Why the connection's client certificate is not acceptable, or undefined when it is. */
-export function clientCertProblem(socket: Partial<TLSSocket>): string | undefined {
+/**
+ * Why the connection's client certificate is not acceptable, or undefined when it is. OpenSSL
+ * verified it against the CAs of every route; `cas`, when given, are the ones of this route, one
+ * of which must have issued a certificate of the presented chain.
+ */
+export function clientCertProblem(
+  socket: Partial<TLSSocket>,
+  field: WebhookAuthField = 'auditAuth',
+  cas?: readonly X509Certificate[],
+): string | undefined {
+  const notOurs = `the client certificate is not signed by ${field}.clientCaFile`;
   if (typeof socket.getPeerCertificate !== 'function')
     return 'no client certificate (plain HTTP: serve with TLS to use client certificates)';
-  if (socket.authorized === true) return undefined;
+  if (socket.authorized === true) return cas === undefined || chainsTo(socket, cas) ? undefined : notOurs;
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) return 'no client certificate';
   const code = socket.authorizationError === undefined ? 'unknown' : String(socket.authorizationError);
-  return VERIFY_ERRORS[code] ?? `the client certificate was not accepted (${code})`;
+  const words = VERIFY_ERRORS[code]?.replace('CA_FILE', `${field}.clientCaFile`);
+  return words ?? `the client certificate was not accepted (${code})`;
+}
+
+function chainsTo(socket: Partial<TLSSocket>, cas: readonly X509Certificate[]): boolean {
+  let cert = socket.getPeerCertificate?.(true);
+  const seen = new Set<string>();
+  while (cert?.raw !== undefined && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    const x509 = new X509Certificate(cert.raw);
+    if (cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) return true;
+    cert = cert.issuerCertificate;
+  }
+  return false;
 }
 
 function sha256(text: string): Buffer {

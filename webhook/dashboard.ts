@@ -10,10 +10,13 @@ import express, { type Router } from 'express';
 import type { Queue } from 'bullmq';
 import type { Config } from '../core/config/index.js';
 import { operatorGate } from './basic-auth.js';
+import type { LoginLimiter } from './login-limiter.js';
 
 export const DASHBOARD_PATH = '/queues';
 
 export interface DashboardOptions {
+  /** Shared by the operator routes, so failed logins on one count on the other. */
+  loginLimiter?: LoginLimiter;
   config: Pick<Config, 'dashboard' | 'cluster'>;
   queue: Queue;
 }
@@ -28,6 +31,7 @@ export function dashboardRouter(options: DashboardOptions): Router {
     operatorGate(
       options.config,
       'the dashboard is off: set dashboard.user and dashboard.password (--dashboard-user, --dashboard-password)',
+      options.loginLimiter,
     ),
   );
   if (!dashboardEnabled(options.config)) return router;

@@ -14,6 +14,8 @@ export class HttpError extends Error {
     message: string,
     /** Extra response headers, e.g. `Allow` on a 405. */
     readonly headers: Record<string, string> = {},
+    /** How loud the rejection is logged: `debug` for senders' mistakes that are no news to anyone. */
+    readonly logLevel: 'warn' | 'debug' = 'warn',
   ) {
     super(message);
   }
@@ -42,7 +44,10 @@ export function errorHandler(log: Logger) {
     }
     if (err instanceof HttpError) {
       if (err.status >= 400)
-        log.warn({ method: req.method, path: req.path, status: err.status, error: err.message }, 'request rejected');
+        log[err.logLevel](
+          { method: req.method, path: req.path, status: err.status, error: err.message },
+          'request rejected',
+        );
       res.status(err.status).set(err.headers).json({ error: err.message });
       return;
     }

@@ -2,22 +2,26 @@
  * JSON body parsing for the apiserver's webhook calls, with a precise 4xx for each way a body can
  * be wrong: missing, wrong content type, too large, not JSON, unsupported charset or encoding.
  */
-import express, { type RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
+import { BodyReadError, readBody, type BodyProblem } from './body-reader.js';
 import { HttpError } from './errors.js';
+import { JsonShapeScanner } from './json-scan.js';
 
 export interface JsonBodyOptions {
   /** Largest body accepted, in bytes (after decompression). */
   limit: number;
   /** The config field that sets `limit`, named in the 413 answer. */
   limitField: string;
+  /** Deepest nesting of objects and arrays accepted (webhook.maxJsonDepth). */
+  maxDepth: number;
+  /** Most items in a list of the top-level object (an EventList's items), with its config field. */
+  maxItems?: { limit: number; field: string };
   /** What the body should be, for messages: `an audit.k8s.io/v1 EventList`. */
   expected: string;
 }
 
 export function jsonBody(options: JsonBodyOptions): RequestHandler {
-  // The content type is checked here rather than by body-parser, which would silently skip the body.
-  const parse = express.json({ limit: options.limit, strict: true, type: () => true });
-  return (req, res, next) => {
+  return (req, _res, next) => {
     const match = req.is('application/json');
     // type-is counts `Content-Length: 0` as a body; for the sender it is none.
     if (match === null || req.get('content-length') === '0') {
@@ -29,42 +33,84 @@ export function jsonBody(options: JsonBodyOptions): RequestHandler {
       next(new HttpError(415, `expected Content-Type application/json, got ${clip(got)}`));
       return;
     }
-    parse(req, res, (err?: unknown) => {
-      next(err === undefined ? undefined : describeBodyError(err, options));
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(req.get('content-type') ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      next(new HttpError(415, `unsupported charset ${clip(charset)}; send JSON in UTF-8`));
+      return;
+    }
+    const scanner = new JsonShapeScanner({
+      maxDepth: options.maxDepth,
+      maxItems: options.maxItems?.limit ?? Number.POSITIVE_INFINITY,
     });
+    readBody(req, { limit: options.limit, scanner }).then(
+      (bytes) => {
+        try {
+          req.body = parseJsonObject(bytes, options.expected);
+        } catch (err) {
+          next(err);
+          return;
+        }
+        next();
+      },
+      (err: unknown) => {
+        if (!(err instanceof BodyReadError)) {
+          next(err);
+          return;
+        }
+        next(describeBodyProblem(err.problem, options));
+      },
+    );
   };
 }
 
-/** body-parser's errors rephrased; its own messages may quote the body, which may hold secrets. */
-function describeBodyError(err: unknown, options: JsonBodyOptions): unknown {
-  if (typeof err !== 'object' || err === null) return err;
-  const e = err as Record<string, unknown>;
-  switch (e.type) {
-    case 'entity.too.large':
+/** JSON.parse of an object or array body; its messages are rephrased, as they may quote the body. */
+function parseJsonObject(bytes: Buffer, expected: string): unknown {
+  const text = bytes.toString('utf8');
+  const first = /\S/.exec(text)?.[0];
+  if (first !== '{' && first !== '[')
+    throw new HttpError(400, `request body is not a valid JSON object; expected ${expected}`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    const at = /position (\d+)/.exec(err instanceof Error ? err.message : '')?.[1];
+    throw new HttpError(
+      400,
+      `request body is not a valid JSON object${at ? ` (error at position ${at})` : ''}; expected ${expected}`,
+    );
+  }
+}
+
+function describeBodyProblem(problem: BodyProblem, options: JsonBodyOptions): HttpError {
+  switch (problem.kind) {
+    case 'too-large':
       return new HttpError(
         413,
         `request body is larger than ${options.limit} bytes; raise ${options.limitField} to accept it`,
       );
-    case 'entity.parse.failed': {
-      const at = /position (\d+)/.exec(typeof e.message === 'string' ? e.message : '')?.[1];
+    case 'depth':
       return new HttpError(
         400,
-        `request body is not a valid JSON object${at ? ` (error at position ${at})` : ''}; expected ${options.expected}`,
+        `request body nests objects and arrays deeper than ${problem.limit} levels; raise webhook.maxJsonDepth to accept it`,
       );
-    }
-    case 'charset.unsupported':
-      return new HttpError(415, `unsupported charset ${clip(String(e.charset))}; send JSON in UTF-8`);
-    case 'encoding.unsupported':
+    case 'items':
+      return new HttpError(
+        413,
+        `request body holds more than ${problem.limit} items; send smaller batches or raise ${options.maxItems?.field ?? 'the limit'}`,
+      );
+    case 'encoding-unsupported':
       return new HttpError(
         415,
-        `unsupported Content-Encoding ${clip(String(e.encoding))}; send identity, gzip, deflate or br`,
+        `unsupported Content-Encoding ${clip(problem.encoding)}; send identity, gzip, deflate or br`,
       );
-    case 'request.aborted':
+    case 'encoding-corrupt':
+      return new HttpError(
+        400,
+        `request body is not valid ${clip(problem.encoding)} data (Content-Encoding)`,
+        {},
+        'debug',
+      );
+    case 'aborted':
       return new HttpError(400, 'the client aborted the request before its body was complete');
-    case 'request.size.invalid':
-      return new HttpError(400, 'the request body does not match its Content-Length');
-    default:
-      return err;
   }
 }
 

@@ -7,8 +7,11 @@ import type { Config } from '../core/config/index.js';
 import type { Logger } from '../core/logger.js';
 import { messageOf } from '../core/errors.js';
 import { operatorGate } from './basic-auth.js';
+import type { LoginLimiter } from './login-limiter.js';
 
 export interface ManualSnapshotOptions {
+  /** Shared by the operator routes, so failed logins on one count on the other. */
+  loginLimiter?: LoginLimiter;
   config: Pick<Config, 'dashboard'>;
   enqueue: (cause: { resource: string }) => Promise<string>;
   log: Logger;
@@ -20,6 +23,7 @@ export function manualSnapshotRouter(options: ManualSnapshotOptions): Router {
     operatorGate(
       options.config,
       'POST /snapshot is off: set dashboard.user and dashboard.password, or run `etcd-autobackup snapshot --enqueue`',
+      options.loginLimiter,
     ),
   );
   router.post('/', async (req, res) => {

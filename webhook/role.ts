@@ -10,6 +10,7 @@ import { createQueueRecorder, type QueueRecorder } from '../core/queue/index.js'
 import { createWebhookApp } from './app.js';
 import { DASHBOARD_PATH, dashboardEnabled, dashboardRouter } from './dashboard.js';
 import { startEtcdWatch, type EtcdWatch } from './etcd-watch.js';
+import { LoginLimiter } from './login-limiter.js';
 import { manualSnapshotRouter } from './manual-snapshot.js';
 
 export interface WebhookRoleOptions {
@@ -36,6 +37,7 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
   const watch = config.watch.enabled
     ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics })
     : undefined;
+  const loginLimiter = new LoginLimiter();
   const app = createWebhookApp({
     config,
     recorder,
@@ -43,10 +45,15 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
     metrics,
     ready: () => recorder.status().redisUp && (options.alsoReady?.() ?? true),
     extraRoutes: [
-      { path: DASHBOARD_PATH, handler: dashboardRouter({ config, queue: recorder.queue }) },
+      { path: DASHBOARD_PATH, handler: dashboardRouter({ config, queue: recorder.queue, loginLimiter }) },
       {
         path: '/snapshot',
-        handler: manualSnapshotRouter({ config, log, enqueue: (cause) => recorder.enqueueNow(cause) }),
+        handler: manualSnapshotRouter({
+          config,
+          log,
+          loginLimiter,
+          enqueue: (cause) => recorder.enqueueNow(cause),
+        }),
       },
     ],
   });

@@ -3,7 +3,7 @@
  * Every wrong value is reported at once, each naming its field and where it can be set.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
@@ -57,13 +57,24 @@ function readConfigFile(file: string): Tree {
   try {
     parsed = parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`config file ${file} is not valid YAML: ${messageOf(err)}`);
+    throw new ConfigError(`config file ${file} is not valid YAML${yamlErrorPlace(err)}`);
   }
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ConfigError(`config file ${file} must hold a YAML mapping (keys like cluster:, etcd:, store:)`);
   }
   return parsed as Tree;
+}
+
+/**
+ * Where a YAML error is, without its message: the yaml library quotes the offending line, and in
+ * a config file that line may hold a password.
+ */
+function yamlErrorPlace(err: unknown): string {
+  if (!(err instanceof YAMLError)) return '';
+  const at = err.linePos?.[0];
+  const place = at === undefined ? '' : ` at line ${at.line}, column ${at.col}`;
+  return `${place} (${err.code}); check the indentation and quoting there`;
 }
 
 function apply(tree: Tree, setting: Setting, raw: string | boolean, source: string, problems: string[]): void {

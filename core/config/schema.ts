@@ -246,6 +246,8 @@ export const redisSchema = z.strictObject({
 
 export const queueSchema = z.strictObject({
   debounceWindow: duration('queue.debounceWindow')
+    // Windows are floor(now / debounceWindow): 0 has no windows, and every change would be dropped.
+    .refine((ms) => ms > 0, { message: 'expected a positive duration like 30s or 5m (0 has no windows)' })
     .prefault('5m')
     .describe("Changes within one window lead to one snapshot, taken at the window's end."),
   maxInterval: duration('queue.maxInterval')
@@ -300,28 +302,83 @@ export const webhookTlsSchema = z
     path: ['certFile'],
   });
 
-export const webhookSchema = z.strictObject({
-  tls: webhookTlsSchema
-    .default(webhookTlsSchema.parse({}))
-    .describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
-  listen: z
-    .string()
-    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443')
-    .default('127.0.0.1:8080')
-    .describe('host:port the HTTP server listens on.'),
-  auditBodyLimit: z
-    .number()
-    .int()
-    .min(1024)
-    .default(10 * 1024 * 1024)
-    .describe('Largest audit EventList body accepted, in bytes.'),
-  admissionBodyLimit: z
-    .number()
-    .int()
-    .min(1024)
-    .default(3 * 1024 * 1024)
-    .describe('Largest AdmissionReview body accepted, in bytes.'),
-});
+export const webhookSchema = z
+  .strictObject({
+    tls: webhookTlsSchema
+      .default(webhookTlsSchema.parse({}))
+      .describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
+    listen: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443')
+      .default('127.0.0.1:8080')
+      .describe('host:port the HTTP server listens on.'),
+    auditBodyLimit: z
+      .number()
+      .int()
+      .min(1024)
+      .default(10 * 1024 * 1024)
+      .describe('Largest audit EventList body accepted, in bytes.'),
+    admissionBodyLimit: z
+      .number()
+      .int()
+      .min(1024)
+      .default(3 * 1024 * 1024)
+      .describe("Largest AdmissionReview body accepted, in bytes; the apiserver's own request limit is 3 MiB."),
+    auditMaxEvents: z
+      .number()
+      .int()
+      .min(1)
+      .default(1000)
+      .describe(
+        "Most events in one audit EventList; a bigger batch gets 413 before it is parsed. The apiserver's --audit-webhook-batch-max-size is 400 by default.",
+      ),
+    maxJsonDepth: z
+      .number()
+      .int()
+      .min(8)
+      .max(10_000)
+      .default(512)
+      .describe(
+        'Deepest nesting of JSON objects and arrays accepted in an audit or admission body; deeper bodies get 400 before they are parsed.',
+      ),
+    auditConcurrency: z
+      .number()
+      .int()
+      .min(1)
+      .default(2)
+      .describe(
+        'Audit batches read and handled at once; more get 429 with Retry-After (the apiserver retries with backoff), so an audit flood cannot slow admission answers.',
+      ),
+    admissionConcurrency: z
+      .number()
+      .int()
+      .min(1)
+      .default(64)
+      .describe('AdmissionReviews read and handled at once; more get 429 with Retry-After.'),
+    headersTimeout: duration('webhook.headersTimeout')
+      .prefault('10s')
+      .describe('Time a client has to send the request headers before the connection is closed.'),
+    requestTimeout: duration('webhook.requestTimeout')
+      .prefault('30s')
+      .describe(
+        "Time a client has to send a whole request, body included (the apiserver's admission timeout is at most 30s); slow senders are cut off. 0 turns it off.",
+      ),
+    keepAliveTimeout: duration('webhook.keepAliveTimeout')
+      .prefault('65s')
+      .describe(
+        "How long an idle connection stays open for the next request; longer than the apiserver's idle timeout.",
+      ),
+    maxConnections: z
+      .number()
+      .int()
+      .min(1)
+      .default(512)
+      .describe('Open connections accepted at once; further connections are closed at once.'),
+  })
+  .refine((w) => w.requestTimeout === 0 || w.headersTimeout <= w.requestTimeout, {
+    message: 'headersTimeout must not be longer than requestTimeout',
+    path: ['headersTimeout'],
+  });
 
 export const filtersSchema = z.strictObject({
   verbs: z
@@ -514,6 +571,23 @@ export const auditAuthSchema = z.strictObject({
     ),
 });
 
+export const admissionAuthSchema = z.strictObject({
+  clientCaFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'PEM CA(s) that signed the client certificate the apiserver presents to admission webhooks (the kubeconfig of its AdmissionConfiguration); with it, /admission needs a client certificate it signed (HTTPS only).',
+    ),
+  tokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File holding the bearer token the apiserver sends to /admission (AdmissionConfiguration kubeconfig). With neither this nor clientCaFile, /admission is open, as the apiserver sends no credentials unless configured to.',
+    ),
+});
+
 const toleration = z.strictObject({
   key: z.string().min(1).optional(),
   operator: z.enum(['Exists', 'Equal']).optional(),
@@ -632,6 +706,7 @@ export const configSchema = z.strictObject({
   dashboard: dashboardSchema.default(dashboardSchema.parse({})),
   certs: certsSchema.default(certsSchema.parse({})),
   auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
+  admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
   executor: executorSchema.default(executorSchema.parse({})),
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),

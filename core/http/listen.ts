@@ -19,9 +19,29 @@ export interface TlsServing {
   clientCa?: string | undefined;
 }
 
+/** Bounds on what one client can hold of the server (webhook.headersTimeout and the rest). */
+export interface ServerLimits {
+  headersTimeout: number;
+  /** 0: no limit. */
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxConnections: number;
+  /** How often Node checks the two timeouts above; they are enforced to about this precision. */
+  checkIntervalMs?: number;
+}
+
+/** webhook.* defaults, for callers without a config. */
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  headersTimeout: 10_000,
+  requestTimeout: 30_000,
+  keepAliveTimeout: 65_000,
+  maxConnections: 512,
+};
+
 export interface ListenOptions {
   /** Serve HTTPS with this certificate; plain HTTP when unset. */
   tls?: TlsServing | undefined;
+  limits?: ServerLimits;
 }
 
 export interface Listening {
@@ -51,14 +71,31 @@ export async function listen(
   const { host, port } = parseListen(address);
   const tls = options.tls;
   if (tls) checkPair(tls);
+  const limits = options.limits ?? DEFAULT_SERVER_LIMITS;
+  // Node's own defaults let a client trickle a body for 5 minutes and open any number of sockets.
+  const timeouts = {
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    connectionsCheckingInterval: limits.checkIntervalMs ?? 1_000,
+  };
   const server: Server = tls
     ? createHttpsServer(
-        { cert: tls.cert, key: tls.key, ...clientVerification(tls), rejectUnauthorized: false },
+        {
+          cert: tls.cert,
+          key: tls.key,
+          ...clientVerification(tls),
+          rejectUnauthorized: false,
+          // A handshake that never completes holds a socket too (Node's default: 120s).
+          handshakeTimeout: limits.headersTimeout,
+          ...timeouts,
+        },
         handler,
       )
-    : createServer(handler);
-  // The apiserver reuses connections to webhooks; keep them open longer than its idle timeout.
-  server.keepAliveTimeout = 65_000;
+    : createServer(timeouts, handler);
+  // The apiserver reuses connections to webhooks, so keepAliveTimeout stays longer than its idle timeout.
+  server.keepAliveTimeout = limits.keepAliveTimeout;
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(

@@ -14,6 +14,7 @@ import type { Metrics } from '../metrics.js';
 import { connectRedis, describeRedis } from './connection.js';
 import type { Change, ChangeRecorder, SnapshotJobData } from './contract.js';
 import { ledgerKeys, MAX_SAMPLES, recordInLedger, type Counts } from './ledger.js';
+import { boundSample } from './sample.js';
 import { createSnapshotQueue, enqueueManual, JOB_NAME, type ManualCause, type SnapshotQueue } from './queue.js';
 import { windowJobDelay, windowJobId, windowOf, type DebounceWindow } from './window.js';
 
@@ -151,9 +152,11 @@ class Recorder implements QueueRecorder {
     this.report();
   }
 
-  record(change: Change): void {
+  record(input: Change): void {
     try {
       if (this.closed) return;
+      // Bounded here so that every source is: the text comes from request bodies and etcd keys.
+      const change = input.resource === undefined ? input : { ...input, resource: boundSample(input.resource) };
       const window = this.windowAt(this.now().getTime());
       let group = this.pending.get(window.id);
       if (group === undefined) {
@@ -176,7 +179,8 @@ class Recorder implements QueueRecorder {
 
   async enqueueNow(cause: ManualCause = {}): Promise<string> {
     try {
-      return await enqueueManual(this.queue, this.cluster, cause, this.now);
+      const bounded = cause.resource === undefined ? cause : { ...cause, resource: boundSample(cause.resource) };
+      return await enqueueManual(this.queue, this.cluster, bounded, this.now);
     } catch (err) {
       throw new Error(
         `enqueueing a snapshot failed: Redis at ${describeRedis(this.options.config.redis)}: ${messageOf(err)}`,

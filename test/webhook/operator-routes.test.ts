@@ -69,13 +69,72 @@ test('with credentials: 401 without or with wrong ones, the dashboard and a queu
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<html/i);
 
-    const queued = await fetch(`${url}/snapshot`, { method: 'POST', headers: auth('ops', 's3cret') });
+    const queued = await fetch(`${url}/snapshot`, {
+      method: 'POST',
+      headers: { ...auth('ops', 's3cret'), 'X-Etcd-Autobackup': '1' },
+    });
     assert.equal(queued.status, 202);
     const { jobId } = (await queued.json()) as { jobId: string };
     const job = await role.recorder.queue.getJob(jobId);
     assert.ok(job, 'the job exists in the queue');
     assert.deepEqual(job.data.causes, { manual: 1 });
     assert.equal((await fetch(`${url}/snapshot`, { headers: auth('ops', 's3cret') })).status, 405);
+  } finally {
+    await close();
+  }
+});
+
+test('state-changing operator requests a cross-site form could send are refused; JSON, the header or same-origin pass', async () => {
+  const { url, role, close } = await serveRole({ 'dashboard-user': 'ops', 'dashboard-password': 's3cret' });
+  try {
+    const post = (headers: Record<string, string>, body?: string) =>
+      fetch(`${url}/snapshot`, { method: 'POST', headers: { ...auth('ops', 's3cret'), ...headers }, body });
+    const jobsBefore = (await role.recorder.queue.getJobs(['waiting'])).length;
+    for (const [name, headers, body] of [
+      ['no content type', {}, undefined],
+      ['form', { 'content-type': 'application/x-www-form-urlencoded' }, 'a=1'],
+      ['multipart', { 'content-type': 'multipart/form-data; boundary=x' }, '--x--'],
+      ['text', { 'content-type': 'text/plain' }, '{}'],
+      ['cross-site', { 'sec-fetch-site': 'cross-site', 'content-type': 'text/plain' }, '{}'],
+    ] as const) {
+      const res = await post(headers, body);
+      assert.equal(res.status, 403, name);
+      assert.match(((await res.json()) as { error: string }).error, /X-Etcd-Autobackup/, name);
+    }
+    const bullBoardPost = await fetch(`${url}/queues/api/metrics/history/purge`, {
+      method: 'POST',
+      headers: auth('ops', 's3cret'),
+    });
+    assert.equal(bullBoardPost.status, 403);
+    const jobsAfter = (await role.recorder.queue.getJobs(['waiting'])).length;
+    assert.equal(jobsAfter, jobsBefore, 'no refused request queued a job');
+    const passing: Record<string, string>[] = [
+      { 'content-type': 'application/json' },
+      { 'X-Requested-With': 'XMLHttpRequest' },
+      { 'X-Etcd-Autobackup': '1' },
+      { 'sec-fetch-site': 'same-origin' },
+    ];
+    for (const headers of passing)
+      assert.equal((await post(headers, headers['content-type'] ? '{}' : undefined)).status, 202);
+  } finally {
+    await close();
+  }
+});
+
+test('failed logins are rate-limited per client with 429 and Retry-After, shared by the operator routes', async () => {
+  const { url, close } = await serveRole({ 'dashboard-user': 'ops', 'dashboard-password': 's3cret' });
+  try {
+    // A first visit without credentials is the browser asking for the prompt; it costs nothing.
+    for (let i = 0; i < 20; i++) assert.equal((await fetch(`${url}/queues`)).status, 401);
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const path = i % 2 === 0 ? '/queues' : '/snapshot';
+      statuses.push((await fetch(`${url}${path}`, { method: 'GET', headers: auth('ops', `guess-${i}`) })).status);
+    }
+    assert.deepEqual(statuses, [...Array<number>(10).fill(401), 429, 429]);
+    const limited = await fetch(`${url}/queues`, { headers: auth('ops', 's3cret') });
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
   } finally {
     await close();
   }

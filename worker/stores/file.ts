@@ -30,10 +30,11 @@ export class FileStore implements Store {
     let temp: string | undefined;
     try {
       const target = this.path(key);
-      await mkdir(dirname(target), { recursive: true });
+      // A snapshot is the whole cluster's data, Secrets included: owner-only, as etcdctl writes it.
+      await mkdir(dirname(target), { recursive: true, mode: 0o700 });
       temp = `${target}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
       // A 1 MiB buffer batches the 32 KiB chunks etcd sends into fewer, larger writes.
-      const out = createWriteStream(temp, { flags: 'wx', highWaterMark: 1024 * 1024 });
+      const out = createWriteStream(temp, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 });
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       await fsyncPath(temp);
       const { size } = await stat(temp);
