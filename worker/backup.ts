@@ -81,11 +81,11 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier];
     const codec = codecOf(config.snapshot.compression);
     if (codec.compress && codec.transform) {
-      stages.push(tag(codec.compress(levelFor(codec, config.snapshot.compressionLevel)), 'stream'));
+      stages.push(tag(codec.compress(levelFor(codec, config.snapshot.compressionLevel)), 'compress'));
       transforms.push(codec.transform);
     }
     if (encryption) {
-      stages.push(tag(encryption.stream, 'stream'));
+      stages.push(tag(encryption.stream, 'encrypt'));
       transforms.push(encryption.transform);
     }
 
