@@ -20,6 +20,8 @@ node_ok || need+=(nodejs npm)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# age: tests prove our objects decrypt with the reference tool, and that its files restore.
+command -v age >/dev/null 2>&1 || need+=(age)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}" >&2
   SUDO=""

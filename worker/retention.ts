@@ -94,7 +94,7 @@ function newestFirst(a: Candidate, b: Candidate): number {
 
 /** `20261124T032800Z-r12345-a1b2`, as newSnapshotId makes them. */
 const ID = String.raw`\d{8}T\d{6}Z-r\d+-[0-9a-f]+`;
-const OURS = new RegExp(String.raw`^(${ID})(\.db|\.db\.gz|${MANIFEST_SUFFIX.replace(/\./g, '\\.')})$`);
+const OURS = new RegExp(String.raw`^(${ID})(\.db(?:\.gz)?(?:\.age)?|${MANIFEST_SUFFIX.replace(/\./g, '\\.')})$`);
 
 export type OwnName = { id: string; kind: 'object' | 'manifest' };
 
