@@ -29,7 +29,8 @@ import { startS3rver, type LocalS3 } from './s3rver.js';
 
 const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
-// `-enc`: client-side encryption (AES-256-GCM chunks) after compression.
+// `-enc`: client-side encryption (AES-256-GCM chunks) after compression; `-age`: the same place,
+// as a standard age file (X25519 recipient, ChaCha20-Poly1305 STREAM).
 const ALL_VARIANTS = [
   FLOOR,
   'file-nogzip',
@@ -42,6 +43,9 @@ const ALL_VARIANTS = [
   'oci-nogzip',
   'oci-gzip',
   'oci-gzip-enc',
+  'file-nogzip-age',
+  'file-gzip-age',
+  's3-gzip-age',
 ] as const;
 type Variant = (typeof ALL_VARIANTS)[number];
 
@@ -162,6 +166,14 @@ function benchKeyFile(outDir: string): string {
   return file;
 }
 
+let benchRecipient: string | undefined;
+/** A fresh age recipient for the `-age` variants (age-keygen prints its public key as a comment). */
+function ageRecipient(): string {
+  benchRecipient ??= /# public key: (age1\S+)/.exec(execFileSync('age-keygen', [], { encoding: 'utf8' }))?.[1];
+  if (!benchRecipient) throw new Error('age-keygen printed no public key');
+  return benchRecipient;
+}
+
 function flagsFor(
   variant: Exclude<Variant, typeof FLOOR>,
   etcd: EtcdServer,
@@ -175,6 +187,7 @@ function flagsFor(
     cluster: 'bench',
     compression,
     ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}),
+    ...(variant.endsWith('-age') ? { 'age-recipients': ageRecipient() } : {}),
   };
   if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
   if (variant.startsWith('oci-')) {
@@ -334,6 +347,23 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
       ? 'peak RSS under 150 MiB: NOT MEASURED'
       : `peak RSS under 150 MiB: ${over.length === 0 ? 'MET' : 'NOT MET'} (${[...rssOf].map(([v, r]) => `${v} ${mib(r)}`).join(', ')})`,
   );
+  // Encryption's own cost: the encrypted variant's ratio less the same variant's without it.
+  for (const [enc, plain] of [
+    ['file-nogzip-enc', 'file-nogzip'],
+    ['file-gzip-enc', 'file-gzip'],
+    ['file-nogzip-age', 'file-nogzip'],
+    ['file-gzip-age', 'file-gzip'],
+    ['s3-gzip-age', 's3-gzip'],
+  ] as const) {
+    const e = ratios.get(enc);
+    const p = ratios.get(plain);
+    if (e === undefined || p === undefined) continue;
+    const added = e - p;
+    const rssAdded = (rssOf.get(enc) ?? 0) - (rssOf.get(plain) ?? 0);
+    console.log(
+      `${enc}: adds ${added.toFixed(2)}x of the floor over ${plain} (target <= 0.1x: ${added <= 0.1 ? 'MET' : 'NOT MET'}), peak RSS ${rssAdded >= 0 ? '+' : ''}${mib(rssAdded)} (target < 10 MiB: ${rssAdded < 10 * MiB ? 'MET' : 'NOT MET'})`,
+    );
+  }
   for (const v of ['s3-nogzip', 's3-gzip'] as const) {
     const r = ratios.get(v);
     if (r !== undefined)
