@@ -30,7 +30,8 @@ import { startS3rver, type LocalS3 } from './s3rver.js';
 
 const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
-// <store>-<codec>[-enc]; `-enc`: client-side encryption (AES-256-GCM chunks) after compression.
+// <store>-<codec>[-enc|-age]; `-enc`: client-side encryption (AES-256-GCM chunks) after compression;
+// `-age`: the same place, as a standard age file (X25519 recipient, ChaCha20-Poly1305 STREAM).
 const ALL_VARIANTS = [
   FLOOR,
   'file-none',
@@ -45,6 +46,9 @@ const ALL_VARIANTS = [
   'oci-none',
   'oci-gzip',
   'oci-zstd',
+  'file-none-age',
+  'file-zstd-age',
+  's3-zstd-age',
 ] as const;
 type Variant = (typeof ALL_VARIANTS)[number];
 
@@ -171,6 +175,14 @@ function codecOfVariant(variant: string): string {
   return variant.split('-')[1] ?? 'none';
 }
 
+let benchRecipient: string | undefined;
+/** A fresh age recipient for the `-age` variants (age-keygen prints its public key as a comment). */
+function ageRecipient(): string {
+  benchRecipient ??= /# public key: (age1\S+)/.exec(execFileSync('age-keygen', [], { encoding: 'utf8' }))?.[1];
+  if (!benchRecipient) throw new Error('age-keygen printed no public key');
+  return benchRecipient;
+}
+
 function flagsFor(
   variant: Exclude<Variant, typeof FLOOR>,
   etcd: EtcdServer,
@@ -184,6 +196,7 @@ function flagsFor(
     cluster: 'bench',
     compression,
     ...(variant.endsWith('-enc') ? { 'encryption-key-file': benchKeyFile(outDir) } : {}),
+    ...(variant.endsWith('-age') ? { 'age-recipients': ageRecipient() } : {}),
   };
   if (variant.startsWith('file-')) return { ...base, store: `file://${join(outDir, 'ours')}` };
   if (variant.startsWith('oci-')) {
@@ -374,6 +387,23 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
       ? 'peak RSS under 150 MiB: NOT MEASURED'
       : `peak RSS under 150 MiB: ${over.length === 0 ? 'MET' : `NOT MET (${over.map(([v, r]) => `${v} ${mib(r)}`).join(', ')})`}`,
   );
+  // Encryption's own cost: the encrypted variant's ratio less the same variant's without it.
+  for (const [enc, plain] of [
+    ['file-none-enc', 'file-none'],
+    ['file-zstd-enc', 'file-zstd'],
+    ['file-none-age', 'file-none'],
+    ['file-zstd-age', 'file-zstd'],
+    ['s3-zstd-age', 's3-zstd'],
+  ] as const) {
+    const e = ratios.get(enc);
+    const p = ratios.get(plain);
+    if (e === undefined || p === undefined) continue;
+    const added = e - p;
+    const rssAdded = (rssOf.get(enc) ?? 0) - (rssOf.get(plain) ?? 0);
+    console.log(
+      `${enc}: adds ${added.toFixed(2)}x of the floor over ${plain} (target <= 0.1x: ${added <= 0.1 ? 'MET' : 'NOT MET'}), peak RSS ${rssAdded >= 0 ? '+' : ''}${mib(rssAdded)} (target < 10 MiB: ${rssAdded < 10 * MiB ? 'MET' : 'NOT MET'})`,
+    );
+  }
   for (const v of variants.filter((x) => x.startsWith('s3-') || x.startsWith('oci-'))) {
     const r = ratios.get(v);
     if (r !== undefined)

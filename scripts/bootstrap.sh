@@ -22,6 +22,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The zstd codec (the default) runs Debian's zstd binary.
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# age: tests prove our objects decrypt with the reference tool, and that its files restore.
+command -v age >/dev/null 2>&1 || need+=(age)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}" >&2
   SUDO=""

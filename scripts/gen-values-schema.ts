@@ -164,6 +164,11 @@ export function valuesSchemaObject(): Json {
           items: { type: 'string', minLength: 1 },
           description: 'Keys of older keys that only decrypt.',
         },
+        ageRecipients: {
+          type: 'array',
+          items: { type: 'string', pattern: '^age1[02-9ac-hj-np-z]{58}$' },
+          description: 'age X25519 recipients (age1...) to encrypt to instead of a key Secret; public keys.',
+        },
       }),
       worker: obj('The worker Deployment on the control-plane nodes: takes the snapshots.', {
         replicas: int('Replicas; snapshots never overlap, more replicas only add standby.', 1),

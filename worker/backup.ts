@@ -11,6 +11,7 @@ import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js'
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
 import { codecOf, levelFor } from './codecs.js';
+import { ageEncryptStage, Sha256Meter } from './crypto/age.js';
 import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
 import { firstFailure } from './first-failure.js';
@@ -42,6 +43,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   // Before etcd is touched: an unreadable key file is a configuration error, not a failed snapshot.
   const encryption = await encryptStage(config.encryption);
+  const age = await ageEncryptStage(config.encryption);
 
   const chosen = await chooseMember(config.etcd);
   const member = chosen.status;
@@ -59,7 +61,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
 
   try {
     const id = newSnapshotId(started, member.revision);
-    const key = objectKey(config.cluster, id, config.snapshot.compression);
+    const key = objectKey(config.cluster, id, config.snapshot.compression) + (age?.suffix ?? '');
 
     const failures = firstFailure<SnapshotStage>();
     const tag = failures.tag;
@@ -87,6 +89,12 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     if (encryption) {
       stages.push(tag(encryption.stream, 'encrypt'));
       transforms.push(encryption.transform);
+    }
+    // The stored bytes' hash lets verify check an age object without its (offline) identity.
+    const storedHash = age ? new Sha256Meter() : undefined;
+    if (age && storedHash) {
+      stages.push(tag(age.stream, 'encrypt'), storedHash);
+      transforms.push(age.transform);
     }
 
     const flowing = pipeline([source, ...stages, stored, body], { signal });
@@ -120,6 +128,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
       compression: config.snapshot.compression,
       transforms,
       ...(encryption ? { encryption: encryption.manifest } : {}),
+      ...(age && storedHash ? { age: age.manifest, storedSha256: storedHash.digest() } : {}),
       cause,
       tool: TOOL,
     };

@@ -5,8 +5,9 @@
  *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.db.zst   (.db.gz for gzip, .db for none)
  *   <cluster>/snapshots/20261124T032800Z-r12345-a1b2.manifest.json
  *
- * An encrypted object keeps the same name (retention recognises objects by it); its manifest's
- * `encryption` field says it is encrypted.
+ * An AES-GCM encrypted object keeps the same name; its manifest's `encryption` field says it is
+ * encrypted. An age object is a standard age file and ends in `.age` (`….db.gz.age`), as age's
+ * own tools expect; its manifest's `age` field names the recipients.
  *
  * The manifest is written after the object: a snapshot exists for readers only once its manifest
  * does, which makes publishing atomic on every provider.
@@ -62,6 +63,21 @@ export const manifestSchema = z.object({
       /** Plaintext bytes per chunk. */
       chunkSize: z.number().int().positive(),
     })
+    .optional(),
+  /**
+   * Present when the object is a standard age file (transform "age", name ending in `.age`). The
+   * recipients are public keys; whoever holds one of their identities can decrypt.
+   */
+  age: z
+    .object({
+      format: z.literal('age-encryption.org/v1'),
+      recipients: z.array(z.string()).min(1),
+    })
+    .optional(),
+  /** Hex SHA-256 of the stored bytes, so that verify can check an age object without an identity. */
+  storedSha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
     .optional(),
   cause: causeSchema,
   tool: z.object({ name: z.string(), version: z.string() }),

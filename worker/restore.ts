@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ProgressListener } from '../core/progress.js';
+import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
@@ -39,6 +40,8 @@ export interface RestoreOptions {
   onProgress?: ProgressListener;
   /** Keys for an encrypted snapshot, decrypted on the way in. */
   keys?: KeyRing;
+  /** age identities for a snapshot written to age recipients. */
+  identities?: AgeIdentities | undefined;
 }
 
 export interface RestoreReport extends VerifyReport {

@@ -6,6 +6,7 @@ import { describeRedis } from '../core/queue/index.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { startWorkerPool, type WorkerPool } from './pool.js';
+import { loadRecipients } from './crypto/age.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
 import { openStore } from './stores/open.js';
@@ -33,6 +34,7 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   // Each snapshot reads the key files again (a rotated Secret applies without a restart); reading
   // them now makes a missing or malformed key stop the worker at start, not at its first snapshot.
   await loadKeyRing(config.encryption);
+  await loadRecipients(config.encryption);
   const store = await openStore(config);
   abortStaleUploads(store, config.snapshot.timeout, log);
   const afterSnapshot =

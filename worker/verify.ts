@@ -14,6 +14,8 @@ import { pipeline } from 'node:stream/promises';
 import { IntegrityError, messageOf } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { CODEC_TRANSFORMS, codecOf } from './codecs.js';
+import { AGE_TRANSFORM, type AgeIdentities } from './crypto/age.js';
+import { ageDecryptStage } from './crypto/age-stored.js';
 import { ENCRYPT_TRANSFORM } from './crypto/format.js';
 import type { KeyRing } from './crypto/keys.js';
 import { decryptStage } from './crypto/stages.js';
@@ -23,7 +25,7 @@ import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import { NotFoundError, type Store } from './stores/store.js';
 
 /** The stages this version knows how to undo, by the names backup.ts records. */
-const KNOWN_TRANSFORMS = new Set(['verify-sha256', ...CODEC_TRANSFORMS, ENCRYPT_TRANSFORM]);
+const KNOWN_TRANSFORMS = new Set(['verify-sha256', ...CODEC_TRANSFORMS, ENCRYPT_TRANSFORM, AGE_TRANSFORM]);
 
 export interface DownloadOptions {
   store: Store;
@@ -35,6 +37,8 @@ export interface DownloadOptions {
   onProgress?: ProgressListener;
   /** Keys for encrypted snapshots (loadKeyRing); the one whose id the manifest names is used. */
   keys?: KeyRing;
+  /** age identities (loadIdentities), for snapshots written to age recipients. */
+  identities?: AgeIdentities | undefined;
 }
 
 export interface DownloadFacts {
@@ -54,7 +58,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
     );
   }
   // Before the download, so that a missing key costs nothing.
-  const decrypt = decryptStage(manifest, options.keys, what);
+  const decrypt = decryptStage(manifest, options.keys, what) ?? ageDecryptStage(manifest, options.identities, what);
 
   let object: { body: Readable; size: number };
   try {
@@ -194,6 +198,7 @@ export interface VerifyOptions {
   signal?: AbortSignal;
   onProgress?: ProgressListener;
   keys?: KeyRing;
+  identities?: AgeIdentities | undefined;
 }
 
 export interface VerifyReport extends DownloadFacts {

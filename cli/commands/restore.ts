@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { progressReporter } from '../../core/progress.js';
 import { findSnapshot } from '../../worker/catalog.js';
 import { restoreNextSteps, restoreSnapshot, type MemberSettings } from '../../worker/restore.js';
+import { loadIdentities } from '../../worker/crypto/age.js';
 import { loadKeyRing } from '../../worker/crypto/keys.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
@@ -48,6 +49,7 @@ export function registerRestore(program: Command, context: CliContext): void {
         signal: context.signal,
         onProgress: progressReporter('download', log),
         keys: await loadKeyRing(config.encryption),
+        identities: await loadIdentities(config.encryption.identityFiles),
       });
       context.print(
         [

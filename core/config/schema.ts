@@ -199,21 +199,53 @@ export const snapshotSchema = z
     }
   });
 
-export const encryptionSchema = z.strictObject({
-  keyFile: z
-    .string()
-    .min(1)
-    .optional()
-    .describe(
-      'File with the 256-bit key that encrypts new snapshots (32 raw bytes or 44 characters of base64, e.g. a mounted Kubernetes Secret); unset stores snapshots unencrypted. Read at each snapshot, so a rotated Secret takes effect without a restart. See docs/encryption.md.',
-    ),
-  decryptionKeyFiles: z
-    .array(z.string().min(1))
-    .default([])
-    .describe(
-      'Further key files that only decrypt (verify, restore): the old keys after a rotation. The keyFile key decrypts too.',
-    ),
-});
+export const encryptionSchema = z
+  .strictObject({
+    keyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'File with the 256-bit key that encrypts new snapshots (32 raw bytes or 44 characters of base64, e.g. a mounted Kubernetes Secret); unset stores snapshots unencrypted. Read at each snapshot, so a rotated Secret takes effect without a restart. See docs/encryption.md.',
+      ),
+    decryptionKeyFiles: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Further key files that only decrypt (verify, restore): the old keys after a rotation. The keyFile key decrypts too.',
+      ),
+    recipients: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^age1[02-9ac-hj-np-z]{58}$/,
+            'expected an age X25519 recipient: age1 followed by 58 characters, as age-keygen -y prints',
+          ),
+      )
+      .default([])
+      .describe(
+        'age X25519 recipients (age1...) that new snapshots are encrypted to, as standard age files (.age after the compression suffix). Public keys: the cluster cannot read its own backups. Cannot be combined with keyFile. See docs/encryption.md.',
+      ),
+    recipientsFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'File of age recipients, one per line as age -R reads it (# comments and blank lines allowed), e.g. a mounted Secret or ConfigMap; added to recipients. Read at each snapshot.',
+      ),
+    identityFiles: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'age identity files (age-keygen output) that decrypt age snapshots for verify and restore (--identity). Secret: keep them off the cluster; only the file names are ever logged.',
+      ),
+  })
+  .refine((e) => e.keyFile === undefined || (e.recipients.length === 0 && e.recipientsFile === undefined), {
+    message:
+      'encryption.keyFile (AES-GCM) and encryption.recipients / encryption.recipientsFile (age) cannot both be set for writing; to move to age, drop keyFile and keep the old key in decryptionKeyFiles (docs/encryption.md)',
+    path: ['keyFile'],
+  });
 
 export const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

@@ -177,6 +177,24 @@ export const SETTINGS: readonly Setting[] = [
     help: 'comma-separated key files that only decrypt (old keys after a rotation)',
   },
   {
+    flag: 'age-recipients',
+    path: 'encryption.recipients',
+    kind: 'list',
+    help: 'comma-separated age recipients (age1...) to encrypt new snapshots to',
+  },
+  {
+    flag: 'age-recipients-file',
+    path: 'encryption.recipientsFile',
+    kind: 'string',
+    help: 'file of age recipients, one per line (as age -R reads it)',
+  },
+  {
+    flag: 'identity',
+    path: 'encryption.identityFiles',
+    kind: 'list',
+    help: 'comma-separated age identity files that decrypt age snapshots (verify, restore)',
+  },
+  {
     flag: 'redis-url',
     path: 'redis.url',
     kind: 'string',

@@ -106,6 +106,9 @@ function mounted(c: Container, path: string): boolean {
   return (c.volumeMounts ?? []).some((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
 }
 
+/** The example recipient of age's specification. */
+const AGE_EXAMPLE = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
 describe('chart: helm lint and the values schema', () => {
   test('helm lint --strict passes for the defaults and every example values file', async () => {
     for (const s of SCENARIOS) {
@@ -124,6 +127,7 @@ describe('chart: helm lint and the values schema', () => {
       [['cloudProvider=gcp'], /cloudProvider/],
       [['worker.localStore.type=nfs'], /localStore/],
       [['webhookk.replicas=2'], /webhookk/],
+      [['encryption.ageRecipients[0]=age1notarecipient'], /ageRecipients/],
     ];
     for (const [set, pattern] of cases) {
       const r = await helm(['template', RELEASE, CHART, ...set.flatMap((s) => ['--set', s])]);
@@ -142,6 +146,10 @@ describe('chart: helm lint and the values schema', () => {
       [
         ['config.executor.mode=job', 'config.store.url=s3://b/p', 'encryption.existingSecret=k'],
         /snapshot Job does not mount the key Secret/,
+      ],
+      [
+        ['encryption.existingSecret=k', `encryption.ageRecipients[0]=${AGE_EXAMPLE}`],
+        /encryption\.existingSecret .* and encryption\.ageRecipients \(age\) cannot both encrypt/,
       ],
     ];
     for (const [set, pattern] of cases) {

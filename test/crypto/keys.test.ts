@@ -99,6 +99,11 @@ test('no key configured: an empty ring; the key bytes never show in inspect, JSO
     env: { ETCD_AUTOBACKUP_DECRYPTION_KEY_FILES: `${file},/a,/b` },
     flags: { 'encryption-key-file': file },
   });
-  assert.deepEqual(config.encryption, { keyFile: file, decryptionKeyFiles: [file, '/a', '/b'] });
-  assert.deepEqual(loadConfig({ env: {} }).encryption, { decryptionKeyFiles: [] });
+  assert.deepEqual(config.encryption, {
+    keyFile: file,
+    decryptionKeyFiles: [file, '/a', '/b'],
+    recipients: [],
+    identityFiles: [],
+  });
+  assert.deepEqual(loadConfig({ env: {} }).encryption, { decryptionKeyFiles: [], recipients: [], identityFiles: [] });
 });

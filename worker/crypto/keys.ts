@@ -9,7 +9,8 @@ import { envName, SETTINGS } from '../../core/config/settings.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { KEY_BYTES, keyIdOf, objectKey } from './format.js';
 
-export type EncryptionConfig = Config['encryption'];
+// Only the AES-GCM fields: age's live in age.ts, so callers and tests need not name them.
+export type EncryptionConfig = Pick<Config['encryption'], 'keyFile' | 'decryptionKeyFiles'>;
 
 /** Base64 of 32 bytes: 43 characters and one `=`. */
 const BASE64_KEY_CHARS = 44;

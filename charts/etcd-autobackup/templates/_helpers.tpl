@@ -132,6 +132,10 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- range $v.encryption.decryptionKeys }}{{ $old = append $old (printf "%s/encryption/%s" $confDir .) }}{{ end -}}
 {{- $_ := set $cfg "encryption" (dict "keyFile" (printf "%s/encryption/%s" $confDir $v.encryption.key) "decryptionKeyFiles" $old) -}}
 {{- end -}}
+{{- if $v.encryption.ageRecipients -}}
+{{- if $v.encryption.existingSecret }}{{ fail "encryption.existingSecret (AES-GCM key) and encryption.ageRecipients (age) cannot both encrypt; see docs/encryption.md for moving to age" }}{{ end -}}
+{{- $_ := set $cfg "encryption" (dict "recipients" $v.encryption.ageRecipients) -}}
+{{- end -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" -}}
