@@ -156,6 +156,8 @@ export async function runBadRequests(
       await send(url, { name: 'warm-up', path: '/admission', body: json(REVIEW) });
       await send(url, { name: 'warm-up', path: '/audit', body: json(BATCH) });
     }
+    // Built before the prober starts: building them blocks this process, not the webhook.
+    const cases = badCases(smoke);
     const latencies: number[] = [];
     let flooding = true;
     const prober = (async () => {
@@ -169,7 +171,6 @@ export async function runBadRequests(
       }
     })();
     let fivexx = 0;
-    const cases = badCases(smoke);
     for (const c of cases) {
       const started = performance.now();
       const status = await send(url, c);
