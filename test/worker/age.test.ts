@@ -119,7 +119,7 @@ async function assertBothFail(
 }
 
 test('an age snapshot is a standard age file: age -d | gunzip opens with etcdctl; verify and restore decrypt with the identity', async () => {
-  const config = configFor({ 'age-recipients': `${recipient.a},${recipient.b}` });
+  const config = configFor({ 'age-recipients': `${recipient.a},${recipient.b}`, compression: 'gzip' });
   const store = await openStore(config);
   try {
     const manifest = await takeBackup({ config, store, log, cause: { source: 'manual' } });
@@ -273,7 +273,7 @@ test('bad input: wrong identity, another header, truncated, reordered, appended:
 test('cli: an object that age -r encrypted restores with --identity, and the booted etcd has the keys; verify without one says what it did not check', async () => {
   const dir = join(work.path, 'cli-store');
   const common = ['--endpoints', etcd.endpoint, '--store', `file://${dir}`, '--cluster', 'agecli'];
-  const snap = await runCliOk(['snapshot', ...common, '--json']);
+  const snap = await runCliOk(['snapshot', ...common, '--compression', 'gzip', '--json']);
   const plain = JSON.parse(snap.stdout) as Manifest;
   assert.match(plain.key, /\.db\.gz$/);
 
