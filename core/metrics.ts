@@ -32,6 +32,8 @@ export interface Metrics {
   readonly pruneRuns: Counter<'cluster' | 'result'>;
   /** Objects deleted by retention: kind=snapshot (manifest and object as one) or kind=orphan. */
   readonly pruned: Counter<'cluster' | 'kind'>;
+  /** Store steps at worker start that failed without stopping it (step=lifecycle). */
+  readonly storeSetupWarnings: Counter<'cluster' | 'step'>;
 }
 
 export interface MetricsOptions {
@@ -122,6 +124,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}pruned_total`,
       help: 'Snapshots (manifest and object) and orphaned objects deleted by retention.',
       labelNames: ['cluster', 'kind'] as const,
+      registers,
+    }),
+    storeSetupWarnings: new Counter({
+      name: `${PREFIX}store_setup_warnings_total`,
+      help: 'Store steps at worker start (the lifecycle rule) that failed and were left for later, by step.',
+      labelNames: ['cluster', 'step'] as const,
       registers,
     }),
   };

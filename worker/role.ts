@@ -5,6 +5,7 @@ import type { Metrics } from '../core/metrics.js';
 import { startWorkerPool, type WorkerPool } from './pool.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
+import { prepareStore } from './store-setup.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -22,6 +23,12 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   // them now makes a missing or malformed key stop the worker at start, not at its first snapshot.
   await loadKeyRing(config.encryption);
   const store = await openStore(config);
+  try {
+    await prepareStore({ config, store, log: log.child({ component: 'store' }), metrics });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const afterSnapshot =
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
