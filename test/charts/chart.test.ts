@@ -21,6 +21,8 @@ import {
 } from '../support/chart-checks.js';
 import { CHART, chartTools, helm, NAMESPACE, RELEASE, renderChart, type K8sObject } from '../support/helm.js';
 import { tempDir } from '../support/tmp.js';
+import { runCli } from '../support/cli.js';
+import { createCa } from '../../certs/pki.js';
 
 const CI = join(CHART, 'ci');
 const SCENARIOS: readonly { name: string; files: string[] }[] = [
@@ -515,7 +517,24 @@ describe('chart: what the defaults promise', () => {
     assert.match(notes, /\/queues/);
     assert.match(notes, /etcd-autobackup list/);
     assert.match(notes, /etcd-autobackup audit-config/);
+    assert.match(notes, /config\.queue\.debounceWindow: 2m/, 'the aws example sets 2m');
     assert.doesNotMatch(notes, SECRET_VALUES);
+
+    // The audit-config command runs as printed: its arguments, with the CA piped on stdin, are accepted.
+    const line = notes.split('\n').find((l) => l.includes('-- etcd-autobackup audit-config')) ?? '';
+    const args = (line.split('-- etcd-autobackup ')[1] ?? '').split(' < ')[0]?.trim().split(/\s+/) ?? [];
+    assert.equal(args[0], 'audit-config');
+    const dir = await tempDir('notes');
+    try {
+      const ca = createCa('notes-test-ca');
+      const caFile = join(dir.path, 'webhook-ca.crt');
+      await writeFile(caFile, ca.cert);
+      const r = await runCli(args.map((a) => (a === '/dev/stdin' ? caFile : a)));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /server: https:\/\/eab-etcd-autobackup-webhook\.backup\.svc(:443)?\/audit/);
+    } finally {
+      await dir.remove();
+    }
     assert.doesNotMatch(notes, /dashboard-secret-value/);
   });
 });
