@@ -99,8 +99,8 @@ async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Conta
   await writeFile(file, text);
   delete env.ETCD_AUTOBACKUP_CONFIG;
   const args = c.args ?? [];
-  const listen = args[args.indexOf('--listen') + 1];
-  return loadConfig({ file, env, flags: { listen } });
+  const at = args.indexOf('--listen');
+  return loadConfig({ file, env, flags: at >= 0 ? { listen: args[at + 1] } : {} });
 }
 
 /** Whether `path` is inside one of the container's mounts. */
@@ -455,6 +455,27 @@ describe('chart: what the defaults promise', () => {
       (find(kubeadm, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '',
       /cert: \/etc\/etcd-autobackup\/etcd-pki\/healthcheck-client\.crt/,
     );
+  });
+
+  test('helm test: a hook Pod runs `config check` on the rendered config, with no store credentials', async () => {
+    const objects = await renderChart([join(CI, 'original-aws-values.yaml')]);
+    const pod = find(objects, 'Pod', `${FULLNAME}-config-check`);
+    assert.ok(pod, 'the test Pod is rendered');
+    assert.equal(pod.metadata.annotations?.['helm.sh/hook'], 'test');
+    const spec = pod.spec as Workload['pod'];
+    const c = spec.containers[0];
+    assert.ok(c);
+    assert.deepEqual(c.args, ['config', 'check']);
+    assert.ok(!(c.envFrom ?? []).some((e) => e.secretRef?.name === FULLNAME), "not the worker's Secret");
+    const dir = await tempDir('chart-test-pod');
+    try {
+      const workload: Workload = { object: pod, labels: {}, pod: spec };
+      const config = await loadedConfig(objects, workload, c, dir.path);
+      assert.equal(config.store.url, 's3://jujy-etcd-backup-ap-northeast-2');
+      assert.equal(config.store.s3.secretAccessKey, undefined);
+    } finally {
+      await dir.remove();
+    }
   });
 
   test('probes and the admission path hit routes the processes really serve', async () => {
