@@ -197,6 +197,15 @@ export function valuesSchemaObject(): Json {
         podAnnotations: k8s('Extra pod annotations.'),
         extraVolumes: k8sList('More pod volumes.'),
         extraVolumeMounts: k8sList('More mounts of the worker container.'),
+        scratch: obj("The worker's /tmp, where verify and restore write the decompressed database.", {
+          sizeLimit: str('emptyDir size limit: about twice the etcd database (the quota, 2Gi by default, up to 8Gi).', {
+            pattern: '^[0-9]+(\\.[0-9]+)?([EPTGMK]i?)?$',
+          }),
+          medium: {
+            enum: ['', 'Memory'],
+            description: 'Empty: node disk; Memory: tmpfs, counted against the memory limit.',
+          },
+        }),
         localStore: obj('Volume of a file:// store.', {
           type: {
             enum: ['hostPath', 'pvc', 'none'],

@@ -457,6 +457,19 @@ describe('chart: what the defaults promise', () => {
     );
   });
 
+  test('worker /tmp (verify and restore scratch) is sized for the database, not 256Mi', async () => {
+    const tmp = (objects: K8sObject[]) =>
+      (deployment(objects, 'worker').pod.volumes?.find((v) => v.name === 'tmp')?.emptyDir ?? {}) as {
+        sizeLimit?: string;
+        medium?: string;
+      };
+    assert.deepEqual(tmp(await renderChart()), { sizeLimit: '4Gi' });
+    assert.deepEqual(tmp(await renderChart([], ['worker.scratch.sizeLimit=16Gi', 'worker.scratch.medium=Memory'])), {
+      sizeLimit: '16Gi',
+      medium: 'Memory',
+    });
+  });
+
   test('helm test: a hook Pod runs `config check` on the rendered config, with no store credentials', async () => {
     const objects = await renderChart([join(CI, 'original-aws-values.yaml')]);
     const pod = find(objects, 'Pod', `${FULLNAME}-config-check`);
