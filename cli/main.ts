@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError, messageOf } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
+import { registerConfig } from './commands/config.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerAuditConfig } from './commands/audit-config.js';
 import { registerList } from './commands/list.js';
@@ -30,6 +31,7 @@ const COMMANDS: readonly Register[] = [
   registerAuditConfig,
   registerPrune,
   registerLifecycle,
+  registerConfig,
 ];
 
 function buildProgram(context: CliContext): Command {

@@ -38,6 +38,8 @@ export interface Metrics {
   readonly oldestUncoveredChange: Gauge<'cluster'>;
   /** Failed snapshot attempts that will be retried. */
   readonly snapshotRetries: Counter<'cluster'>;
+  /** Store steps at worker start that failed without stopping it (step=lifecycle). */
+  readonly storeSetupWarnings: Counter<'cluster' | 'step'>;
 }
 
 export interface MetricsOptions {
@@ -146,6 +148,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}snapshot_retries_total`,
       help: 'Failed snapshot attempts that will be retried (queue.backoff doubling up to queue.backoffMax).',
       labelNames: ['cluster'] as const,
+      registers,
+    }),
+    storeSetupWarnings: new Counter({
+      name: `${PREFIX}store_setup_warnings_total`,
+      help: 'Store steps at worker start (the lifecycle rule) that failed and were left for later, by step.',
+      labelNames: ['cluster', 'step'] as const,
       registers,
     }),
   };

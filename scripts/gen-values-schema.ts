@@ -58,15 +58,24 @@ const k8sList = (description: string): Json => ({ type: 'array', description, it
 const port = (description: string): Json => int(description, 1, { maximum: 65535 });
 const resources = k8s('Container resources (requests and limits).');
 
+/** A value of the original service's file: left blank there, which YAML reads as null. */
+const blank = (description: string, extra: Json = {}): Json => ({ type: ['string', 'null'], description, ...extra });
+
 const legacyBucket = (provider: string, extra: Record<string, Json> = {}): Json =>
-  obj(`Original service: ${provider} bucket settings, used when cloudProvider is "${provider}".`, {
-    bucket: str('Bucket that receives the snapshots.', { minLength: 1 }),
-    prefix: str('Key prefix inside the bucket.'),
-    region: str('Region of the bucket.'),
-    accessKeyId: str('Access key id.'),
-    secretAccessKey: str("Secret access key; goes into the chart's Secret, never the ConfigMap."),
-    ...extra,
-  });
+  obj(
+    `Original service: ${provider} settings, used when cloudProvider is "${provider}" (docs/migrate-from-original.md).`,
+    {
+      bucket: blank('Bucket that receives the snapshots; default jujy-etcd-backup-<region>, as in the original.'),
+      prefix: blank('Key prefix inside the bucket.'),
+      region: blank('Region of the bucket.'),
+      access_key_id: blank("Access key id (the original's key name)."),
+      secret_access_key: blank("Secret access key (the original's key name); goes into the worker's Secret only."),
+      accessKeyId: blank('Access key id.'),
+      secretAccessKey: blank("Secret access key; goes into the worker's Secret only."),
+      ...extra,
+    },
+    { type: ['object', 'null'] },
+  );
 
 /** The chart's own values; `config` is the service's schema. */
 export function valuesSchemaObject(): Json {
@@ -94,8 +103,17 @@ export function valuesSchemaObject(): Json {
         caFile: str('CA file name in certPath.', { minLength: 1 }),
         certFile: str('Client certificate file name in certPath.', { minLength: 1 }),
         keyFile: str('Client key file name in certPath.', { minLength: 1 }),
-        endpoint: str('Original service: comma-separated etcd URLs; replaces etcd.endpoints when set.'),
-        cert_path: str('Original service: the host cert folder; replaces etcd.certPath when set.'),
+        clientCert: {
+          enum: ['', 'server', 'healthcheck-client'],
+          description:
+            "kubeadm client cert pair in the cert folder: server (server.crt/key, the original's, default with etcd.cert_path) or healthcheck-client; empty: certFile/keyFile.",
+        },
+        endpoint: blank(
+          'Original service: etcd address(es), host:port or URLs, comma-separated; replaces etcd.endpoints. host:port gets https:// when certs are given.',
+        ),
+        cert_path: blank(
+          'Original service: the host cert folder with ca.crt, server.crt, server.key; replaces etcd.certPath.',
+        ),
       }),
       secrets: obj('Where secret settings come from.', {
         create: bool('Put the secret fields of config (and of aws/oci/ncp) into a Secret the chart owns.'),
@@ -184,6 +202,15 @@ export function valuesSchemaObject(): Json {
         podAnnotations: k8s('Extra pod annotations.'),
         extraVolumes: k8sList('More pod volumes.'),
         extraVolumeMounts: k8sList('More mounts of the worker container.'),
+        scratch: obj("The worker's /tmp, where verify and restore write the decompressed database.", {
+          sizeLimit: str('emptyDir size limit: about twice the etcd database (the quota, 2Gi by default, up to 8Gi).', {
+            pattern: '^[0-9]+(\\.[0-9]+)?([EPTGMK]i?)?$',
+          }),
+          medium: {
+            enum: ['', 'Memory'],
+            description: 'Empty: node disk; Memory: tmpfs, counted against the memory limit.',
+          },
+        }),
         localStore: obj('Volume of a file:// store.', {
           type: {
             enum: ['hostPath', 'pvc', 'none'],
@@ -236,12 +263,19 @@ export function valuesSchemaObject(): Json {
       podSecurityContext: k8s('Pod security context of the webhook and worker.'),
       securityContext: k8s('Container security context of the webhook and worker.'),
       cloudProvider: {
-        enum: ['', 'aws', 'oci', 'ncp'],
+        enum: ['', 'aws', 'oci', 'ncp', null],
         description: 'Original service: which of aws/oci/ncp holds the store settings.',
       },
       aws: legacyBucket('aws'),
       oci: legacyBucket('oci', {
-        namespace: str(
+        bucket_region: blank("Region of the bucket (the original's key name)."),
+        user_ocid: blank('User OCID of the API key (the original): the worker signs with the native OCI API.'),
+        tenancy_ocid: blank('Tenancy OCID; new buckets are created in its root compartment.'),
+        api_key_path: blank(
+          'Path of the API private key (PEM) on the control-plane node; mounted into the worker only.',
+        ),
+        fingerprint: blank('Fingerprint of the API key; default: computed from the key.'),
+        namespace: blank(
           'Object Storage namespace (the S3-compatible endpoint is https://<namespace>.compat.objectstorage.<region>.oraclecloud.com).',
         ),
       }),

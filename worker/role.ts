@@ -9,6 +9,7 @@ import { startWorkerPool, type WorkerPool } from './pool.js';
 import { loadRecipients } from './crypto/age.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
+import { prepareStore } from './store-setup.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -37,6 +38,12 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   await loadRecipients(config.encryption);
   const store = await openStore(config);
   abortStaleUploads(store, config.snapshot.timeout, log);
+  try {
+    await prepareStore({ config, store, log: log.child({ component: 'store' }), metrics });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const afterSnapshot =
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })

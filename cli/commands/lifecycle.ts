@@ -1,12 +1,9 @@
 /** `etcd-autobackup lifecycle apply [--dry-run]`: put the hot/cold lifecycle rule on the cluster's prefix. */
 import type { Command } from 'commander';
-import type { Config } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
+import { applyLifecycle } from '../../worker/lifecycle.js';
 import type { OciLifecycleResult } from '../../worker/stores/oci-lifecycle.js';
 import type { LifecycleResult } from '../../worker/stores/s3-lifecycle.js';
-
-/** What apply did, per provider: S3 and OCI model lifecycle rules differently. */
-type Applied = { provider: 's3'; result: LifecycleResult } | { provider: 'oci'; result: OciLifecycleResult };
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
 export function registerLifecycle(program: Command, context: CliContext): void {
@@ -36,49 +33,6 @@ export function registerLifecycle(program: Command, context: CliContext): void {
         applied.provider === 's3' ? describeLifecycle(applied.result) : describeOciLifecycle(applied.result),
       );
   });
-}
-
-async function applyLifecycle(config: Config, dryRun: boolean): Promise<Applied> {
-  const url = config.store.url;
-  const scheme = url.includes('://') ? url.slice(0, url.indexOf('://')) : 'file';
-  switch (scheme) {
-    case 's3': {
-      const { applyS3Lifecycle } = await import('../../worker/stores/s3-lifecycle.js');
-      return {
-        provider: 's3',
-        result: await applyS3Lifecycle({
-          url,
-          s3: config.store.s3,
-          cluster: config.cluster,
-          lifecycle: config.lifecycle,
-          dryRun,
-        }),
-      };
-    }
-    case 'oci': {
-      const { openOciStore } = await import('../../worker/stores/oci.js');
-      const { applyOciLifecycle } = await import('../../worker/stores/oci-lifecycle.js');
-      const store = openOciStore(url, config.store.oci);
-      try {
-        return {
-          provider: 'oci',
-          result: await applyOciLifecycle(store, config.cluster, config.lifecycle, { dryRun }),
-        };
-      } finally {
-        await store.close();
-      }
-    }
-    case 'ncp':
-      throw new ConfigError(
-        'store.url: NCP Object Storage lifecycle rules are set in the NCP console (Object Storage > Bucket > Lifecycle management); see docs/retention.md',
-      );
-    case 'file':
-      throw new ConfigError(
-        'store.url: a file store has no lifecycle rules; retention (etcd-autobackup prune) deletes old snapshots there',
-      );
-    default:
-      throw new ConfigError(`store.url: "${scheme}://" stores have no lifecycle support yet`);
-  }
 }
 
 export function describeLifecycle(r: LifecycleResult): string {

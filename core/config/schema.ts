@@ -156,6 +156,12 @@ export const storeSchema = z.strictObject({
     ),
   s3: s3Schema.default(s3Schema.parse({})),
   oci: ociSchema.default(ociSchema.parse({})),
+  createBucket: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Create the store's bucket at worker start when it does not exist (s3/ncp: in the store's region; oci: in the tenancy's root compartment). Off: a missing bucket is an error.",
+    ),
 });
 
 /**
@@ -510,7 +516,7 @@ export const lifecycleSchema = z
       .boolean()
       .default(false)
       .describe(
-        "Let `etcd-autobackup lifecycle apply` put a bucket lifecycle rule on the cluster's snapshot prefix (s3 on AWS, oci).",
+        "Put a bucket lifecycle rule on the cluster's snapshot prefix (s3 on AWS, oci): at each worker start, and with `etcd-autobackup lifecycle apply`. A missing permission at start is a logged warning.",
       ),
     transitionDays: z
       .number()

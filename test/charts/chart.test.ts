@@ -21,6 +21,8 @@ import {
 } from '../support/chart-checks.js';
 import { CHART, chartTools, helm, NAMESPACE, RELEASE, renderChart, type K8sObject } from '../support/helm.js';
 import { tempDir } from '../support/tmp.js';
+import { runCli } from '../support/cli.js';
+import { createCa } from '../../certs/pki.js';
 
 const CI = join(CHART, 'ci');
 const SCENARIOS: readonly { name: string; files: string[] }[] = [
@@ -97,8 +99,8 @@ async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Conta
   await writeFile(file, text);
   delete env.ETCD_AUTOBACKUP_CONFIG;
   const args = c.args ?? [];
-  const listen = args[args.indexOf('--listen') + 1];
-  return loadConfig({ file, env, flags: { listen } });
+  const at = args.indexOf('--listen');
+  return loadConfig({ file, env, flags: at >= 0 ? { listen: args[at + 1] } : {} });
 }
 
 /** Whether `path` is inside one of the container's mounts. */
@@ -139,7 +141,8 @@ describe('chart: helm lint and the values schema', () => {
 
   test('mistakes the schema cannot see fail the render with what to fix', async () => {
     const cases: [string[], RegExp][] = [
-      [['cloudProvider=aws'], /aws\.bucket is not set/],
+      [['cloudProvider=aws'], /neither aws\.bucket nor aws\.region is set/],
+      [['cloudProvider=oci', 'oci.user_ocid=u', 'oci.namespace=n', 'oci.bucket_region=r'], /oci\.tenancy_ocid/],
       [['redis.enabled=false'], /redis\.external\.url/],
       [['config.executor.mode=job'], /executor\.mode is job but the store is a local folder/],
       [['worker.localStore.type=pvc'], /worker\.localStore\.existingClaim/],
@@ -179,9 +182,25 @@ describe('chart: rendered objects', () => {
         const webhookConfig = await loadedConfig(objects, webhook, wc, dir.path);
         const kc = container(worker, 'worker');
         const workerConfig = await loadedConfig(objects, worker, kc, dir.path);
+        // Store credentials reach the worker only; the webhook never opens the store.
+        const { accessKeyId, secretAccessKey, sessionToken } = webhookConfig.store.s3;
         assert.deepEqual(
-          { ...webhookConfig, webhook: undefined },
-          { ...workerConfig, webhook: undefined },
+          { accessKeyId, secretAccessKey, sessionToken, passphrase: webhookConfig.store.oci.passphrase },
+          { accessKeyId: undefined, secretAccessKey: undefined, sessionToken: undefined, passphrase: undefined },
+          'the webhook has no store credentials',
+        );
+        const withoutStoreKeys = (c: Config) => ({
+          ...c,
+          webhook: undefined,
+          store: {
+            ...c.store,
+            s3: { ...c.store.s3, accessKeyId: undefined, secretAccessKey: undefined, sessionToken: undefined },
+            oci: { ...c.store.oci, passphrase: undefined },
+          },
+        });
+        assert.deepEqual(
+          withoutStoreKeys(webhookConfig),
+          withoutStoreKeys(workerConfig),
           'both processes share one config',
         );
 
@@ -217,6 +236,8 @@ describe('chart: rendered objects', () => {
         }
         if (workerConfig.store.url.startsWith('file://'))
           assert.ok(mounted(kc, new URL(workerConfig.store.url).pathname), 'the file store is mounted');
+        if (workerConfig.store.oci.privateKeyFile)
+          assert.ok(mounted(kc, workerConfig.store.oci.privateKeyFile), 'the OCI API key is mounted in the worker');
         for (const f of [workerConfig.encryption.keyFile, ...workerConfig.encryption.decryptionKeyFiles])
           if (f) assert.ok(mounted(kc, f), `${f} is mounted`);
         if (byKind(objects, 'StatefulSet').length > 0)
@@ -335,24 +356,147 @@ describe('chart: what the defaults promise', () => {
     assert.match(secret?.ETCD_AUTOBACKUP_REDIS_URL ?? '', /external-redis-password@/);
     const cm = JSON.stringify(find(objects, 'ConfigMap', FULLNAME));
     assert.doesNotMatch(cm, /dash-pass-1|minio-secret-value|external-redis-password/);
-    assert.match(cm, /accessKeyId: minio/);
+    // The access key id is half a credential: in the Secret too, and only the worker's.
+    assert.doesNotMatch(cm, /accessKeyId/);
+    assert.equal(secret?.ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID, 'minio');
+    const webhookSecret = decodedSecret(objects, `${FULLNAME}-webhook`);
+    assert.equal(webhookSecret?.ETCD_AUTOBACKUP_DASHBOARD_PASSWORD, 'dash-pass-1');
+    assert.equal(webhookSecret?.ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID, undefined);
+    assert.equal(webhookSecret?.ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, undefined);
   });
 
-  test("the original service's values map onto the store and etcd settings", async () => {
-    const legacy = await renderChart([join(CI, 'legacy-values.yaml')]);
-    const cm = (find(legacy, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '';
-    assert.match(cm, /url: s3:\/\/legacy-etcd-backups\/cluster-a/);
-    assert.match(cm, /region: ap-northeast-2/);
-    assert.match(cm, /- https:\/\/10\.0\.0\.11:2379\n\s+- https:\/\/10\.0\.0\.12:2379/);
-    assert.equal(decodedSecret(legacy, FULLNAME)?.ETCD_AUTOBACKUP_S3_SECRET_ACCESS_KEY, 'legacy-aws-secret-value');
+  test("the original chart's values file, unchanged, becomes the config the worker loads: etcd, certs, store, keys", async () => {
+    const cases = [
+      {
+        file: 'original-aws-values.yaml',
+        url: 's3://jujy-etcd-backup-ap-northeast-2',
+        check: (c: Config) => {
+          assert.equal(c.store.s3.region, 'ap-northeast-2');
+          assert.equal(c.store.s3.accessKeyId, 'AKIAORIGINALEXAMPLE');
+          assert.equal(c.store.s3.secretAccessKey, 'original-aws-secret-value');
+          // The original's AWS rule: 60 days to GLACIER, gone after 180.
+          assert.deepEqual(
+            { ...c.lifecycle, storageClass: c.lifecycle.storageClass ?? 'GLACIER' },
+            { enabled: true, transitionDays: 60, expireDays: 180, storageClass: 'GLACIER' },
+          );
+        },
+      },
+      {
+        file: 'original-ncp-values.yaml',
+        url: 'ncp://jujy-etcd-backup-kr?region=kr',
+        check: (c: Config) => {
+          assert.equal(c.store.s3.accessKeyId, 'NCPORIGINALKEY');
+          assert.equal(c.store.s3.secretAccessKey, 'ncp-original-secret-value');
+        },
+      },
+      {
+        file: 'original-oci-values.yaml',
+        url: 'oci://mynamespace/jujy-etcd-backup-ap-seoul-1?region=ap-seoul-1',
+        check: (c: Config) => {
+          assert.equal(c.store.oci.user, 'ocid1.user.oc1..aaaaoriginaluser');
+          assert.equal(c.store.oci.tenancy, 'ocid1.tenancy.oc1..aaaaoriginaltenancy');
+          assert.equal(c.store.oci.region, 'ap-seoul-1');
+          assert.equal(c.store.oci.fingerprint, undefined, 'derived from the key at start');
+          assert.equal(c.store.oci.privateKeyFile, '/etc/etcd-autobackup/oci-api-key/oci_api_key.pem');
+        },
+      },
+      {
+        file: 'original-blank-values.yaml',
+        url: 'oci://blanknamespace/jujy-etcd-backup-us-ashburn-1?region=us-ashburn-1',
+        check: (c: Config) => assert.equal(c.store.oci.tenancy, 'ocid1.tenancy.oc1..aaaablanktenancy'),
+      },
+    ];
+    for (const { file, url, check } of cases) {
+      const objects = await renderChart([join(CI, file)]);
+      const worker = deployment(objects, 'worker');
+      const kc = container(worker, 'worker');
+      const dir = await tempDir('chart-original');
+      try {
+        const config = await loadedConfig(objects, worker, kc, dir.path);
+        assert.equal(config.store.url, url, file);
+        assert.equal(config.store.createBucket, true, `${file}: the original created its bucket`);
+        assert.deepEqual(config.etcd.endpoints, ['https://10.0.0.11:2379'], file);
+        assert.equal(config.etcd.cacert, '/etc/etcd-autobackup/etcd-pki/ca.crt');
+        assert.equal(config.etcd.cert, '/etc/etcd-autobackup/etcd-pki/server.crt', "the original's client cert");
+        assert.equal(config.etcd.key, '/etc/etcd-autobackup/etcd-pki/server.key');
+        check(config);
+        // The host folder is etcd.cert_path, and the init step copies exactly these files.
+        const host = worker.pod.volumes?.find((v) => v.name === 'etcd-pki-host')?.hostPath?.path;
+        assert.equal(host, '/etc/kubernetes/pki/etcd', file);
+        const prepare = worker.pod.initContainers?.find((c) => c.name === 'prepare');
+        const command = (prepare as { command?: string[] } | undefined)?.command ?? [];
+        assert.deepEqual(command.slice(-3), ['ca.crt', 'server.crt', 'server.key'], file);
+        if (config.store.oci.privateKeyFile) {
+          const keyVol = worker.pod.volumes?.find((v) => v.name === 'oci-api-key-host');
+          assert.equal(keyVol?.hostPath?.path, '/root/.oci/oci_api_key.pem');
+          assert.ok(prepare?.volumeMounts?.some((m) => m.name === 'oci-api-key-host'));
+        }
+      } finally {
+        await dir.remove();
+      }
+      // Credentials: in the worker's Secret only, never the ConfigMap nor the webhook's Secret.
+      const cm = JSON.stringify(find(objects, 'ConfigMap', FULLNAME));
+      assert.doesNotMatch(cm, /AKIAORIGINALEXAMPLE|NCPORIGINALKEY|secret-value/, file);
+      const webhookSecret = decodedSecret(objects, `${FULLNAME}-webhook`) ?? {};
+      assert.deepEqual(
+        Object.keys(webhookSecret).filter((k) => /S3|OCI/.test(k)),
+        [],
+        `${file}: the webhook gets no store keys`,
+      );
+      const webhook = container(deployment(objects, 'webhook'), 'webhook');
+      assert.ok(
+        !(webhook.envFrom ?? []).some((e) => e.secretRef?.name === FULLNAME),
+        "the webhook does not mount the worker's Secret",
+      );
+    }
 
-    const ncp = await renderChart([join(CI, 'legacy-ncp-values.yaml')]);
-    assert.match(JSON.stringify(find(ncp, 'ConfigMap', FULLNAME)), /ncp:\/\/etcd-backup\?region=kr/);
-    const oci = await renderChart([join(CI, 'legacy-oci-values.yaml')]);
-    assert.match(
-      JSON.stringify(find(oci, 'ConfigMap', FULLNAME)),
-      /https:\/\/axaxnpcrorw5\.compat\.objectstorage\.ap-seoul-1\.oraclecloud\.com/,
+    // A bucket given explicitly wins over the default name; a bare endpoint without certs is http.
+    const explicit = await renderChart(
+      [join(CI, 'original-aws-values.yaml')],
+      ['aws.bucket=my-bucket', 'etcd.cert_path=', 'etcd.certPath=', 'etcd.clientCert=healthcheck-client'],
     );
+    const cfg = (find(explicit, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '';
+    assert.match(cfg, /url: s3:\/\/my-bucket\n/);
+    assert.match(cfg, /- http:\/\/10\.0\.0\.11:2379/);
+    const kubeadm = await renderChart([join(CI, 'original-aws-values.yaml')], ['etcd.clientCert=healthcheck-client']);
+    assert.match(
+      (find(kubeadm, 'ConfigMap', FULLNAME)?.data as Record<string, string>)['config.yaml'] ?? '',
+      /cert: \/etc\/etcd-autobackup\/etcd-pki\/healthcheck-client\.crt/,
+    );
+  });
+
+  test('worker /tmp (verify and restore scratch) is sized for the database, not 256Mi', async () => {
+    const tmp = (objects: K8sObject[]) =>
+      (deployment(objects, 'worker').pod.volumes?.find((v) => v.name === 'tmp')?.emptyDir ?? {}) as {
+        sizeLimit?: string;
+        medium?: string;
+      };
+    assert.deepEqual(tmp(await renderChart()), { sizeLimit: '4Gi' });
+    assert.deepEqual(tmp(await renderChart([], ['worker.scratch.sizeLimit=16Gi', 'worker.scratch.medium=Memory'])), {
+      sizeLimit: '16Gi',
+      medium: 'Memory',
+    });
+  });
+
+  test('helm test: a hook Pod runs `config check` on the rendered config, with no store credentials', async () => {
+    const objects = await renderChart([join(CI, 'original-aws-values.yaml')]);
+    const pod = find(objects, 'Pod', `${FULLNAME}-config-check`);
+    assert.ok(pod, 'the test Pod is rendered');
+    assert.equal(pod.metadata.annotations?.['helm.sh/hook'], 'test');
+    const spec = pod.spec as Workload['pod'];
+    const c = spec.containers[0];
+    assert.ok(c);
+    assert.deepEqual(c.args, ['config', 'check']);
+    assert.ok(!(c.envFrom ?? []).some((e) => e.secretRef?.name === FULLNAME), "not the worker's Secret");
+    const dir = await tempDir('chart-test-pod');
+    try {
+      const workload: Workload = { object: pod, labels: {}, pod: spec };
+      const config = await loadedConfig(objects, workload, c, dir.path);
+      assert.equal(config.store.url, 's3://jujy-etcd-backup-ap-northeast-2');
+      assert.equal(config.store.s3.secretAccessKey, undefined);
+    } finally {
+      await dir.remove();
+    }
   });
 
   test('probes and the admission path hit routes the processes really serve', async () => {
@@ -415,7 +559,24 @@ describe('chart: what the defaults promise', () => {
     assert.match(notes, /\/queues/);
     assert.match(notes, /etcd-autobackup list/);
     assert.match(notes, /etcd-autobackup audit-config/);
+    assert.match(notes, /config\.queue\.debounceWindow: 2m/, 'the aws example sets 2m');
     assert.doesNotMatch(notes, SECRET_VALUES);
+
+    // The audit-config command runs as printed: its arguments, with the CA piped on stdin, are accepted.
+    const line = notes.split('\n').find((l) => l.includes('-- etcd-autobackup audit-config')) ?? '';
+    const args = (line.split('-- etcd-autobackup ')[1] ?? '').split(' < ')[0]?.trim().split(/\s+/) ?? [];
+    assert.equal(args[0], 'audit-config');
+    const dir = await tempDir('notes');
+    try {
+      const ca = createCa('notes-test-ca');
+      const caFile = join(dir.path, 'webhook-ca.crt');
+      await writeFile(caFile, ca.cert);
+      const r = await runCli(args.map((a) => (a === '/dev/stdin' ? caFile : a)));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /server: https:\/\/eab-etcd-autobackup-webhook\.backup\.svc(:443)?\/audit/);
+    } finally {
+      await dir.remove();
+    }
     assert.doesNotMatch(notes, /dashboard-secret-value/);
   });
 });

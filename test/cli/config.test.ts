@@ -168,3 +168,36 @@ test('--help lists every setting with its env var', async () => {
   for (const setting of SETTINGS)
     assert.ok(help.includes(`[env ${envName(setting.flag)}]`), `--help lacks ${setting.flag}`);
 });
+
+test('config check prints the effective configuration with secrets redacted, and exits 2 naming a wrong field', async () => {
+  const file = await configFile(
+    'check.yaml',
+    [
+      'cluster: prod-eu-1',
+      'store:',
+      '  url: s3://backups/etcd',
+      '  s3: { region: eu-west-1, accessKeyId: AKIACHECK, secretAccessKey: check-secret-value }',
+      'queue: { debounceWindow: 5m }',
+    ].join('\n'),
+  );
+  const ok = await runCli(['config', 'check', '--config', file], {
+    env: { ETCD_AUTOBACKUP_DASHBOARD_PASSWORD: 'dash-check-secret', ETCD_AUTOBACKUP_DASHBOARD_USER: 'admin' },
+  });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /cluster: prod-eu-1/);
+  assert.match(ok.stdout, /url: s3:\/\/backups\/etcd/);
+  assert.match(ok.stdout, /debounceWindow: 300000/);
+  assert.match(ok.stdout, /secretAccessKey: "?\[redacted\]"?/);
+  assert.match(ok.stdout, /password: "?\[redacted\]"?/);
+  assert.doesNotMatch(ok.stdout + ok.stderr, /check-secret-value|dash-check-secret/);
+
+  const json = await runCli(['config', 'check', '--config', file, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal((JSON.parse(json.stdout) as { cluster: string }).cluster, 'prod-eu-1');
+
+  const bad = await configFile('check-bad.yaml', 'etcd:\n  endpoints: [10.0.0.11:2379]\n');
+  assertConfigError(
+    await runCli(['config', 'check', '--config', bad]),
+    /etcd\.endpoints\.0: expected an etcd client URL/,
+  );
+});

@@ -430,6 +430,25 @@ test('oci: credentials from an OCI config file profile, with an encrypted key an
   );
 });
 
+test("oci: without a fingerprint (the original chart's values have none) it is derived from the key and accepted", async () => {
+  const store = openOciStore(
+    `oci://${NS}/backups/derived-fp`,
+    { ...ociConfigFor(key, server.endpoint), fingerprint: undefined },
+    tuning,
+  );
+  const before = server.requests.length;
+  try {
+    await store.put('a/1.db', Readable.from([Buffer.from('one')]));
+    assert.deepEqual(await readAll((await store.get('a/1.db')).body), Buffer.from('one'));
+    const signed = server.requests.slice(before);
+    assert.ok(signed.length > 0);
+    // The fake server checks each signature against the key registered under this key id.
+    assert.ok(signed.every((r) => r.keyId === `${key.tenancy}/${key.user}/${key.fingerprint}`));
+  } finally {
+    await store.close();
+  }
+});
+
 test('oci: configuration mistakes are config errors that name the field', async () => {
   const oci = ociConfigFor(key, server.endpoint);
   const other = await makeApiKey(dir.path);

@@ -9,9 +9,13 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetBucketLifecycleConfigurationCommand, S3Client, type LifecycleRule } from '@aws-sdk/client-s3';
-import { lifecycleSchema, type LifecycleConfig } from '../../core/config/schema.js';
+import { configSchema, lifecycleSchema, type LifecycleConfig } from '../../core/config/schema.js';
 import { ConfigError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
+import { createMetrics } from '../../core/metrics.js';
+import { prepareStore } from '../../worker/store-setup.js';
 import { applyS3Lifecycle, type ApplyS3LifecycleOptions } from '../../worker/stores/s3-lifecycle.js';
+import { openS3Store } from '../../worker/stores/s3.js';
 import { runCli } from '../support/cli.js';
 import { startRecordingProxy, type RecordingProxy } from '../support/recording-proxy.js';
 import { s3rverConfig } from '../support/store-helpers.js';
@@ -348,5 +352,48 @@ test('etcd-autobackup lifecycle apply: off unless enabled, then applies and repo
     });
     assert.equal((JSON.parse(again.stdout) as { change: string }).change, 'unchanged');
     assert.doesNotMatch(real.stdout + real.stderr + again.stdout + again.stderr, /not-a-real-secret/);
+  });
+});
+
+test("worker start (prepareStore): the original's rule is applied once and merged; denied, it is a counted warning", async () => {
+  await withEndpoint(FOREIGN, async (f) => {
+    const config = configSchema.parse({
+      cluster: 'prod',
+      store: { url: 's3://backups/etcd', s3: s3rverConfig(f.proxy.endpoint) },
+      lifecycle: { enabled: true, transitionDays: 60, expireDays: 180 },
+    });
+    const store = openS3Store(config.store.url, config.store.s3);
+    const metrics = createMetrics({ defaultMetrics: false });
+    const warnings: string[] = [];
+    const log = createLogger({ level: 'silent' });
+    log.warn = (obj: unknown, msg?: string) => void warnings.push(msg ?? String(obj));
+    try {
+      f.proxy.requests.length = 0;
+      await prepareStore({ config, store, log, metrics });
+      assert.deepEqual(f.calls(), ['GET /backups?lifecycle 200', 'PUT /backups?lifecycle 200']);
+      const put = f.endpoint.sent.find((s) => s.method === 'PUT');
+      const blocks = ruleBlocks(put?.body ?? '');
+      assert.equal(blocks.length, 5, 'the three foreign rules are kept');
+      const archive = blocks.find((b) => b.includes('<ID>etcd-autobackup-archive-prod</ID>')) ?? '';
+      assert.match(archive, /<Transition><Days>60<\/Days><StorageClass>GLACIER<\/StorageClass><\/Transition>/);
+      // Manifests (small objects) are never archived.
+      assert.match(archive, /<ObjectSizeGreaterThan>131072<\/ObjectSizeGreaterThan>/);
+      const expire = blocks.find((b) => b.includes('<ID>etcd-autobackup-expire-prod</ID>')) ?? '';
+      assert.match(expire, /<Expiration><Days>180<\/Days><\/Expiration>/);
+
+      // The next start finds it in place: nothing is written.
+      f.proxy.requests.length = 0;
+      await prepareStore({ config, store, log, metrics });
+      assert.deepEqual(f.calls(), ['GET /backups?lifecycle 200']);
+
+      // Without the permission the worker still starts; the failure is logged and counted.
+      f.endpoint.deny = true;
+      await prepareStore({ config, store, log, metrics });
+      const counted = (await metrics.storeSetupWarnings.get()).values.find((v) => v.labels.step === 'lifecycle');
+      assert.equal(counted?.value, 1);
+      assert.equal(warnings.filter((w) => /could not apply the lifecycle rule/.test(w)).length, 1);
+    } finally {
+      await store.close();
+    }
   });
 });

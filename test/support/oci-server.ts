@@ -34,6 +34,8 @@ export interface OciServerOptions {
 
 export type OciOperation =
   | 'GetNamespace'
+  | 'HeadBucket'
+  | 'CreateBucket'
   | 'PutObject'
   | 'GetObject'
   | 'HeadObject'
@@ -99,6 +101,10 @@ export interface OciServer {
   fault(rule: ((r: OciRequest) => OciFault | undefined) | undefined): void;
   /** Object names in a bucket, sorted. */
   objectNames(bucket: string): string[];
+  /** Every bucket, including those made by CreateBucket. */
+  bucketNames(): string[];
+  /** What CreateBucket made, with the compartment it was asked for. */
+  createdBuckets: readonly { name: string; compartmentId: string }[];
   /** Multipart uploads neither committed nor aborted. */
   openUploads(): { bucket: string; object: string; parts: number }[];
   lifecyclePolicy(bucket: string): LifecycleRule[] | undefined;
@@ -133,6 +139,7 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
   const policies = new Map<string, { items: LifecycleRule[]; etag: string; created: Date }>();
   const uploads = new Map<string, Upload>();
   const requests: OciRequest[] = [];
+  const created: { name: string; compartmentId: string }[] = [];
   let faultRule: ((r: OciRequest) => OciFault | undefined) | undefined;
 
   const bucketOf = (name: string | undefined, namespace: string): Map<string, StoredObject> => {
@@ -162,6 +169,29 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
     switch (route.op) {
       case 'GetNamespace':
         return json(res, 200, options.namespace);
+      case 'HeadBucket':
+        bucketOf(record.bucket, route.namespace);
+        return empty(res, 200, { etag: 'bucket' });
+      case 'CreateBucket': {
+        if (route.namespace !== options.namespace) bucketOf(undefined, route.namespace);
+        const details = (body?.value ?? {}) as { name?: unknown; compartmentId?: unknown };
+        if (typeof details.name !== 'string' || !/^[A-Za-z0-9_.-]{1,256}$/.test(details.name))
+          throw new Answer(400, 'InvalidParameter', 'name is required and must be a valid bucket name');
+        if (typeof details.compartmentId !== 'string' || details.compartmentId === '')
+          throw new Answer(400, 'InvalidParameter', 'compartmentId is required');
+        // As OCI: a compartment the caller's tenancy does not own is "not authorized or not found".
+        if (!record.keyId?.startsWith(`${details.compartmentId}/`))
+          throw new Answer(404, 'NotAuthorizedOrNotFound', `Authorization failed or requested resource not found.`);
+        if (buckets.has(details.name))
+          throw new Answer(409, 'BucketAlreadyExists', `Either the bucket '${details.name}' already exists`);
+        buckets.set(details.name, new Map());
+        created.push({ name: details.name, compartmentId: details.compartmentId });
+        return json(res, 200, {
+          name: details.name,
+          namespace: options.namespace,
+          compartmentId: details.compartmentId,
+        });
+      }
       case 'PutObject': {
         const b = bucketOf(record.bucket, route.namespace);
         const object = requireName(record.object);
@@ -429,6 +459,8 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
       faultRule = rule;
     },
     objectNames: (bucket) => [...(buckets.get(bucket)?.keys() ?? [])].sort(),
+    bucketNames: () => [...buckets.keys()].sort(),
+    createdBuckets: created,
     openUploads: () => [...uploads.values()].map((u) => ({ bucket: u.bucket, object: u.object, parts: u.parts.size })),
     lifecyclePolicy: (bucket) => policies.get(bucket)?.items,
     setLifecyclePolicy: (bucket, items) =>
@@ -467,6 +499,8 @@ function routeOf(method: string, rawUrl: string): Route {
     ...(object !== undefined ? { object } : {}),
   });
   if (is('GET', /^\/n\/?$/)) return r('GetNamespace');
+  if (is('HEAD', /^\/n\/[^/]+\/b\/[^/]+\/?$/)) return r('HeadBucket');
+  if (is('POST', /^\/n\/[^/]+\/b\/?$/)) return r('CreateBucket', true);
   if (is('PUT', /^\/n\/[^/]+\/b\/[^/]+\/o\/.+/)) return r('PutObject');
   if (is('GET', /^\/n\/[^/]+\/b\/[^/]+\/o\/.+/)) return r('GetObject');
   if (is('HEAD', /^\/n\/[^/]+\/b\/[^/]+\/o\/.+/)) return r('HeadObject');

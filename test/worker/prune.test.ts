@@ -440,3 +440,21 @@ test('prune works the same on an S3 store (s3rver): only our names, manifest fir
     await server.stop();
   }
 });
+
+test("the original chart's objects (<YYYY-MM-DD>/etcd-backup-<timestamp>.db at the bucket root) are never pruned", async () => {
+  await withStore(async (store, root) => {
+    await hourly(store, CLUSTER, '2026-03-10T12:00:00.000Z', 5);
+    const original = ['2024-03-01/etcd-backup-1709251200.db', '2024-03-02/etcd-backup-1709337600.db'];
+    for (const key of original) {
+      await store.put(key, Readable.from([Buffer.from('original snapshot')]));
+      // Years old: older than any orphanAge.
+      const old = new Date('2024-03-02T00:00:00Z');
+      await utimes(join(root, key), old, old);
+    }
+    const { log } = capture();
+    const report = await prune(options(store, log, { retention: policy({ keepLast: 1, orphanAge: 0 }) }));
+    assert.equal(report.deleted.length, 4);
+    const after = await files(root);
+    for (const key of original) assert.ok(after.includes(key), `${key} untouched`);
+  });
+});

@@ -46,27 +46,29 @@ export function resolveOciCredentials(oci: OciConfig, env: NodeJS.ProcessEnv = p
         'store.oci: give either the API-key fields (tenancy, user, fingerprint, privateKeyFile) or configFile, not both',
       );
     }
+    // The fingerprint follows from the key (the original service took none): only the other three are needed.
     const missing = Object.entries(explicit)
-      .filter(([, v]) => v === undefined)
+      .filter(([k, v]) => v === undefined && k !== 'fingerprint')
       .map(([k]) => `store.oci.${k}`);
     if (missing.length > 0) {
       throw new ConfigError(
-        `store.oci: API-key auth needs tenancy, user, fingerprint and privateKeyFile together; missing ${missing.join(', ')} (or set none of them and use store.oci.configFile)`,
+        `store.oci: API-key auth needs tenancy, user and privateKeyFile together (fingerprint is optional); missing ${missing.join(', ')} (or set none of them and use store.oci.configFile)`,
       );
     }
     const keyFile = expandHome(explicit.privateKeyFile as string);
+    const loaded = loadPrivateKey(
+      keyFile,
+      oci.passphrase,
+      explicit.fingerprint,
+      'store.oci.privateKeyFile',
+      'store.oci.passphrase',
+      'store.oci.fingerprint',
+    );
     return {
       tenancy: explicit.tenancy as string,
       user: explicit.user as string,
-      fingerprint: (explicit.fingerprint as string).toLowerCase(),
-      privateKey: loadPrivateKey(
-        keyFile,
-        oci.passphrase,
-        explicit.fingerprint as string,
-        'store.oci.privateKeyFile',
-        'store.oci.passphrase',
-        'store.oci.fingerprint',
-      ),
+      fingerprint: loaded.fingerprint,
+      privateKey: loaded.pem,
       region: oci.region,
       source: 'store.oci',
     };
@@ -129,7 +131,7 @@ function fromConfigFile(oci: OciConfig, env: NodeJS.ProcessEnv): OciCredentials 
       `key_file of ${where}`,
       oci.passphrase ? 'store.oci.passphrase' : `pass_phrase of ${where}`,
       `fingerprint of ${where}`,
-    ),
+    ).pem,
     region: oci.region ?? values.get('region'),
     source: where,
   };
@@ -169,14 +171,15 @@ export function ociFingerprint(key: KeyObject): string {
   return (createHash('md5').update(der).digest('hex').match(/../g) ?? []).join(':');
 }
 
+/** The key as unencrypted PKCS#8 PEM and its fingerprint, checked against `fingerprint` when one is given. */
 function loadPrivateKey(
   path: string,
   passphrase: string | undefined,
-  fingerprint: string,
+  fingerprint: string | undefined,
   keyField: string,
   passField: string,
   fpField: string,
-): string {
+): { pem: string; fingerprint: string } {
   let pem: string;
   try {
     pem = readFileSync(path, 'utf8');
@@ -204,12 +207,12 @@ function loadPrivateKey(
       `${keyField}: "${path}" is a ${key.asymmetricKeyType ?? 'non-RSA'} key; OCI API keys are RSA`,
     );
   const actual = ociFingerprint(key);
-  if (actual !== fingerprint.toLowerCase()) {
+  if (fingerprint !== undefined && actual !== fingerprint.toLowerCase()) {
     throw new ConfigError(
       `${fpField} (${fingerprint}) is not the fingerprint of the private key in "${path}" (${actual}): the key and fingerprint belong to different API keys; compare with the user's API keys in the OCI console`,
     );
   }
-  return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+  return { pem: key.export({ type: 'pkcs8', format: 'pem' }).toString(), fingerprint: actual };
 }
 
 function expandHome(path: string): string {

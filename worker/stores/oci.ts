@@ -19,7 +19,7 @@ import { ConfigError } from '../../core/errors.js';
 import { redactUrl } from './bucket-url.js';
 import { multipartPut } from './multipart.js';
 import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
-import { describeOciError, isNotFound, isRetryable } from './oci-errors.js';
+import { describeOciError, isNotFound, isRetryable, ociFailure } from './oci-errors.js';
 import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
 
 const MIB = 1024 * 1024;
@@ -107,6 +107,48 @@ export class OciStore implements Store {
     this.endpoint = redactUrl(this.client.endpoint.replace(/\{dualStack\?[^:}]*:([^}]*)\}/g, '$1'));
     this.location = `oci://${this.namespace}/${this.bucket}${this.prefix ? `/${this.prefix}` : ''}${options.region ? `?region=${options.region}` : ''}`;
     this.where = `${this.location} (endpoint ${this.endpoint})`;
+  }
+
+  /**
+   * Makes sure the bucket exists: HeadBucket, then CreateBucket in the tenancy's root compartment
+   * when it is missing and `create` is on (the original service did the same). Never creates when off.
+   */
+  async ensureBucket(create: boolean): Promise<'exists' | 'created'> {
+    try {
+      await this.client.headBucket(this.names);
+      return 'exists';
+    } catch (err) {
+      const { status } = ociFailure(err);
+      if (status === 403 || status === 401)
+        throw new Error(`bucket "${this.bucket}" at ${this.where}: HeadBucket was refused: ${this.describe(err)}`, {
+          cause: err,
+        });
+      if (status !== 404)
+        throw new Error(`bucket "${this.bucket}" at ${this.where}: ${this.describe(err)}`, { cause: err });
+    }
+    if (!create)
+      throw new Error(
+        `bucket "${this.bucket}" at ${this.where} does not exist, and store.createBucket is off: create the bucket, or set store.createBucket: true`,
+      );
+    try {
+      await this.client.createBucket({
+        namespaceName: this.namespace,
+        createBucketDetails: { name: this.bucket, compartmentId: this.options.credentials.tenancy },
+      });
+    } catch (err) {
+      const { status } = ociFailure(err);
+      // Another worker won the race: the bucket is there.
+      if (status === 409) return 'exists';
+      if (status === 403 || status === 404)
+        throw new Error(
+          `bucket "${this.bucket}" at ${this.where} does not exist and CreateBucket was refused (HTTP ${status}): the user's group needs "manage buckets" in the tenancy's root compartment (policy: allow group <group> to manage buckets in tenancy), or create the bucket and set store.createBucket: false`,
+          { cause: err },
+        );
+      throw new Error(`bucket "${this.bucket}" at ${this.where}: CreateBucket failed: ${this.describe(err)}`, {
+        cause: err,
+      });
+    }
+    return 'created';
   }
 
   private fullKey(key: string): string {

@@ -13,13 +13,16 @@ import {
   ListMultipartUploadsCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  type BucketLocationConstraint,
   type _Object,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -76,6 +79,55 @@ export class S3Store implements Store {
       ? new HttpsAgent({ keepAlive: true, maxSockets: 50, ca: [...rootCertificates, readCa(s3.caFile)] })
       : undefined;
     this.client = createClient(s3, this.agent);
+  }
+
+  /**
+   * Makes sure the bucket exists: HeadBucket, then CreateBucket in the client's region when it is
+   * missing and `create` is on. Never creates when `create` is off: a missing bucket is then an
+   * error that says which setting to change.
+   */
+  async ensureBucket(create: boolean): Promise<'exists' | 'created'> {
+    const Bucket = this.bucket;
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket }));
+      return 'exists';
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 403)
+        throw new Error(
+          `bucket "${Bucket}" at ${this.where}: HeadBucket was denied (HTTP 403); the credentials need the s3:ListBucket permission on the bucket`,
+          { cause: err },
+        );
+      if (status !== 404 && errorName(err) !== 'NotFound' && errorName(err) !== 'NoSuchBucket')
+        throw new Error(`bucket "${Bucket}" at ${this.where}: ${describeS3Error(err)}`, { cause: err });
+    }
+    if (!create)
+      throw new Error(
+        `bucket "${Bucket}" at ${this.where} does not exist, and store.createBucket is off: create the bucket, or set store.createBucket: true`,
+      );
+    // us-east-1 is the one region S3 rejects as a LocationConstraint; it is the default there.
+    const region = await this.client.config.region();
+    const configuration =
+      region && region !== 'us-east-1' ? { LocationConstraint: region as BucketLocationConstraint } : undefined;
+    try {
+      await this.client.send(
+        new CreateBucketCommand({ Bucket, ...(configuration ? { CreateBucketConfiguration: configuration } : {}) }),
+      );
+    } catch (err) {
+      const name = errorName(err);
+      // Another worker (or a person) won the race: the bucket is there, which is all that is wanted.
+      if (name === 'BucketAlreadyOwnedByYou') return 'exists';
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (name === 'AccessDenied' || status === 403)
+        throw new Error(
+          `bucket "${Bucket}" at ${this.where} does not exist and CreateBucket was denied: the credentials need the s3:CreateBucket permission (or create the bucket and set store.createBucket: false)`,
+          { cause: err },
+        );
+      throw new Error(`bucket "${Bucket}" at ${this.where}: CreateBucket failed: ${describeS3Error(err)}`, {
+        cause: err,
+      });
+    }
+    return 'created';
   }
 
   private fullKey(key: string): string {

@@ -45,42 +45,106 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The cert folder on the host, from etcd.certPath or the original service's etcd.cert_path. */}}
 {{- define "etcd-autobackup.etcdCertPath" -}}
-{{- $legacy := index .Values.etcd "cert_path" | default "" -}}
-{{- default .Values.etcd.certPath $legacy -}}
+{{- $legacy := index .Values.etcd "cert_path" | default "" | trimSuffix "/" -}}
+{{- if and $legacy (ne $legacy "") }}{{ $legacy }}{{ else }}{{ .Values.etcd.certPath | default "" | trimSuffix "/" }}{{ end -}}
+{{- end -}}
+
+{{/* The provider block of the original service's values (aws/oci/ncp), or an empty dict. */}}
+{{- define "etcd-autobackup.legacyBlock" -}}
+{{- $p := .Values.cloudProvider | default "" -}}
+{{- if $p }}{{ toYaml (index .Values $p | default dict) }}{{ else }}{}{{ end -}}
+{{- end -}}
+
+{{/*
+"true" when the values are the original service's shape (its snake_case keys): then the chart keeps
+the original's behaviour where it had one (bucket created when missing, the AWS lifecycle rule,
+server.crt as the etcd client cert).
+*/}}
+{{- define "etcd-autobackup.originalShape" -}}
+{{- $c := include "etcd-autobackup.legacyBlock" . | fromYaml -}}
+{{- $keys := list "access_key_id" "secret_access_key" "user_ocid" "tenancy_ocid" "api_key_path" "bucket_region" -}}
+{{- $found := or (index .Values.etcd "cert_path") (index .Values.etcd "endpoint") -}}
+{{- range $keys }}{{ if index $c . }}{{ $found = true }}{{ end }}{{ end -}}
+{{- if $found }}true{{ end -}}
+{{- end -}}
+
+{{/* The etcd client cert and key file names: etcd.clientCert picks kubeadm's pair, else certFile/keyFile. */}}
+{{- define "etcd-autobackup.etcdClientFiles" -}}
+{{- $pick := .Values.etcd.clientCert | default "" -}}
+{{- if and (eq $pick "") (index .Values.etcd "cert_path") }}{{ $pick = "server" }}{{ end -}}
+{{- if $pick -}}
+{{- toYaml (dict "cert" (printf "%s.crt" $pick) "key" (printf "%s.key" $pick)) -}}
+{{- else -}}
+{{- toYaml (dict "cert" .Values.etcd.certFile "key" .Values.etcd.keyFile) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the worker finds the OCI API key the original service read from the master node. */}}
+{{- define "etcd-autobackup.ociKeyDir" -}}/etc/etcd-autobackup/oci-api-key{{- end -}}
+{{- define "etcd-autobackup.ociKeyHostPath" -}}
+{{- if eq (.Values.cloudProvider | default "") "oci" -}}
+{{- (include "etcd-autobackup.legacyBlock" . | fromYaml).api_key_path | default "" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
 The store settings the original service's cloudProvider/aws/oci/ncp values stand for, as a
-config fragment (YAML), or nothing.
+config fragment (YAML), or nothing. Both the original's snake_case keys and the camelCase ones of
+earlier versions of this chart are read. The bucket defaults to the original's
+jujy-etcd-backup-<region>.
 */}}
 {{- define "etcd-autobackup.legacyStore" -}}
 {{- $p := .Values.cloudProvider | default "" -}}
 {{- if $p -}}
-{{- $c := index .Values $p | default dict -}}
-{{- if not $c.bucket -}}
-{{- fail (printf "cloudProvider is %q but %s.bucket is not set: give the bucket that receives the snapshots" $p $p) -}}
+{{- $c := include "etcd-autobackup.legacyBlock" . | fromYaml -}}
+{{- $region := "" -}}
+{{- if eq $p "oci" }}{{ $region = $c.bucket_region | default $c.region | default "" }}{{ else }}{{ $region = $c.region | default "" }}{{ end -}}
+{{- if and (eq $p "ncp") (not $region) }}{{ $region = "kr" }}{{ end -}}
+{{- $bucket := $c.bucket | default "" -}}
+{{- if not $bucket -}}
+{{- if not $region -}}
+{{- fail (printf "cloudProvider is %q but neither %s.bucket nor %s.%s is set: give the region (the bucket is then jujy-etcd-backup-<region>, as in the original) or the bucket" $p $p $p (ternary "bucket_region" "region" (eq $p "oci"))) -}}
 {{- end -}}
-{{- $path := $c.bucket -}}
+{{- $bucket = printf "jujy-etcd-backup-%s" $region -}}
+{{- end -}}
+{{- $path := $bucket -}}
 {{- with $c.prefix }}{{ $path = printf "%s/%s" $path (trimAll "/" .) }}{{ end -}}
 {{- $s3 := dict -}}
-{{- with $c.accessKeyId }}{{ $_ := set $s3 "accessKeyId" . }}{{ end -}}
-{{- with $c.secretAccessKey }}{{ $_ := set $s3 "secretAccessKey" . }}{{ end -}}
-{{- $url := "" -}}
+{{- with ($c.access_key_id | default $c.accessKeyId) }}{{ $_ := set $s3 "accessKeyId" (toString .) }}{{ end -}}
+{{- with ($c.secret_access_key | default $c.secretAccessKey) }}{{ $_ := set $s3 "secretAccessKey" (toString .) }}{{ end -}}
+{{- $store := dict -}}
 {{- if eq $p "aws" -}}
-{{- $url = printf "s3://%s" $path -}}
-{{- with $c.region }}{{ $_ := set $s3 "region" . }}{{ end -}}
+{{- with $region }}{{ $_ := set $s3 "region" . }}{{ end -}}
+{{- $store = dict "url" (printf "s3://%s" $path) "s3" $s3 -}}
 {{- else if eq $p "ncp" -}}
-{{- $url = printf "ncp://%s?region=%s" $path ($c.region | default "kr") -}}
+{{- $store = dict "url" (printf "ncp://%s?region=%s" $path $region) "s3" $s3 -}}
 {{- else if eq $p "oci" -}}
-{{- if or (not $c.namespace) (not $c.region) -}}
-{{- fail "cloudProvider is \"oci\": oci.namespace (the Object Storage namespace) and oci.region are both needed" -}}
+{{- if or (not $c.namespace) (not $region) -}}
+{{- fail "cloudProvider is \"oci\": oci.namespace (the Object Storage namespace) and oci.bucket_region (or oci.region) are both needed" -}}
 {{- end -}}
-{{- $url = printf "s3://%s" $path -}}
-{{- $_ := set $s3 "endpoint" (printf "https://%s.compat.objectstorage.%s.oraclecloud.com" $c.namespace $c.region) -}}
-{{- $_ := set $s3 "region" $c.region -}}
+{{- if or $c.user_ocid $c.tenancy_ocid $c.api_key_path -}}
+{{- /* The original's API key: the native OCI store signs requests with it. */ -}}
+{{- if not (and $c.user_ocid $c.tenancy_ocid $c.api_key_path) -}}
+{{- fail "cloudProvider is \"oci\" with an API key: oci.user_ocid, oci.tenancy_ocid and oci.api_key_path are all needed" -}}
+{{- end -}}
+{{- $oci := dict "tenancy" $c.tenancy_ocid "user" $c.user_ocid "region" $region "privateKeyFile" (printf "%s/%s" (include "etcd-autobackup.ociKeyDir" .) (base $c.api_key_path)) -}}
+{{- with $c.fingerprint }}{{ $_ := set $oci "fingerprint" . }}{{ end -}}
+{{- $store = dict "url" (printf "oci://%s/%s?region=%s" $c.namespace $path $region) "oci" $oci -}}
+{{- else -}}
+{{- /* Customer secret keys: OCI's S3-compatible endpoint. */ -}}
+{{- $_ := set $s3 "endpoint" (printf "https://%s.compat.objectstorage.%s.oraclecloud.com" $c.namespace $region) -}}
+{{- $_ := set $s3 "region" $region -}}
 {{- $_ := set $s3 "forcePathStyle" true -}}
+{{- $store = dict "url" (printf "s3://%s" $path) "s3" $s3 -}}
 {{- end -}}
-{{- toYaml (dict "store" (dict "url" $url "s3" $s3)) -}}
+{{- end -}}
+{{- $frag := dict "store" $store -}}
+{{- if include "etcd-autobackup.originalShape" . -}}
+{{- /* The original created its bucket and (on AWS) put a 60-day GLACIER / 180-day expiry rule on it. */ -}}
+{{- $_ := set $store "createBucket" true -}}
+{{- if eq $p "aws" }}{{ $_ := set $frag "lifecycle" (dict "enabled" true "transitionDays" 60 "expireDays" 180) }}{{ end -}}
+{{- end -}}
+{{- toYaml $frag -}}
 {{- end -}}
 {{- end -}}
 
@@ -95,14 +159,16 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- $endpoints := $v.etcd.endpoints -}}
 {{- with (index $v.etcd "endpoint") -}}
 {{- $endpoints = list -}}
-{{- range (splitList "," .) }}{{ if trim . }}{{ $endpoints = append $endpoints (trim .) }}{{ end }}{{ end -}}
+{{- $scheme := ternary "https" "http" (ne (include "etcd-autobackup.etcdCertPath" $) "") -}}
+{{- range (splitList "," .) }}{{ $e := trim . }}{{ if $e }}{{ if not (contains "://" $e) }}{{ $e = printf "%s://%s" $scheme $e }}{{ end }}{{ $endpoints = append $endpoints $e }}{{ end }}{{ end -}}
 {{- end -}}
 {{- $_ := set $etcd "endpoints" $endpoints -}}
 {{- if include "etcd-autobackup.etcdCertPath" . -}}
 {{- $dir := include "etcd-autobackup.etcdPkiDir" . -}}
 {{- $_ := set $etcd "cacert" (printf "%s/%s" $dir $v.etcd.caFile) -}}
-{{- $_ := set $etcd "cert" (printf "%s/%s" $dir $v.etcd.certFile) -}}
-{{- $_ := set $etcd "key" (printf "%s/%s" $dir $v.etcd.keyFile) -}}
+{{- $files := include "etcd-autobackup.etcdClientFiles" . | fromYaml -}}
+{{- $_ := set $etcd "cert" (printf "%s/%s" $dir $files.cert) -}}
+{{- $_ := set $etcd "key" (printf "%s/%s" $dir $files.key) -}}
 {{- end -}}
 {{- $redisUrl := "" -}}
 {{- if $v.redis.enabled -}}
@@ -153,13 +219,22 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if $certPath -}}
 {{- $_ := set $job "etcdCertPath" $certPath -}}
 {{- $_ := set $cfg.etcd "cacert" (printf "%s/%s" $certPath $v.etcd.caFile) -}}
-{{- $_ := set $cfg.etcd "cert" (printf "%s/%s" $certPath $v.etcd.certFile) -}}
-{{- $_ := set $cfg.etcd "key" (printf "%s/%s" $certPath $v.etcd.keyFile) -}}
+{{- $files := include "etcd-autobackup.etcdClientFiles" . | fromYaml -}}
+{{- $_ := set $cfg.etcd "cert" (printf "%s/%s" $certPath $files.cert) -}}
+{{- $_ := set $cfg.etcd "key" (printf "%s/%s" $certPath $files.key) -}}
 {{- end -}}
 {{- $_ := set $cfg "executor" (mustMergeOverwrite $job $cfg.executor) -}}
 {{- end -}}
 {{- $secretEnv := dict -}}
-{{- range $s := (include "etcd-autobackup.secretSettings" . | fromYamlArray) -}}
+{{- /* Store credentials are for the worker (and its Jobs) only: the webhook never opens the store. */ -}}
+{{- $storeEnv := list "ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID" -}}
+{{- $settings := include "etcd-autobackup.secretSettings" . | fromYamlArray -}}
+{{- /* The access key id is no secret to the service, but half a credential: kept out of the ConfigMap too. */ -}}
+{{- $settings = append $settings (dict "path" "store.s3.accessKeyId" "env" "ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID") -}}
+{{- range $s := $settings -}}
+{{- if hasPrefix "store." $s.path }}{{ $storeEnv = append $storeEnv $s.env }}{{ end -}}
+{{- end -}}
+{{- range $s := $settings -}}
 {{- $parts := splitList "." $s.path -}}
 {{- $node := $cfg -}}
 {{- $found := true -}}
@@ -172,7 +247,9 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- $_ := unset $node (last $parts) -}}
 {{- end -}}
 {{- end -}}
-{{- toYaml (dict "config" $cfg "secretEnv" $secretEnv) -}}
+{{- $webhookEnv := omit $secretEnv -}}
+{{- range $storeEnv }}{{ $_ := unset $webhookEnv . }}{{ end -}}
+{{- toYaml (dict "config" $cfg "secretEnv" $secretEnv "webhookSecretEnv" $webhookEnv) -}}
 {{- end -}}
 
 {{- define "etcd-autobackup.config" -}}
@@ -193,29 +270,37 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if and (ne .Values.worker.localStore.type "none") (or (hasPrefix "file://" $url) (not (contains "://" $url))) }}true{{ end -}}
 {{- end -}}
 
-{{/* Env of both processes: config file, Redis password, Secrets. */}}
+{{/*
+The chart's Secret for a component: the worker's holds every secret setting, the webhook's the
+same without the store credentials.
+*/}}
+{{- define "etcd-autobackup.secretName" -}}
+{{- include "etcd-autobackup.fullname" .ctx }}{{ if eq .component "webhook" }}-webhook{{ end -}}
+{{- end -}}
+
+{{/* Env of a process: config file, Redis password, Secrets. Call with (dict "ctx" $ "component" "worker"). */}}
 {{- define "etcd-autobackup.env" -}}
 env:
   - name: ETCD_AUTOBACKUP_CONFIG
-    value: {{ include "etcd-autobackup.configDir" . }}/config.yaml
+    value: {{ include "etcd-autobackup.configDir" $.ctx }}/config.yaml
   - name: POD_NAMESPACE
     valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
   - name: POD_NAME
     valueFrom: { fieldRef: { fieldPath: metadata.name } }
-{{- if .Values.redis.enabled }}
+{{- if $.ctx.Values.redis.enabled }}
   - name: ETCD_AUTOBACKUP_REDIS_PASSWORD
     valueFrom:
       secretKeyRef:
-        name: {{ include "etcd-autobackup.redisSecret" . }}
-        key: {{ include "etcd-autobackup.redisSecretKey" . }}
+        name: {{ include "etcd-autobackup.redisSecret" $.ctx }}
+        key: {{ include "etcd-autobackup.redisSecretKey" $.ctx }}
 {{- end }}
-{{- if or .Values.secrets.create .Values.secrets.existingSecret }}
+{{- if or $.ctx.Values.secrets.create $.ctx.Values.secrets.existingSecret }}
 envFrom:
-{{- if .Values.secrets.create }}
+{{- if $.ctx.Values.secrets.create }}
   - secretRef:
-      name: {{ include "etcd-autobackup.fullname" . }}
+      name: {{ include "etcd-autobackup.secretName" (dict "ctx" $.ctx "component" $.component) }}
 {{- end }}
-{{- with .Values.secrets.existingSecret }}
+{{- with $.ctx.Values.secrets.existingSecret }}
   - secretRef:
       name: {{ . }}
 {{- end }}
