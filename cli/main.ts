@@ -9,6 +9,7 @@ import { ConfigError, messageOf } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerAuditConfig } from './commands/audit-config.js';
+import { registerDrill } from './commands/drill.js';
 import { registerList } from './commands/list.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
@@ -27,6 +28,7 @@ const COMMANDS: readonly Register[] = [
   registerList,
   registerVerify,
   registerRestore,
+  registerDrill,
   registerAuditConfig,
   registerPrune,
   registerLifecycle,
