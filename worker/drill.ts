@@ -28,7 +28,7 @@ import type { Store } from './stores/store.js';
 import { verifyInto } from './verify.js';
 
 export const DRILL_FORMAT = 'etcd-autobackup-drill/v1';
-export const DRILL_SUFFIX = '.drill.json';
+export { DRILL_SUFFIX } from './retention.js';
 
 export interface DrillCheck {
   name: string;
@@ -70,7 +70,7 @@ export interface DrillOptions {
 }
 
 export function drillKey(cluster: string, id: string): string {
-  return `${snapshotsPrefix(cluster)}${id}${DRILL_SUFFIX}`;
+  return `${snapshotsPrefix(cluster)}${id}.drill.json`;
 }
 
 // ---------------------------------------------------------------------------------------------
