@@ -5,6 +5,9 @@ import type { Metrics } from '../core/metrics.js';
 import { startWorkerPool, type WorkerPool } from './pool.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
+import { drillAfterSnapshot } from './drill-hook.js';
+import type { Manifest } from './manifest.js';
+import { messageOf } from '../core/errors.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -22,9 +25,20 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   // them now makes a missing or malformed key stop the worker at start, not at its first snapshot.
   await loadKeyRing(config.encryption);
   const store = await openStore(config);
-  const afterSnapshot =
+  const prune =
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
+      : undefined;
+  // Drill before pruning, so retention already sees the new drill record.
+  const drill = config.drill.afterSnapshot > 0 ? drillAfterSnapshot({ config, store, metrics }) : undefined;
+  const afterSnapshot =
+    prune || drill
+      ? async (manifest: Manifest, hookLog: Logger) => {
+          await drill?.(manifest, hookLog).catch((err: unknown) =>
+            hookLog.error({ err: messageOf(err) }, 'drill after snapshot failed to run; the snapshot itself succeeded'),
+          );
+          await prune?.(manifest, hookLog);
+        }
       : undefined;
   // executor job: each snapshot runs as a Kubernetes Job; the Kubernetes client loads only then.
   const runSnapshot =

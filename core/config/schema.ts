@@ -602,12 +602,6 @@ export const drillSchema = z.strictObject({
     .nonnegative()
     .default(0)
     .describe('Drill every Nth published snapshot right after it is taken; 0 turns this off.'),
-  schedule: z
-    .string()
-    .default('')
-    .describe(
-      'Cron pattern for drilling the newest snapshot (one job per tick across all workers); empty turns it off.',
-    ),
 });
 // --- end drills
 

@@ -19,6 +19,7 @@ import {
   type DrillOptions,
   type DrillRecord,
 } from '../../worker/drill.js';
+import { drillAfterSnapshot, isDrillDue } from '../../worker/drill-hook.js';
 import { manifestKey, type Manifest } from '../../worker/manifest.js';
 import { openStore } from '../../worker/stores/open.js';
 import type { Store } from '../../worker/stores/store.js';
@@ -223,4 +224,23 @@ test("drill: another etcd's snapshot published under a copied manifest fails on 
     check(record, 'key-counts')?.detail ?? '',
     /\/registry\/pods\/: 150 keys, expected 120; \/registry\/secrets\/: 0 keys, expected 30/,
   );
+});
+
+test('drill.afterSnapshot: every Nth published snapshot is drilled and its record written', async () => {
+  assert.deepEqual(
+    [1, 2, 3, 4].map((n) => isDrillDue(n, 2)),
+    [false, true, false, true],
+  );
+  assert.equal(isDrillDue(5, 0), false);
+  const scratch = join(work.path, 'hook-scratch');
+  const base = configFor(source);
+  const config = { ...base, drill: { ...base.drill, afterSnapshot: 2, scratchDir: scratch, freeSpaceMargin: 0 } };
+  const hook = drillAfterSnapshot({ config, store: fileStore });
+  const first = await backup(source, fileStore);
+  await hook(first, log);
+  assert.equal(await readDrillRecord(fileStore, first.cluster, first.id), undefined);
+  const second = await backup(source, fileStore);
+  await hook(second, log);
+  assert.equal((await readDrillRecord(fileStore, second.cluster, second.id))?.ok, true);
+  assert.deepEqual(await readdir(scratch), []);
 });
