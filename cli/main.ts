@@ -10,6 +10,7 @@ import { VERSION } from '../core/version.js';
 import { registerConfig } from './commands/config.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerAuditConfig } from './commands/audit-config.js';
+import { registerDrill } from './commands/drill.js';
 import { registerList } from './commands/list.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
@@ -28,6 +29,7 @@ const COMMANDS: readonly Register[] = [
   registerList,
   registerVerify,
   registerRestore,
+  registerDrill,
   registerAuditConfig,
   registerPrune,
   registerLifecycle,

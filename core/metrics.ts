@@ -30,6 +30,10 @@ export interface Metrics {
   readonly httpRequests: Counter<'route' | 'code'>;
   /** Retention runs (after a snapshot or on demand), by result; a failure never fails the snapshot. */
   readonly pruneRuns: Counter<'cluster' | 'result'>;
+  /** Restore drills (docs/drills.md). */
+  readonly drillLastSuccess: Gauge<'cluster'>;
+  readonly drillDuration: Histogram<'cluster'>;
+  readonly drills: Counter<'cluster' | 'result'>;
   /** Objects deleted by retention: kind=snapshot (manifest and object as one) or kind=orphan. */
   readonly pruned: Counter<'cluster' | 'kind'>;
   /** Triggers in snapshot jobs that failed at least once and are being retried. */
@@ -118,6 +122,25 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}http_requests_total`,
       help: 'HTTP requests served, by route and status code.',
       labelNames: ['route', 'code'] as const,
+      registers,
+    }),
+    drillLastSuccess: new Gauge({
+      name: `${PREFIX}drill_last_success_timestamp_seconds`,
+      help: 'Unix time of the last drill that proved a snapshot restorable.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    drillDuration: new Histogram({
+      name: `${PREFIX}drill_duration_seconds`,
+      help: 'Time a restore drill took: download, restore, boot, checks.',
+      labelNames: ['cluster'] as const,
+      buckets: [5, 15, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    drills: new Counter({
+      name: `${PREFIX}drills_total`,
+      help: 'Restore drills finished, by result (success or failure).',
+      labelNames: ['cluster', 'result'] as const,
       registers,
     }),
     pruneRuns: new Counter({

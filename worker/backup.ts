@@ -4,6 +4,7 @@
  */
 import { Readable, PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import type { Cause } from '../core/cause.js';
@@ -15,6 +16,8 @@ import { ageEncryptStage, Sha256Meter } from './crypto/age.js';
 import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
 import { firstFailure } from './first-failure.js';
+import { hashKV } from './hash-kv.js';
+import { countKeys } from './key-counts.js';
 import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
 import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
@@ -106,6 +109,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
 
     const { sha256, dbSize } = verifier.result();
     const finished = now();
+    const drillFacts = await sourceFacts(chosen.client, member.revision, log);
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       id,
@@ -129,6 +133,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
       transforms,
       ...(encryption ? { encryption: encryption.manifest } : {}),
       ...(age && storedHash ? { age: age.manifest, storedSha256: storedHash.digest() } : {}),
+      ...drillFacts,
       cause,
       tool: TOOL,
     };
@@ -150,6 +155,28 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     return manifest;
   } finally {
     chosen.client.close();
+  }
+}
+
+/**
+ * What a drill compares the restored etcd with (drill.ts). Taken after the stream so it costs the
+ * snapshot nothing; a failure only leaves the manifest without them (drills then use the other checks).
+ */
+async function sourceFacts(
+  client: Etcd3,
+  revision: number,
+  log: Logger,
+): Promise<Pick<Manifest, 'hashKV' | 'keyCounts'>> {
+  try {
+    const h = await hashKV(client, revision);
+    const keyCounts = await countKeys(client, revision);
+    return { hashKV: { revision, ...h }, keyCounts };
+  } catch (err) {
+    log.warn(
+      { err: messageOf(err) },
+      'recording HashKV and key counts failed; drills of this snapshot skip those checks',
+    );
+    return {};
   }
 }
 

@@ -79,6 +79,29 @@ export const manifestSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{64}$/)
     .optional(),
+  // --- drills (docs/drills.md): facts about the source taken right after the stream; older manifests lack them.
+  /** The source member's HashKV at `etcd.revision`, asked right after the snapshot stream ended. */
+  hashKV: z
+    .object({
+      revision: z.number(),
+      hash: z.number(),
+      compactRevision: z.number(),
+      /** The member's revision when it answered: equal to `revision` means nothing was written during the stream. */
+      currentRevision: z.number(),
+    })
+    .optional(),
+  /** Keys per top-level prefix at `etcd.revision` (key-counts.ts). */
+  keyCounts: z
+    .object({
+      revision: z.number(),
+      method: z.literal('walk-prefixes'),
+      requests: z.number(),
+      truncated: z.boolean(),
+      total: z.number(),
+      prefixes: z.record(z.string(), z.number()),
+    })
+    .optional(),
+  // --- end drills
   cause: causeSchema,
   tool: z.object({ name: z.string(), version: z.string() }),
 });

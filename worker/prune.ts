@@ -9,6 +9,7 @@
  *   anything else is counted as foreign and never touched.
  * - A manifest that cannot be parsed, or that describes another cluster or id, is left alone with
  *   its object: we cannot tell what it guards.
+ * - The newest snapshot whose last drill passed (`<id>.drill.json`) is kept whatever the counts say.
  * - The newest verified snapshot is kept whatever the counts say (retention.ts, and checked again
  *   here before deleting).
  * - A snapshot goes manifest first, then object: readers (list, verify, restore) trust manifests,
@@ -30,6 +31,7 @@ import { isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate } f
 import { FileStore } from './stores/file.js';
 import { NotFoundError, type ObjectInfo, type Store } from './stores/store.js';
 import { mapLimit } from './map-limit.js';
+import { readDrillRecord } from './drill.js';
 
 export interface PruneOptions {
   store: Store;
@@ -100,6 +102,8 @@ export class PruneError extends Error {
 interface Group {
   objects: ObjectInfo[];
   manifest?: ObjectInfo;
+  /** `<id>.drill.json`: read for retention, deleted with its snapshot. */
+  drill?: ObjectInfo;
 }
 
 type Found = Candidate & { manifest: Manifest; keys: string[] };
@@ -147,6 +151,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     }
     const group = groups.get(own.id) ?? { objects: [] };
     if (own.kind === 'manifest') group.manifest = o;
+    else if (own.kind === 'drill') group.drill = o;
     else group.objects.push(o);
     groups.set(own.id, group);
   }
@@ -198,6 +203,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     const manifest = r?.manifest;
     const target = manifest ? g.objects.find((o) => o.key === manifest.key) : undefined;
     for (const o of g.objects) if (o !== target) noteOrphan(o, 'snapshot object without a manifest');
+    if (g.drill && !g.manifest) noteOrphan(g.drill, 'drill record without a manifest');
     if (!manifest || !g.manifest) continue;
     if (!target) {
       // An object that exists under a name we do not write (or elsewhere) is not ours to judge.
@@ -214,8 +220,10 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       createdAt: new Date(manifest.createdAt),
       revision: manifest.etcd.revision,
       verified: manifest.transforms.includes('verify-sha256'),
+      drilled: g.drill ? (await readDrillRecord(store, cluster, id))?.ok === true : false,
       manifest,
-      keys: [g.manifest.key, target.key],
+      // The drill record last: it says nothing once the snapshot is gone.
+      keys: [g.manifest.key, target.key, ...(g.drill ? [g.drill.key] : [])],
     });
   }
 

@@ -1,5 +1,6 @@
 /**
- * Restores a verified snapshot into an etcd data directory, all or nothing: etcdctl writes into a
+ * Restores a verified snapshot into an etcd data directory, all or nothing: etcdutl (or etcdctl
+ * 3.4, see etcd-tools.ts) writes into a
  * temporary sibling of the target, which is renamed into place only when everything succeeded.
  * A sibling shares the target's filesystem, so the rename is atomic and no copy is needed; it also
  * works around etcdctl 3.4 refusing a data dir that already exists, even an empty one.
@@ -11,7 +12,8 @@ import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
-import { runEtcdctl, verifyInto, type VerifyReport } from './verify.js';
+import { findEtcdTools, restoreArgv, runTool } from './etcd-tools.js';
+import { verifyInto, type VerifyReport } from './verify.js';
 
 /** The data dir cannot be used: it is a file, or a directory with something in it. */
 export class RestoreTargetError extends Error {
@@ -57,14 +59,14 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   await mkdir(parent, { recursive: true });
   const work = await mkdtemp(join(parent, `.${basename(dataDir)}.restoring-`));
   try {
-    const report = await verifyInto(work, options);
+    const tool = await findEtcdTools({
+      etcdctl: options.etcdctl,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const report = await verifyInto(work, { ...options, tool });
     const staged = join(work, 'data');
     const member = effectiveMember(options.member ?? {});
-    await runEtcdctl(
-      options.etcdctl,
-      ['snapshot', 'restore', report.file, '--data-dir', staged, ...memberArgs(member)],
-      options.signal,
-    );
+    await runTool(tool, restoreArgv({ file: report.file, dataDir: staged, ...member }), options.signal);
     options.signal?.throwIfAborted();
     await assertUsableTarget(dataDir);
     try {
@@ -118,15 +120,6 @@ export function effectiveMember(member: MemberSettings): MemberSettings {
     .map((u) => u.trim())
     .filter(Boolean);
   return { ...member, initialCluster: peers.map((u) => `${member.name}=${u}`).join(',') };
-}
-
-function memberArgs(member: MemberSettings): string[] {
-  const args: string[] = [];
-  if (member.name) args.push('--name', member.name);
-  if (member.initialCluster) args.push('--initial-cluster', member.initialCluster);
-  if (member.initialClusterToken) args.push('--initial-cluster-token', member.initialClusterToken);
-  if (member.initialAdvertisePeerUrls) args.push('--initial-advertise-peer-urls', member.initialAdvertisePeerUrls);
-  return args;
 }
 
 /** What to do after a restore, as lines for the operator. */

@@ -5,10 +5,14 @@
  * The counts work like restic's `forget`: `keepLast` keeps the newest N; `hourly` keeps the newest
  * snapshot of each of the N most recent hours that have one, and likewise by day, ISO week and
  * month (all in UTC, so a DST change never shifts a bucket). A snapshot kept by several rules is
- * kept once, with every reason. Whatever the counts say, the newest verified snapshot is kept.
+ * kept once, with every reason. Whatever the counts say, the newest snapshot whose last drill
+ * passed and the newest verified snapshot are kept.
  */
 import type { RetentionConfig } from '../core/config/schema.js';
 import { MANIFEST_SUFFIX } from './manifest.js';
+
+/** drill.ts's record suffix; repeated here so this pure module imports no I/O. */
+export const DRILL_SUFFIX = '.drill.json';
 
 export type RetentionPolicy = Pick<RetentionConfig, 'keepLast' | 'hourly' | 'daily' | 'weekly' | 'monthly'>;
 
@@ -19,6 +23,8 @@ export interface Candidate {
   revision: number;
   /** Its bytes were checked against etcd's SHA-256 trailer when it was taken. */
   verified: boolean;
+  /** Its last drill passed (drill.ts): restored, booted and matched the source. */
+  drilled?: boolean;
 }
 
 export interface Decision<C extends Candidate = Candidate> {
@@ -63,6 +69,9 @@ export function planRetention<C extends Candidate>(snapshots: readonly C[], poli
       d.reasons.push(`${rule} ${bucket}`);
     }
   }
+  // Proven restorable beats merely verified: keep it first, so a pruned history never loses it.
+  const newestDrilled = decisions.find((d) => d.snapshot.drilled === true);
+  if (newestDrilled) newestDrilled.reasons.push('newest proven restorable');
   const newestVerified = decisions.find((d) => d.snapshot.verified);
   if (newestVerified) newestVerified.reasons.push('newest verified');
 
@@ -96,9 +105,11 @@ function newestFirst(a: Candidate, b: Candidate): number {
 const ID = String.raw`\d{8}T\d{6}Z-r\d+-[0-9a-f]+`;
 // Objects: `.db` plus a codec's extension, then optionally `.age` (age encryption appends it).
 const OBJECT = String.raw`\.db(?:\.gz|\.zst)?(?:\.age)?`;
-const OURS = new RegExp(String.raw`^(${ID})(${OBJECT}|${MANIFEST_SUFFIX.replace(/\./g, '\\.')})$`);
+const OURS = new RegExp(
+  String.raw`^(${ID})(${OBJECT}|${MANIFEST_SUFFIX.replace(/\./g, '\\.')}|${DRILL_SUFFIX.replace(/\./g, '\\.')})$`,
+);
 
-export type OwnName = { id: string; kind: 'object' | 'manifest' };
+export type OwnName = { id: string; kind: 'object' | 'manifest' | 'drill' };
 
 /**
  * The snapshot id and kind of a name directly under the cluster's snapshots prefix, or undefined
@@ -107,7 +118,8 @@ export type OwnName = { id: string; kind: 'object' | 'manifest' };
 export function parseOwnName(name: string): OwnName | undefined {
   const m = OURS.exec(name);
   if (!m) return undefined;
-  return { id: m[1] as string, kind: m[2] === MANIFEST_SUFFIX ? 'manifest' : 'object' };
+  const kind = m[2] === MANIFEST_SUFFIX ? 'manifest' : m[2] === DRILL_SUFFIX ? 'drill' : 'object';
+  return { id: m[1] as string, kind };
 }
 
 /**

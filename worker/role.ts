@@ -10,6 +10,8 @@ import { loadRecipients } from './crypto/age.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
 import { prepareStore } from './store-setup.js';
+import { drillAfterSnapshot } from './drill-hook.js';
+import type { Manifest } from './manifest.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -44,9 +46,20 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     await store.close();
     throw err;
   }
-  const afterSnapshot =
+  const prune =
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
+      : undefined;
+  // Drill before pruning, so retention already sees the new drill record.
+  const drill = config.drill.afterSnapshot > 0 ? drillAfterSnapshot({ config, store, metrics }) : undefined;
+  const afterSnapshot =
+    prune || drill
+      ? async (manifest: Manifest, hookLog: Logger) => {
+          await drill?.(manifest, hookLog).catch((err: unknown) =>
+            hookLog.error({ err: messageOf(err) }, 'drill after snapshot failed to run; the snapshot itself succeeded'),
+          );
+          await prune?.(manifest, hookLog);
+        }
       : undefined;
   // executor job: each snapshot runs as a Kubernetes Job; the Kubernetes client loads only then.
   const runSnapshot =

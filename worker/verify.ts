@@ -1,12 +1,12 @@
 /**
  * Reads a stored snapshot back and proves it is the one that was written: the bytes are
  * decrypted (when encrypted), decompressed and checked against etcd's SHA-256 trailer on the fly,
- * then against the manifest, and finally etcdctl opens the database. The result is a file
- * `etcdctl snapshot restore` can use.
+ * then against the manifest, its bbolt meta pages are checked (bbolt-header.ts), and finally
+ * etcdutl or etcdctl (etcd-tools.ts) opens the database. The result is a file
+ * `snapshot restore` can use.
  */
-import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -16,9 +16,11 @@ import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { CODEC_TRANSFORMS, codecOf } from './codecs.js';
 import { AGE_TRANSFORM, type AgeIdentities } from './crypto/age.js';
 import { ageDecryptStage } from './crypto/age-stored.js';
+import { BBOLT_HEAD_BYTES, checkBboltHeader } from './bbolt-header.js';
 import { ENCRYPT_TRANSFORM } from './crypto/format.js';
 import type { KeyRing } from './crypto/keys.js';
 import { decryptStage } from './crypto/stages.js';
+import { findEtcdTools, lastLines, runTool, statusArgv, type SnapshotTool } from './etcd-tools.js';
 import { firstFailure } from './first-failure.js';
 import type { Manifest } from './manifest.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
@@ -131,7 +133,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   return { sha256, dbSize, snapshotSize };
 }
 
-/** What `etcdctl snapshot status -w json` reports. */
+/** What `etcdutl/etcdctl snapshot status -w json` reports (etcdutl 3.6 adds `version`). */
 export interface SnapshotStatus {
   hash: number;
   revision: number;
@@ -139,51 +141,23 @@ export interface SnapshotStatus {
   totalSize: number;
 }
 
-/** Runs etcdctl (API v3) and returns its stdout; a failure carries etcdctl's own last words. */
-export async function runEtcdctl(etcdctl: string, args: string[], signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      etcdctl,
-      args,
-      { env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 16 * 1024 * 1024, ...(signal ? { signal } : {}) },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          return reject(
-            new Error(
-              `cannot run etcdctl: "${etcdctl}" not found; install etcdctl 3.4 or newer or set --etcdctl (etcd.etcdctl)`,
-            ),
-          );
-        }
-        const said = lastLines(stderr || stdout);
-        reject(
-          new Error(`etcdctl ${args.slice(0, 2).join(' ')} failed${said ? `: ${said}` : ` (${err.message})`}`, {
-            cause: err,
-          }),
-        );
-      },
-    );
-  });
-}
-
-export async function snapshotStatus(etcdctl: string, file: string, signal?: AbortSignal): Promise<SnapshotStatus> {
+export async function snapshotStatus(tool: SnapshotTool, file: string, signal?: AbortSignal): Promise<SnapshotStatus> {
   let out: string;
   try {
-    out = await runEtcdctl(etcdctl, ['snapshot', 'status', file, '-w', 'json'], signal);
+    out = await runTool(tool, statusArgv(file), signal);
   } catch (err) {
-    throw new IntegrityError(`etcdctl cannot read the snapshot database: ${messageOf(err)}`, { cause: err });
+    throw new IntegrityError(`${tool.name} cannot read the snapshot database: ${messageOf(err)}`, { cause: err });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(out);
   } catch {
-    throw new Error(`etcdctl snapshot status printed something other than JSON: ${lastLines(out)}`);
+    throw new Error(`${tool.name} snapshot status printed something other than JSON: ${lastLines(out)}`);
   }
   const s = parsed as Partial<Record<keyof SnapshotStatus, unknown>>;
   const fields = ['hash', 'revision', 'totalKey', 'totalSize'] as const;
   if (typeof parsed !== 'object' || parsed === null || fields.some((f) => typeof s[f] !== 'number')) {
-    throw new Error(`etcdctl snapshot status gave unexpected JSON: ${lastLines(out)}`);
+    throw new Error(`${tool.name} snapshot status gave unexpected JSON: ${lastLines(out)}`);
   }
   return parsed as SnapshotStatus;
 }
@@ -191,8 +165,10 @@ export async function snapshotStatus(etcdctl: string, file: string, signal?: Abo
 export interface VerifyOptions {
   store: Store;
   manifest: Manifest;
-  /** etcdctl binary (config etcd.etcdctl). */
+  /** etcdctl binary (config etcd.etcdctl); used when no etcdutl is on PATH (etcd-tools.ts). */
   etcdctl: string;
+  /** The tool already chosen (findEtcdTools); found again when absent. */
+  tool?: SnapshotTool;
   /** Where the temporary copy goes; the system temp dir by default. It needs room for the uncompressed snapshot. */
   tempDir?: string;
   signal?: AbortSignal;
@@ -204,6 +180,10 @@ export interface VerifyOptions {
 export interface VerifyReport extends DownloadFacts {
   manifest: Manifest;
   status: SnapshotStatus;
+  /** Which tool read the database (etcdutl preferred, etcdctl 3.4 fallback). */
+  tool: SnapshotTool;
+  /** The bbolt meta pages, checked without any tool. */
+  bbolt: { pageSize: number; txid: string; pages: string };
 }
 
 /** Downloads, checks and opens the snapshot, then removes the temporary copy whatever happened. */
@@ -220,10 +200,28 @@ export async function verifySnapshot(options: VerifyOptions): Promise<VerifyRepo
 export async function verifyInto(dir: string, options: VerifyOptions): Promise<VerifyReport & { file: string }> {
   const file = join(dir, 'snapshot.db');
   const facts = await downloadVerified({ ...options, dest: file });
-  const status = await snapshotStatus(options.etcdctl, file, options.signal);
-  return { ...facts, manifest: options.manifest, status, file };
+  // Before any tool: a truncated or non-bbolt file is refused even on a host with neither.
+  const header = checkBboltHeader(await readHead(file, BBOLT_HEAD_BYTES), facts.dbSize);
+  if (!header.ok) {
+    throw new IntegrityError(`snapshot ${options.manifest.id} is not a usable etcd database: ${header.problem}`);
+  }
+  const tool = options.tool ?? (await findEtcdTools({ etcdctl: options.etcdctl, ...signalOf(options) }));
+  const status = await snapshotStatus(tool, file, options.signal);
+  const bbolt = { pageSize: header.pageSize, txid: String(header.txid), pages: String(header.pages) };
+  return { ...facts, manifest: options.manifest, status, tool, bbolt, file };
 }
 
-function lastLines(text: string, n = 3): string {
-  return text.trim().split('\n').slice(-n).join(' | ').slice(0, 1000);
+function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
+  return options.signal ? { signal: options.signal } : {};
+}
+
+async function readHead(file: string, bytes: number): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buf, 0, bytes, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../core/duration.js';
 import { listSnapshots } from '../../worker/catalog.js';
+import { readDrillRecord, type DrillRecord } from '../../worker/drill.js';
 import type { Manifest } from '../../worker/manifest.js';
+import { mapLimit } from '../../worker/map-limit.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
@@ -20,12 +22,19 @@ export function registerList(program: Command, context: CliContext): void {
       const snapshots = await listSnapshots(store, config.cluster, {
         onInvalid: (key, problem) => log.warn({ key }, `skipping manifest ${key}: ${problem}`),
       });
+      const drills = await mapLimit(snapshots, 8, (m) => readDrillRecord(store, config.cluster, m.id));
       if (opts.json) {
-        context.print(JSON.stringify(snapshots, null, 2));
+        context.print(
+          JSON.stringify(
+            snapshots.map((m, i) => ({ ...m, lastDrill: drills[i] ?? null })),
+            null,
+            2,
+          ),
+        );
       } else if (snapshots.length === 0) {
         process.stderr.write(`no snapshots of cluster "${config.cluster}" in ${store.location}\n`);
       } else {
-        context.print(table(snapshots));
+        context.print(table(snapshots, drills));
       }
     } finally {
       await store.close();
@@ -33,16 +42,17 @@ export function registerList(program: Command, context: CliContext): void {
   });
 }
 
-function table(snapshots: readonly Manifest[]): string {
+function table(snapshots: readonly Manifest[], drills: readonly (DrillRecord | undefined)[]): string {
   const rows = [
-    ['ID', 'CREATED', 'REVISION', 'DB SIZE', 'STORED', 'COMPRESSION', 'CAUSE'],
-    ...snapshots.map((m) => [
+    ['ID', 'CREATED', 'REVISION', 'DB SIZE', 'STORED', 'COMPRESSION', 'LAST DRILL', 'CAUSE'],
+    ...snapshots.map((m, i) => [
       m.id,
       m.createdAt.replace(/\.\d+Z$/, 'Z'),
       String(m.etcd.revision),
       formatBytes(m.dbSize),
       formatBytes(m.storedSize),
       m.compression,
+      describeDrillShort(drills[i]),
       describeCause(m.cause),
     ]),
   ];
@@ -50,6 +60,11 @@ function table(snapshots: readonly Manifest[]): string {
   return rows
     .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '))
     .join('\n');
+}
+
+function describeDrillShort(record: DrillRecord | undefined): string {
+  if (!record) return '-';
+  return `${record.ok ? 'passed' : 'FAILED'} ${record.at.replace(/\.\d+Z$/, 'Z')}`;
 }
 
 function describeCause(cause: Manifest['cause']): string {

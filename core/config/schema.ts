@@ -725,6 +725,40 @@ export const executorSchema = z
     path: ['image'],
   });
 
+// --- drills (docs/drills.md)
+export const drillSchema = z.strictObject({
+  scratchDir: z
+    .string()
+    .min(1)
+    .default('/var/tmp/etcd-autobackup-drills')
+    .describe(
+      'Where a drill downloads and restores the snapshot; needs room for twice the database plus drill.freeSpaceMargin. Removed after each drill.',
+    ),
+  freeSpaceMargin: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(256 * 1024 * 1024)
+    .describe(
+      'Bytes that must stay free in drill.scratchDir beyond what the drill writes; a drill refuses to start otherwise.',
+    ),
+  etcd: z
+    .string()
+    .min(1)
+    .default('etcd')
+    .describe('The etcd binary a drill boots on the restored data (loopback only).'),
+  startTimeout: duration('drill.startTimeout')
+    .prefault('60s')
+    .describe('How long the throwaway etcd may take to start answering before the drill fails.'),
+  afterSnapshot: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(0)
+    .describe('Drill every Nth published snapshot right after it is taken; 0 turns this off.'),
+});
+// --- end drills
+
 export const configSchema = z.strictObject({
   cluster: z
     .string()
@@ -748,6 +782,7 @@ export const configSchema = z.strictObject({
   executor: executorSchema.default(executorSchema.parse({})),
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
+  drill: drillSchema.default(drillSchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -756,3 +791,4 @@ export type EtcdConfig = Config['etcd'];
 export type S3Config = Config['store']['s3'];
 export type RetentionConfig = Config['retention'];
 export type LifecycleConfig = Config['lifecycle'];
+export type DrillConfig = Config['drill'];

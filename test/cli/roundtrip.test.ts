@@ -57,7 +57,7 @@ test('round trip: snapshot, list, verify and restore through the CLI give back t
       [manifest.id],
     );
     const table = await runCliOk(['list', ...common]);
-    assert.match(table.stdout, new RegExp(`^${manifest.id}\\s.*\\s${before.revision}\\s.*zstd\\s+manual$`, 'm'));
+    assert.match(table.stdout, new RegExp(`^${manifest.id}\\s.*\\s${before.revision}\\s.*zstd\\s+-\\s+manual$`, 'm'));
 
     const verified = await runCliOk(['verify', 'latest', ...common]);
     assert.match(verified.stdout, new RegExp(`snapshot ${manifest.id}: OK`));

@@ -16,6 +16,9 @@ const NAMES = [
   'etcd_autobackup_http_requests_total',
   'etcd_autobackup_prune_runs_total',
   'etcd_autobackup_pruned_total',
+  'etcd_autobackup_drill_last_success_timestamp_seconds',
+  'etcd_autobackup_drill_duration_seconds',
+  'etcd_autobackup_drills_total',
 ];
 
 test('createMetrics defines every service metric under etcd_autobackup_*, plus process metrics', async () => {

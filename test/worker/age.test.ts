@@ -19,6 +19,7 @@ import { parseOwnName } from '../../worker/retention.js';
 import { openStore } from '../../worker/stores/open.js';
 import type { Store } from '../../worker/stores/store.js';
 import { snapshotStatus, verifySnapshot } from '../../worker/verify.js';
+import { findEtcdTools } from '../../worker/etcd-tools.js';
 import { runCli, runCliOk } from '../support/cli.js';
 import { fillEtcd, startEtcd, type EtcdServer } from '../support/etcd.js';
 import { readAll } from '../support/store-helpers.js';
@@ -140,7 +141,7 @@ test('an age snapshot is a standard age file: age -d | gunzip opens with etcdctl
     // By hand, with the reference tool only.
     const db = join(work.path, 'by-hand.db');
     await sh(`age -d -i ${key.b} < ${file} | gunzip > ${db}`);
-    const status = await snapshotStatus('etcdctl', db);
+    const status = await snapshotStatus(await findEtcdTools({ etcdctl: 'etcdctl' }), db);
     assert.equal(status.revision, manifest.etcd.revision);
     assert.ok((await readFile(db)).includes(MARKER));
 
@@ -183,7 +184,10 @@ test('uncompressed: .db.age, and age -d gives the database etcdctl opens', async
     assert.equal(sealed.indexOf(MARKER), -1, 'plaintext in the stored object');
     const db = join(work.path, 'plain.db');
     await sh(`age -d -i ${key.a} -o ${db} ${join(storeDir(), manifest.key)}`);
-    assert.equal((await snapshotStatus('etcdctl', db)).revision, manifest.etcd.revision);
+    assert.equal(
+      (await snapshotStatus(await findEtcdTools({ etcdctl: 'etcdctl' }), db)).revision,
+      manifest.etcd.revision,
+    );
   } finally {
     await store.close();
   }

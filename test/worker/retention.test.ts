@@ -223,3 +223,31 @@ test('orphan age: never younger than snapshot.timeout; unknown times never stale
   assert.equal(isStale(new Date(now.getTime() - HOUR), now, HOUR), false);
   assert.equal(isStale(undefined, now, 0), false);
 });
+
+test('the newest snapshot proven restorable by a drill is kept first, whatever the counts', () => {
+  const newest = snap('2026-11-24T12:00:00Z');
+  const drilledOld = { ...snap('2026-11-20T12:00:00Z'), drilled: true };
+  const drilledOlder = { ...snap('2026-11-19T12:00:00Z'), drilled: true };
+  const failedDrill = { ...snap('2026-11-22T12:00:00Z'), drilled: false };
+  const plan = planRetention([drilledOlder, failedDrill, newest, drilledOld], { ...NONE, keepLast: 1 });
+  assert.deepEqual(
+    plan.keep.map((d) => [d.snapshot.id, d.reasons]),
+    [
+      [newest.id, ['last 1/1', 'newest verified']],
+      [drilledOld.id, ['newest proven restorable']],
+    ],
+  );
+  assert.deepEqual(
+    plan.remove.map((d) => d.snapshot.id),
+    [failedDrill.id, drilledOlder.id],
+  );
+  // Without any drill record the rule adds nothing.
+  assert.equal(planRetention([newest], NONE).keep[0]?.reasons.includes('newest proven restorable'), false);
+});
+
+test('parseOwnName: drill records are ours, beside their snapshot', () => {
+  assert.deepEqual(parseOwnName('20261124T032800Z-r12345-a1b2.drill.json'), {
+    id: '20261124T032800Z-r12345-a1b2',
+    kind: 'drill',
+  });
+});

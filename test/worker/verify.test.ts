@@ -99,7 +99,7 @@ test('verifySnapshot: a missing etcdctl and an unknown transform are explained',
   const manifest = await backup();
   await assert.rejects(
     verifySnapshot({ store, manifest, etcdctl: join(work.path, 'no-such-etcdctl') }),
-    /"\S+no-such-etcdctl" not found; install etcdctl 3\.4 or newer or set --etcdctl/,
+    /neither "etcdutl" nor "\S+no-such-etcdctl" was found; install etcdutl \(etcd 3\.5\+\) or etcdctl 3\.4, or set --etcdctl/,
   );
   await assert.rejects(
     verifySnapshot({

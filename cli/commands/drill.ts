@@ -1,0 +1,46 @@
+/** `etcd-autobackup drill [<id>|latest]`: prove a snapshot restores into an etcd that starts (docs/drills.md). */
+import type { Command } from 'commander';
+import { findSnapshot, LATEST } from '../../worker/catalog.js';
+import { loadKeyRing } from '../../worker/crypto/keys.js';
+import { drillSettings, runDrill, saveDrillRecord, type DrillRecord } from '../../worker/drill.js';
+import { openStore } from '../../worker/stores/open.js';
+import { setup, withConfigOptions, type CliContext } from '../options.js';
+
+export function registerDrill(program: Command, context: CliContext): void {
+  withConfigOptions(
+    program
+      .command('drill')
+      .description(
+        'restore a snapshot into a throwaway etcd on loopback and compare its revision, HashKV and key counts with the manifest',
+      )
+      .argument('[id]', 'snapshot id from "etcd-autobackup list", or "latest"', LATEST)
+      .option('--json', 'print the drill record as JSON'),
+  ).action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+    const { config, log } = setup(cmd);
+    const store = await openStore(config);
+    try {
+      const manifest = await findSnapshot(store, config.cluster, id);
+      const record = await runDrill({
+        ...drillSettings(config),
+        store,
+        manifest,
+        log,
+        signal: context.signal,
+        keys: await loadKeyRing(config.encryption),
+      });
+      await saveDrillRecord(store, record);
+      context.print(opts.json ? JSON.stringify(record, null, 2) : describeDrill(record));
+      if (!record.ok) throw new Error(`drill of ${record.id} failed: ${record.failure ?? 'see the checks above'}`);
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+export function describeDrill(record: DrillRecord): string {
+  return [
+    `snapshot ${record.id}: drill ${record.ok ? 'PASSED' : 'FAILED'} in ${(record.durationMs / 1000).toFixed(1)} s` +
+      ` (etcd ${record.etcdVersion ?? '?'}, ${record.tool ? `${record.tool.name} ${record.tool.version}` : 'no tool'})`,
+    ...record.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(18)} ${c.detail}`),
+  ].join('\n');
+}
