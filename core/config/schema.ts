@@ -383,9 +383,9 @@ export const webhookSchema = z
       .number()
       .int()
       .min(1)
-      .default(2)
+      .default(8)
       .describe(
-        'Audit batches read and handled at once; more get 429 with Retry-After (the apiserver retries with backoff), so an audit flood cannot slow admission answers.',
+        'Audit batches read and handled at once (each up to webhook.auditBodyLimit in memory); more get 429 with Retry-After (the apiserver retries with backoff), so an audit flood cannot slow admission answers or grow memory without bound. 8 leaves room for several apiservers sending batches in parallel.',
       ),
     admissionConcurrency: z
       .number()

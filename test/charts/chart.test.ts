@@ -122,7 +122,7 @@ describe('chart: helm lint and the values schema', () => {
 
   test('values.schema.json rejects wrong values through helm itself, naming the value', async () => {
     const cases: [string[], RegExp][] = [
-      [['config.snapshot.compression=zstd'], /config\.snapshot\.compression|\/config\/snapshot\/compression/],
+      [['config.snapshot.compression=lz4'], /config\.snapshot\.compression|\/config\/snapshot\/compression/],
       [['config.queue.debounceWindow=5 minutes'], /debounceWindow/],
       [['config.etcd.endpoint=https://10.0.0.1:2379'], /endpoint/],
       [['webhook.replicas=two'], /replicas/],

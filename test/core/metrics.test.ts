@@ -19,6 +19,10 @@ const NAMES = [
   'etcd_autobackup_drill_last_success_timestamp_seconds',
   'etcd_autobackup_drill_duration_seconds',
   'etcd_autobackup_drills_total',
+  'etcd_autobackup_uncovered_changes',
+  'etcd_autobackup_oldest_uncovered_change_age_seconds',
+  'etcd_autobackup_snapshot_retries_total',
+  'etcd_autobackup_store_setup_warnings_total',
 ];
 
 test('createMetrics defines every service metric under etcd_autobackup_*, plus process metrics', async () => {
