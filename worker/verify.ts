@@ -9,9 +9,9 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, messageOf } from '../core/errors.js';
+import { openStoredObject } from './stored-object.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { CODEC_TRANSFORMS, codecOf } from './codecs.js';
 import { AGE_TRANSFORM, type AgeIdentities } from './crypto/age.js';
@@ -24,7 +24,7 @@ import { findEtcdTools, lastLines, runTool, statusArgv, type SnapshotTool } from
 import { firstFailure } from './first-failure.js';
 import type { Manifest } from './manifest.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
-import { NotFoundError, type Store } from './stores/store.js';
+import type { Store } from './stores/store.js';
 
 /** The stages this version knows how to undo, by the names backup.ts records. */
 const KNOWN_TRANSFORMS = new Set(['verify-sha256', ...CODEC_TRANSFORMS, ENCRYPT_TRANSFORM, AGE_TRANSFORM]);
@@ -62,20 +62,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   // Before the download, so that a missing key costs nothing.
   const decrypt = decryptStage(manifest, options.keys, what) ?? ageDecryptStage(manifest, options.identities, what);
 
-  let object: { body: Readable; size: number };
-  try {
-    object = await store.get(manifest.key);
-  } catch (err) {
-    if (err instanceof NotFoundError)
-      throw new IntegrityError(`${what} is missing: its manifest exists but the object does not`);
-    throw new Error(`reading ${what} failed: ${messageOf(err)}`, { cause: err });
-  }
-  if (object.size !== manifest.storedSize) {
-    object.body.destroy();
-    throw new IntegrityError(
-      `${what} is ${object.size} bytes but its manifest says ${manifest.storedSize}: the object is truncated or was replaced`,
-    );
-  }
+  const object = await openStoredObject(store, manifest, what);
 
   type Stage = 'read' | 'decrypt' | 'decompress' | 'verify' | 'write';
   const failures = firstFailure<Stage>();

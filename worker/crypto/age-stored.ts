@@ -4,9 +4,10 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { ConfigError, IntegrityError, messageOf } from '../../core/errors.js';
+import { ConfigError, IntegrityError } from '../../core/errors.js';
+import { openStoredObject } from '../stored-object.js';
 import type { Manifest } from '../manifest.js';
-import { NotFoundError, type Store } from '../stores/store.js';
+import type { Store } from '../stores/store.js';
 import { AGE_TRANSFORM, AgeDecryptStream, Sha256Meter, type AgeIdentities } from './age.js';
 
 /** An age snapshot and no identity to read it with. */
@@ -52,20 +53,7 @@ export interface StoredCheck {
  */
 export async function checkStoredBytes(store: Store, manifest: Manifest, signal?: AbortSignal): Promise<StoredCheck> {
   const what = `snapshot ${manifest.id} (${manifest.key} in ${store.location})`;
-  let object: Awaited<ReturnType<Store['get']>>;
-  try {
-    object = await store.get(manifest.key);
-  } catch (err) {
-    if (err instanceof NotFoundError)
-      throw new IntegrityError(`${what} is missing: its manifest exists but the object does not`);
-    throw new Error(`reading ${what} failed: ${messageOf(err)}`, { cause: err });
-  }
-  if (object.size !== manifest.storedSize) {
-    object.body.destroy();
-    throw new IntegrityError(
-      `${what} is ${object.size} bytes but its manifest says ${manifest.storedSize}: the object is truncated or was replaced`,
-    );
-  }
+  const object = await openStoredObject(store, manifest, what);
   const hash = new Sha256Meter();
   const sink = new Writable({ write: (_c: Buffer, _e, done) => done() });
   await pipeline([object.body, hash, sink], signal ? { signal } : {});
