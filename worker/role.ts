@@ -114,9 +114,8 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
  * implement ListMultipartUploads (s3rver, some gateways) only logs it.
  */
 function abortStaleUploads(store: Store, olderThanMs: number, log: Logger): void {
-  if (!('abortStaleUploads' in store) || typeof store.abortStaleUploads !== 'function') return;
-  const s = store as Store & { abortStaleUploads(olderThanMs: number): Promise<number> };
-  s.abortStaleUploads(olderThanMs).then(
+  if (!store.abortStaleUploads) return;
+  store.abortStaleUploads(olderThanMs).then(
     (n) => {
       if (n > 0)
         log.info(

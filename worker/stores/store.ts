@@ -40,6 +40,12 @@ export interface Store {
   delete(key: string): Promise<void>;
   /** Releases connections. */
   close(): Promise<void>;
+  /**
+   * Providers with multipart uploads: aborts the incomplete uploads under this store's prefix
+   * started more than `olderThanMs` ago (left when an abort could not reach the service) and
+   * returns how many. Absent where uploads cannot be left behind (the file store).
+   */
+  abortStaleUploads?(olderThanMs: number): Promise<number>;
 }
 
 export class NotFoundError extends Error {
