@@ -11,14 +11,32 @@ export interface Pem {
 }
 
 export interface CertOptions {
+  /** The subject's common name. */
   commonName: string;
-  /** DNS names and IP addresses the certificate is valid for. */
+  /**
+   * DNS names the certificate is valid for (subjectAltName).
+   * @defaultValue none
+   */
   dnsNames?: string[];
+  /**
+   * IP addresses the certificate is valid for (subjectAltName).
+   * @defaultValue none
+   */
   ipAddresses?: string[];
-  /** Extended key usages: server auth, client auth, or both. */
+  /**
+   * Extended key usages: server auth, client auth, or both.
+   * @defaultValue ['server']
+   */
   usage?: ('server' | 'client')[];
-  /** Validity in days from `now`. */
+  /**
+   * Validity in days from `now`.
+   * @defaultValue 365
+   */
   days?: number;
+  /**
+   * The issue time (valid from 5 minutes before it).
+   * @defaultValue the current time
+   */
   now?: Date;
 }
 
