@@ -31,14 +31,27 @@ export interface CertSyncOptions {
   namespace: string;
   secretName: string;
   serviceName: string;
-  /** ValidatingWebhookConfiguration whose caBundle is kept current; none when unset. */
+  /**
+   * ValidatingWebhookConfiguration whose caBundle is kept current.
+   * @defaultValue none: no caBundle is patched
+   */
   webhookConfigName?: string | undefined;
+  /** Validity of a new serving certificate, in days. */
   validityDays: number;
+  /** Validity of a new CA, in days. */
   caValidityDays: number;
+  /** A certificate this close to expiry (or already expired) is replaced. */
   renewBeforeMs: number;
   log: Logger;
+  /**
+   * The clock, for tests.
+   * @defaultValue () => new Date()
+   */
   now?: () => Date;
-  /** Rounds of read-and-write after a 409 before giving up until the next check. */
+  /**
+   * Rounds of read-and-write after a 409 before giving up until the next check.
+   * @defaultValue 5
+   */
   maxAttempts?: number;
 }
 

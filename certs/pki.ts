@@ -2,6 +2,7 @@
  * A small PKI with node-forge: a CA and certificates it signs. Used for the webhook's serving
  * certificate and, in tests, for etcd's server and client certificates.
  */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
 
 export interface Pem {
@@ -10,22 +11,70 @@ export interface Pem {
 }
 
 export interface CertOptions {
+  /** The subject's common name. */
   commonName: string;
-  /** DNS names and IP addresses the certificate is valid for. */
+  /**
+   * DNS names the certificate is valid for (subjectAltName).
+   * @defaultValue none
+   */
   dnsNames?: string[];
+  /**
+   * IP addresses the certificate is valid for (subjectAltName).
+   * @defaultValue none
+   */
   ipAddresses?: string[];
-  /** Extended key usages: server auth, client auth, or both. */
+  /**
+   * Extended key usages: server auth, client auth, or both.
+   * @defaultValue ['server']
+   */
   usage?: ('server' | 'client')[];
-  /** Validity in days from `now`. */
+  /**
+   * Validity in days from `now`.
+   * @defaultValue 365
+   */
   days?: number;
+  /**
+   * The issue time (valid from 5 minutes before it).
+   * @defaultValue the current time
+   */
   now?: Date;
 }
 
 const KEY_BITS = 2048;
 
-function serial(): string {
-  // Positive 128-bit serial; a leading 0-7 nibble keeps the DER integer positive.
-  return '0' + forge.util.bytesToHex(forge.random.getBytesSync(15));
+/**
+ * A random 126-bit serial (RFC 5280: positive, at most 20 octets) whose DER encoding is the bytes as
+ * they are. The top bit is clear so the integer is positive, and the next bit is set so the first
+ * byte is never zero: forge strips at most one leading zero byte, so a serial starting 00 00 would be
+ * written with a padding byte that OpenSSL rejects ("asn1 encoding routines::illegal padding"), and
+ * as a CA such a certificate is silently dropped from the trust store ("unable to verify the first
+ * certificate").
+ */
+export function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = ((bytes[0] as number) & 0x7f) | 0x40;
+  return bytes.toString('hex');
+}
+
+interface KeyPair {
+  publicKey: forge.pki.rsa.PublicKey;
+  privateKey: forge.pki.rsa.PrivateKey;
+  /** The private key as PKCS#1 PEM, as OpenSSL wrote it. */
+  privatePem: string;
+}
+
+/** An RSA key pair from OpenSSL (native, and far faster than forge's JavaScript prime search), for forge to sign with. */
+function keyPair(): KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: KEY_BITS,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
+  return {
+    publicKey: forge.pki.publicKeyFromPem(publicKey),
+    privateKey: forge.pki.privateKeyFromPem(privateKey),
+    privatePem: privateKey,
+  };
 }
 
 function validity(cert: forge.pki.Certificate, days: number, now: Date): void {
@@ -35,10 +84,10 @@ function validity(cert: forge.pki.Certificate, days: number, now: Date): void {
 }
 
 export function createCa(commonName: string, days = 3650, now = new Date()): Pem {
-  const keys = forge.pki.rsa.generateKeyPair(KEY_BITS);
+  const keys = keyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
-  cert.serialNumber = serial();
+  cert.serialNumber = serialNumber();
   validity(cert, days, now);
   const attrs = [{ name: 'commonName', value: commonName }];
   cert.setSubject(attrs);
@@ -49,16 +98,16 @@ export function createCa(commonName: string, days = 3650, now = new Date()): Pem
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { cert: forge.pki.certificateToPem(cert), key: keys.privatePem };
 }
 
 export function issueCert(ca: Pem, options: CertOptions): Pem {
   const caCert = forge.pki.certificateFromPem(ca.cert);
   const caKey = forge.pki.privateKeyFromPem(ca.key);
-  const keys = forge.pki.rsa.generateKeyPair(KEY_BITS);
+  const keys = keyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
-  cert.serialNumber = serial();
+  cert.serialNumber = serialNumber();
   validity(cert, options.days ?? 365, options.now ?? new Date());
   cert.setSubject([{ name: 'commonName', value: options.commonName }]);
   cert.setIssuer(caCert.subject.attributes);
@@ -75,7 +124,7 @@ export function issueCert(ca: Pem, options: CertOptions): Pem {
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { cert: forge.pki.certificateToPem(cert), key: keys.privatePem };
 }
 
 /** The DNS names the apiserver may use for a Service: short, namespaced, and fully qualified. */

@@ -54,28 +54,58 @@ export type PoolMetrics = Pick<
 >;
 
 export interface WorkerPoolOptions {
+  /** The settings the pool and the snapshots it takes read (cluster name, etcd, snapshot, Redis, queue). */
   config: Pick<Config, 'cluster' | 'etcd' | 'snapshot' | 'redis' | 'queue'>;
+  /** Where snapshots and manifests are written. */
   store: Store;
+  /** Each job logs through a child of it with the job id, window and attempt. */
   log: Logger;
+  /**
+   * Snapshot and queue metrics to update.
+   * @defaultValue none: no metrics are kept and queue counts are not polled
+   */
   metrics?: PoolMetrics;
-  /** Takes one snapshot; default takeBackup in this process (the Kubernetes Job executor replaces it). */
+  /**
+   * Takes one snapshot (the Kubernetes Job executor replaces it).
+   * @defaultValue takeBackup in this process
+   */
   runSnapshot?: (run: SnapshotRun) => Promise<Manifest>;
   /**
    * Runs after each published snapshot while the cluster lock is still held (retention: no two
    * prunes of a cluster at once). Its failure is logged and never fails the snapshot job.
+   *
+   * @defaultValue none
    */
   afterSnapshot?: (manifest: Manifest, log: Logger) => Promise<void>;
-  /** BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried. */
+  /**
+   * BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried.
+   * @defaultValue 60_000 (the worker role passes queue.lockDuration)
+   */
   lockDurationMs?: number;
-  /** How often BullMQ looks for stalled jobs. */
+  /**
+   * How often BullMQ looks for stalled jobs.
+   * @defaultValue 30_000
+   */
   stalledIntervalMs?: number;
-  /** When another worker holds the cluster's lock, try again after this long. */
+  /**
+   * When another worker holds the cluster's lock, try again after this long.
+   * @defaultValue 5_000
+   */
   lockRetryMs?: number;
-  /** On close, how long the running snapshot may go on before it is abandoned (and re-queued). */
+  /**
+   * On close, how long the running snapshot may go on before it is abandoned (and re-queued).
+   * @defaultValue 25_000 (the worker role passes queue.shutdownGrace)
+   */
   graceMs?: number;
-  /** How often queue job counts are exported to the metrics. */
+  /**
+   * How often queue job counts are exported to the metrics.
+   * @defaultValue 15_000
+   */
   metricsIntervalMs?: number;
-  /** Gives up starting (Redis not answering yet) when aborted. */
+  /**
+   * Gives up starting (Redis not answering yet) when aborted.
+   * @defaultValue none: waits for Redis until closed
+   */
   signal?: AbortSignal;
 }
 
