@@ -256,6 +256,27 @@ export function valuesSchemaObject(): Json {
           labels: k8s('Labels your Prometheus selects ServiceMonitors by.'),
         }),
       }),
+      // --- network exposure (docs/network-policy.md)
+      networkPolicy: obj('Ingress NetworkPolicies for the webhook, Redis and the worker (docs/network-policy.md).', {
+        enabled: bool('Render them.'),
+        webhook: obj('The webhook port.', {
+          from: k8sList(
+            'NetworkPolicy peers that may reach it; empty: any source (the apiserver may call from anywhere).',
+          ),
+        }),
+        nodeCIDRs: {
+          type: 'array',
+          items: { type: 'string', pattern: '^[0-9a-fA-F.:]+/[0-9]{1,3}$' },
+          description: "CIDRs of the worker's nodes: a host-network worker reaches Redis from them.",
+        },
+        redis: obj('The built-in Redis.', {
+          extraFrom: k8sList("More peers allowed besides this release's webhook and worker."),
+        }),
+        metrics: obj("The worker's port (when not on the host network).", {
+          from: k8sList('Peers that may scrape it (e.g. the Prometheus namespace); empty: nobody.'),
+        }),
+      }),
+      // --- end network exposure
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),
