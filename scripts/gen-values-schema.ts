@@ -191,6 +191,10 @@ export function valuesSchemaObject(): Json {
       worker: obj('The worker Deployment on the control-plane nodes: takes the snapshots.', {
         replicas: int('Replicas; snapshots never overlap, more replicas only add standby.', 1),
         port: port('Port of /healthz, /readyz and /metrics (on the node with hostNetwork).'),
+        listenAddress: str(
+          'Address the worker listens on; empty: the pod IP (status.podIP; the node address with hostNetwork). 0.0.0.0: every address.',
+          { pattern: '^[0-9a-fA-F.:]*$' },
+        ),
         hostNetwork: bool("Use the node's network, to reach etcd on 127.0.0.1."),
         nodeSelector: k8s('Node selector (default: control-plane nodes).'),
         tolerations: k8sList('Tolerations (default: the control-plane taint).'),
@@ -277,6 +281,13 @@ export function valuesSchemaObject(): Json {
         }),
       }),
       // --- end network exposure
+      // --- metrics protection
+      metricsAuth: obj('A bearer token for GET /metrics of both processes (docs/network-policy.md).', {
+        enabled: bool('Require it (generated into <fullname>-metrics-token unless existingSecret is set).'),
+        existingSecret: str('A Secret of yours holding the token (16 characters or more).'),
+        key: str('Its key.', { minLength: 1 }),
+      }),
+      // --- end metrics protection
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),

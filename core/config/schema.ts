@@ -347,9 +347,14 @@ export const webhookSchema = z
       .describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
     listen: z
       .string()
-      .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443')
+      .regex(
+        /^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F]*:[0-9a-fA-F:.]*|[^:\s]*):\d{1,5}$/,
+        'expected host:port like 0.0.0.0:8443 or [fd00::1]:8443',
+      )
       .default('127.0.0.1:8080')
-      .describe('host:port the HTTP server listens on.'),
+      .describe(
+        'host:port the HTTP server listens on. The port follows the last colon, so an IPv6 address may also come without brackets (fd00::1:8443), as `$(POD_IP):8443` expands to in a pod spec.',
+      ),
     auditBodyLimit: z
       .number()
       .int()
@@ -626,6 +631,18 @@ export const admissionAuthSchema = z.strictObject({
     ),
 });
 
+// --- metrics protection (docs/network-policy.md)
+export const metricsAuthSchema = z.strictObject({
+  tokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File holding a bearer token that GET /metrics requires (webhook and worker); other requests get 401. Unset: /metrics is open.',
+    ),
+});
+// --- end metrics protection
+
 const toleration = z.strictObject({
   key: z.string().min(1).optional(),
   operator: z.enum(['Exists', 'Equal']).optional(),
@@ -779,6 +796,7 @@ export const configSchema = z.strictObject({
   certs: certsSchema.default(certsSchema.parse({})),
   auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
   admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
+  metricsAuth: metricsAuthSchema.default(metricsAuthSchema.parse({})),
   executor: executorSchema.default(executorSchema.parse({})),
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
