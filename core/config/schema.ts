@@ -718,8 +718,17 @@ export const executorSchema = z
         requests: z.record(z.string(), z.string()).optional(),
         limits: z.record(z.string(), z.string()).optional(),
       })
-      .optional()
-      .describe("Resources of the Job's container."),
+      .default({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } })
+      .describe(
+        "Resources of the Job's container (a snapshot streams: its memory does not grow with the database). Replaces the default as a whole.",
+      ),
+    scratchSizeLimit: z
+      .string()
+      .regex(/^[0-9]+(\.[0-9]+)?([EPTGMK]i?)?$/, 'expected a Kubernetes quantity like 256Mi')
+      .default('256Mi')
+      .describe(
+        "Size limit of the Job's /tmp (an emptyDir, the only writable place: the root filesystem is read-only). A snapshot writes no temporary file.",
+      ),
     ttlSecondsAfterFinished: z
       .number()
       .int()
