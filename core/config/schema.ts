@@ -47,7 +47,9 @@ export const etcdSchema = z
       ),
     dialTimeout: duration('etcd.dialTimeout')
       .prefault('5s')
-      .describe('How long to wait for a member to answer its status call before trying the next.'),
+      .describe(
+        "How long to wait for a member to answer (a snapshot's status call, the watch's reads and watch requests), all of the client's retries included, before trying the next or again.",
+      ),
     username: z
       .string()
       .min(1)
