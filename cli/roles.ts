@@ -34,7 +34,7 @@ export async function runRoles(roles: readonly Role[], cmd: Command, context: Cl
     if (webhook) closers.push(() => webhook.close());
 
     const ready = () => (webhook ? webhook.recorder.status().redisUp : true) && (worker ? worker.ready() : true);
-    const app = webhook?.app ?? createHealthApp({ metrics, ready, log });
+    const app = webhook?.app ?? createHealthApp({ metrics, ready, log, metricsAuth: config.metricsAuth });
     const tls = webhook ? await startServingTls(config, log) : undefined;
     if (tls) closers.push(() => tls.close());
     const { headersTimeout, requestTimeout, keepAliveTimeout, maxConnections } = config.webhook;

@@ -41,3 +41,30 @@ function readCredential(path: string | undefined, field: string, what: string): 
     throw new ConfigError(`cannot read ${field} ${path}: ${messageOf(err)}`);
   }
 }
+
+/** A call to etcd that got no answer within etcd.dialTimeout, all of the client's retries included. */
+export class DialTimeout extends Error {
+  override readonly name = 'DialTimeout';
+}
+
+/**
+ * The call's own deadline is per attempt, and the client retries a member that never answers
+ * (TCP accepted, no HTTP/2): without an overall deadline a 5 s dial timeout took ~18 s. Used by
+ * the snapshot's member choice and the watch's revision reads alike.
+ */
+export async function withinDialTimeout<T>(call: Promise<T>, dialTimeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new DialTimeout(`no answer within the dial timeout (etcd.dialTimeout ${dialTimeoutMs} ms)`)),
+      dialTimeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+    // The abandoned call rejects when its client is closed; nobody waits for it any more.
+    call.catch(() => undefined);
+  }
+}

@@ -191,6 +191,10 @@ export function valuesSchemaObject(): Json {
       worker: obj('The worker Deployment on the control-plane nodes: takes the snapshots.', {
         replicas: int('Replicas; snapshots never overlap, more replicas only add standby.', 1),
         port: port('Port of /healthz, /readyz and /metrics (on the node with hostNetwork).'),
+        listenAddress: str(
+          'Address the worker listens on; empty: the pod IP (status.podIP; the node address with hostNetwork). 0.0.0.0: every address.',
+          { pattern: '^[0-9a-fA-F.:]*$' },
+        ),
         hostNetwork: bool("Use the node's network, to reach etcd on 127.0.0.1."),
         nodeSelector: k8s('Node selector (default: control-plane nodes).'),
         tolerations: k8sList('Tolerations (default: the control-plane taint).'),
@@ -256,6 +260,34 @@ export function valuesSchemaObject(): Json {
           labels: k8s('Labels your Prometheus selects ServiceMonitors by.'),
         }),
       }),
+      // --- network exposure (docs/network-policy.md)
+      networkPolicy: obj('Ingress NetworkPolicies for the webhook, Redis and the worker (docs/network-policy.md).', {
+        enabled: bool('Render them.'),
+        webhook: obj('The webhook port.', {
+          from: k8sList(
+            'NetworkPolicy peers that may reach it; empty: any source (the apiserver may call from anywhere).',
+          ),
+        }),
+        nodeCIDRs: {
+          type: 'array',
+          items: { type: 'string', pattern: '^[0-9a-fA-F.:]+/[0-9]{1,3}$' },
+          description: "CIDRs of the worker's nodes: a host-network worker reaches Redis from them.",
+        },
+        redis: obj('The built-in Redis.', {
+          extraFrom: k8sList("More peers allowed besides this release's webhook and worker."),
+        }),
+        metrics: obj("The worker's port (when not on the host network).", {
+          from: k8sList('Peers that may scrape it (e.g. the Prometheus namespace); empty: nobody.'),
+        }),
+      }),
+      // --- end network exposure
+      // --- metrics protection
+      metricsAuth: obj('A bearer token for GET /metrics of both processes (docs/network-policy.md).', {
+        enabled: bool('Require it (generated into <fullname>-metrics-token unless existingSecret is set).'),
+        existingSecret: str('A Secret of yours holding the token (16 characters or more).'),
+        key: str('Its key.', { minLength: 1 }),
+      }),
+      // --- end metrics protection
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),

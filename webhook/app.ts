@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
+import { metricsAuthentication } from '../core/http/bearer-token.js';
 import { auditAuthentication, loadAuditAuth, webhookAuthentication } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
 import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
@@ -24,7 +25,7 @@ export interface ExtraRoute {
 }
 
 export interface WebhookAppOptions {
-  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth' | 'admissionAuth'>>;
+  config: Pick<Config, 'webhook' | 'filters'> & Partial<Pick<Config, 'auditAuth' | 'admissionAuth' | 'metricsAuth'>>;
   recorder: ChangeRecorder;
   log: Logger;
   metrics: Metrics;
@@ -108,7 +109,7 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
     .all(methodNotAllowed('GET'));
   app
     .route('/metrics')
-    .get(async (_req, res) => {
+    .get(metricsAuthentication(config.metricsAuth), async (_req, res) => {
       const text = await metrics.registry.metrics();
       res.type(metrics.registry.contentType).send(text);
     })

@@ -11,12 +11,13 @@
  * (core/http/listen.ts), so that unauthenticated routes and probes stay open; each route reads the
  * verdict and checks that the certificate chains to one of its own CAs.
  */
-import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import type { RequestHandler } from 'express';
 import type { Config } from '../core/config/index.js';
 import { ConfigError, messageOf } from '../core/errors.js';
+import { bearerMatches, readTokenHash } from '../core/http/bearer-token.js';
 import type { Logger } from '../core/logger.js';
 import { HttpError } from './errors.js';
 
@@ -48,19 +49,7 @@ export function loadAuditAuth(
       throw new ConfigError(`${field}.clientCaFile ${config.clientCaFile} holds no PEM certificate`);
     auth.clientCas = pems.map((p) => new X509Certificate(p));
   }
-  if (config?.tokenFile) {
-    let token: string;
-    try {
-      token = read(config.tokenFile).trim();
-    } catch (err) {
-      throw new ConfigError(`cannot read ${field}.tokenFile ${config.tokenFile}: ${messageOf(err)}`);
-    }
-    if (token.length < 16)
-      throw new ConfigError(
-        `${field}.tokenFile ${config.tokenFile} holds a token shorter than 16 characters; use a long random one (openssl rand -hex 32)`,
-      );
-    auth.tokenHash = sha256(token);
-  }
+  if (config?.tokenFile) auth.tokenHash = readTokenHash(config.tokenFile, `${field}.tokenFile`, read);
   return auth;
 }
 
@@ -96,8 +85,7 @@ export function webhookAuthentication(auth: AuditAuth, options: WebhookAuthOptio
     const reasons: string[] = [];
     if (auth.tokenHash) {
       const header = req.headers.authorization;
-      const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (m && timingSafeEqual(sha256(m[1] as string), auth.tokenHash)) return next();
+      if (bearerMatches(header, auth.tokenHash)) return next();
       reasons.push(header === undefined ? 'no bearer token' : 'the bearer token is wrong');
     }
     if (auth.clientCas.length > 0) {
@@ -165,8 +153,4 @@ function chainsTo(socket: Partial<TLSSocket>, cas: readonly X509Certificate[]): 
     cert = cert.issuerCertificate;
   }
   return false;
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }

@@ -13,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
 import type { Config } from '../core/config/index.js';
-import { etcdClientOptions } from '../core/etcd-client.js';
+import { etcdClientOptions, withinDialTimeout } from '../core/etcd-client.js';
 import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { countTrigger, type Metrics } from '../core/metrics.js';
@@ -75,12 +75,18 @@ function watchBackoff(delayMs = RETRY_FIRST_MS): WatchBackoff {
 }
 
 class EtcdWatchSource implements EtcdWatch {
-  private readonly client: Etcd3;
+  /** Replaced when a watch gets no answer within the dial timeout (its stream is stuck on a silent member). */
+  private client: Etcd3;
+  private readonly newClient: () => Etcd3;
+  /** Runs while the watch waits for etcd to confirm it; cleared when it does. */
+  private connectDeadline: NodeJS.Timeout | undefined;
+  private reopenDelayMs = RETRY_FIRST_MS;
   private readonly settings: WatchSettings;
   private readonly recorder: ChangeRecorder;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly now: () => Date;
+  private readonly dialTimeoutMs: number;
   private readonly stopping = new AbortController();
   private watcher: Watcher | undefined;
   private next = 0;
@@ -91,15 +97,15 @@ class EtcdWatchSource implements EtcdWatch {
 
   constructor(options: EtcdWatchOptions) {
     const { etcd, watch } = options.config;
-    this.client = new Etcd3({
-      ...etcdClientOptions(etcd, etcd.endpoints),
-      faultHandling: { watchBackoff: watchBackoff() },
-    });
+    const clientOptions = etcdClientOptions(etcd, etcd.endpoints);
+    this.newClient = () => new Etcd3({ ...clientOptions, faultHandling: { watchBackoff: watchBackoff() } });
+    this.client = this.newClient();
     this.settings = { prefix: watch.prefix, ignorePrefixes: watch.ignorePrefixes };
     this.recorder = options.recorder;
     this.log = options.log;
     this.metrics = options.metrics;
     this.now = options.now ?? (() => new Date());
+    this.dialTimeoutMs = etcd.dialTimeout;
   }
 
   get watching(): boolean {
@@ -127,6 +133,7 @@ class EtcdWatchSource implements EtcdWatch {
     if (this.stopped) return;
     this.stopping.abort();
     this.connected = false;
+    clearTimeout(this.connectDeadline);
     const watcher = this.watcher;
     this.watcher = undefined;
     if (watcher) {
@@ -152,10 +159,48 @@ class EtcdWatchSource implements EtcdWatch {
       .on('data', (res) => this.onData(watcher, res))
       .on('disconnected', (err) => this.onDisconnected(watcher, err))
       .on('error', (err) => this.onCanceled(watcher, err));
+    this.armConnectDeadline(watcher);
+  }
+
+  /**
+   * The library waits for etcd's answer to a watch without any deadline: a member that accepts
+   * TCP and never answers (or answers unary calls but not the watch stream) kept the watch
+   * "connecting" forever, with no log and no trigger. Past etcd.dialTimeout the watch counts as
+   * failed: the client is replaced (a new one picks its member anew) and the watch reopened
+   * from the same revision after a backoff.
+   */
+  private armConnectDeadline(watcher: Watcher): void {
+    if (this.connectDeadline) return;
+    this.connectDeadline = setTimeout(() => {
+      this.connectDeadline = undefined;
+      if (watcher !== this.watcher || this.connected || this.stopped) return;
+      const message = `no answer to the watch within the dial timeout (etcd.dialTimeout ${this.dialTimeoutMs} ms)`;
+      if (!this.outage) this.log.warn({ error: message, revision: this.next }, 'etcd watch: reconnecting');
+      else this.log.debug({ error: message }, 'etcd watch: still no answer');
+      this.outage = true;
+      this.watcher = undefined;
+      const stuck = this.client;
+      this.client = this.newClient();
+      // cancel() first: closing the client then ends the stuck stream, and the library drops
+      // the watcher instead of re-establishing it on the closed client.
+      watcher.cancel().catch(() => undefined);
+      stuck.close();
+      const delayMs = this.reopenDelayMs;
+      this.reopenDelayMs = Math.min(RETRY_MAX_MS, delayMs * 2);
+      const previous = this.background;
+      this.background = this.run(async () => {
+        await previous;
+        if (await this.pause(delayMs)) this.open();
+      });
+    }, this.dialTimeoutMs);
+    this.connectDeadline.unref();
   }
 
   private onConnected(watcher: Watcher): void {
     if (watcher !== this.watcher) return;
+    clearTimeout(this.connectDeadline);
+    this.connectDeadline = undefined;
+    this.reopenDelayMs = RETRY_FIRST_MS;
     this.connected = true;
     if (this.outage) this.log.info({ revision: this.next }, 'etcd watch: reconnected, resuming');
     this.outage = false;
@@ -187,6 +232,8 @@ class EtcdWatchSource implements EtcdWatch {
     // what guarantees that no change is skipped.
     watcher.request.start_revision = String(this.next);
     if (this.stopped) return;
+    // The library reconnects by itself; the deadline catches a reconnect that never gets an answer.
+    this.armConnectDeadline(watcher);
     if (!this.outage) {
       this.log.warn({ error: messageOf(err), revision: this.next }, 'etcd watch: disconnected, reconnecting');
     } else {
@@ -241,15 +288,28 @@ class EtcdWatchSource implements EtcdWatch {
 
   private async currentRevision(): Promise<number> {
     // A count of one key that Kubernetes never writes: the header's revision without any value.
-    const res = await this.client.kv.range({ key: Buffer.from(this.settings.prefix), count_only: true });
+    const res = await this.withinDialTimeout(
+      this.client.kv.range({ key: Buffer.from(this.settings.prefix), count_only: true }),
+    );
     return Number(res.header.revision);
+  }
+
+  /**
+   * The client retries a member that accepts TCP and never answers, each attempt with its own
+   * deadline: without the overall one the watch reported a 1 s dial timeout after 3 s, and the
+   * default 5 s one after about 15 s (the snapshot's dial had the same fault).
+   */
+  private withinDialTimeout<T>(call: Promise<T>): Promise<T> {
+    return withinDialTimeout(call, this.dialTimeoutMs);
   }
 
   private async compactedSince(revision: number): Promise<{ compacted: boolean; current: number }> {
     const current = await this.currentRevision();
     if (revision > current) return { compacted: false, current };
     try {
-      await this.client.kv.range({ key: Buffer.from(this.settings.prefix), count_only: true, revision });
+      await this.withinDialTimeout(
+        this.client.kv.range({ key: Buffer.from(this.settings.prefix), count_only: true, revision }),
+      );
       return { compacted: false, current };
     } catch (err) {
       if (/compacted/i.test(messageOf(err))) return { compacted: true, current };

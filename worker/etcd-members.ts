@@ -4,7 +4,7 @@
  */
 import { Etcd3, type IOptions, type IStatusResponse } from 'etcd3';
 import type { EtcdConfig } from '../core/config/index.js';
-import { etcdClientOptions } from '../core/etcd-client.js';
+import { DialTimeout, etcdClientOptions, withinDialTimeout } from '../core/etcd-client.js';
 import { messageOf, SnapshotError } from '../core/errors.js';
 
 export interface MemberStatus {
@@ -89,31 +89,6 @@ export async function chooseMember(etcd: EtcdConfig): Promise<ChosenMember> {
   const [best, ...rest] = healthy as [(typeof healthy)[number], ...typeof healthy];
   for (const other of rest) other.client.close();
   return { status: best.status, client: best.client, unreachable };
-}
-
-class DialTimeout extends Error {
-  override readonly name = 'DialTimeout';
-}
-
-/**
- * The call's own deadline is per attempt, and the client retries a member that never answers
- * (TCP accepted, no HTTP/2): without an overall deadline a 5 s dial timeout took ~18 s.
- */
-async function withinDialTimeout<T>(call: Promise<T>, dialTimeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new DialTimeout(`no answer within the dial timeout (etcd.dialTimeout ${dialTimeoutMs} ms)`)),
-      dialTimeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([call, late]);
-  } finally {
-    clearTimeout(timer);
-    // The abandoned call rejects when its client is closed; nobody waits for it any more.
-    call.catch(() => undefined);
-  }
 }
 
 function describeConnectError(err: unknown, endpoint: string): string {

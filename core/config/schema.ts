@@ -47,7 +47,9 @@ export const etcdSchema = z
       ),
     dialTimeout: duration('etcd.dialTimeout')
       .prefault('5s')
-      .describe('How long to wait for a member to answer its status call before trying the next.'),
+      .describe(
+        "How long to wait for a member to answer (a snapshot's status call, the watch's reads and watch requests), all of the client's retries included, before trying the next or again.",
+      ),
     username: z
       .string()
       .min(1)
@@ -347,9 +349,14 @@ export const webhookSchema = z
       .describe('HTTPS serving from certificate files (the apiserver calls webhooks over HTTPS only).'),
     listen: z
       .string()
-      .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'expected host:port like 0.0.0.0:8443')
+      .regex(
+        /^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F]*:[0-9a-fA-F:.]*|[^:\s]*):\d{1,5}$/,
+        'expected host:port like 0.0.0.0:8443 or [fd00::1]:8443',
+      )
       .default('127.0.0.1:8080')
-      .describe('host:port the HTTP server listens on.'),
+      .describe(
+        'host:port the HTTP server listens on. The port follows the last colon, so an IPv6 address may also come without brackets (fd00::1:8443), as `$(POD_IP):8443` expands to in a pod spec.',
+      ),
     auditBodyLimit: z
       .number()
       .int()
@@ -626,6 +633,18 @@ export const admissionAuthSchema = z.strictObject({
     ),
 });
 
+// --- metrics protection (docs/network-policy.md)
+export const metricsAuthSchema = z.strictObject({
+  tokenFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'File holding a bearer token that GET /metrics requires (webhook and worker); other requests get 401. Unset: /metrics is open.',
+    ),
+});
+// --- end metrics protection
+
 const toleration = z.strictObject({
   key: z.string().min(1).optional(),
   operator: z.enum(['Exists', 'Equal']).optional(),
@@ -701,8 +720,17 @@ export const executorSchema = z
         requests: z.record(z.string(), z.string()).optional(),
         limits: z.record(z.string(), z.string()).optional(),
       })
-      .optional()
-      .describe("Resources of the Job's container."),
+      .default({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } })
+      .describe(
+        "Resources of the Job's container (a snapshot streams: its memory does not grow with the database). Replaces the default as a whole.",
+      ),
+    scratchSizeLimit: z
+      .string()
+      .regex(/^[0-9]+(\.[0-9]+)?([EPTGMK]i?)?$/, 'expected a Kubernetes quantity like 256Mi')
+      .default('256Mi')
+      .describe(
+        "Size limit of the Job's /tmp (an emptyDir, the only writable place: the root filesystem is read-only). A snapshot writes no temporary file.",
+      ),
     ttlSecondsAfterFinished: z
       .number()
       .int()
@@ -779,6 +807,7 @@ export const configSchema = z.strictObject({
   certs: certsSchema.default(certsSchema.parse({})),
   auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
   admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
+  metricsAuth: metricsAuthSchema.default(metricsAuthSchema.parse({})),
   executor: executorSchema.default(executorSchema.parse({})),
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),

@@ -360,6 +360,12 @@ export const SETTINGS: readonly Setting[] = [
     help: 'file with the bearer token /audit requires',
   },
   {
+    flag: 'metrics-token-file',
+    path: 'metricsAuth.tokenFile',
+    kind: 'string',
+    help: 'file with the bearer token GET /metrics requires',
+  },
+  {
     flag: 'executor',
     path: 'executor.mode',
     kind: 'string',

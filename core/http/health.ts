@@ -2,6 +2,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
 import { messageOf } from '../errors.js';
+import { metricsAuthentication } from './bearer-token.js';
 
 export type ReadyCheck = () => boolean | Promise<boolean>;
 
@@ -39,6 +40,8 @@ export interface HealthAppOptions {
   metrics: { registry: { metrics(): Promise<string>; contentType: string } };
   ready: ReadyCheck;
   log: Logger;
+  /** metricsAuth: a bearer token GET /metrics requires. */
+  metricsAuth?: { tokenFile?: string | undefined };
 }
 
 /**
@@ -52,7 +55,7 @@ export function createHealthApp(options: HealthAppOptions): Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', readinessRoute(options.ready, options.log));
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', metricsAuthentication(options.metricsAuth), async (_req, res) => {
     res.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
   app.use((_req, res) => {

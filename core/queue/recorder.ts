@@ -59,7 +59,8 @@ export interface QueueRecorder extends ChangeRecorder {
   close(): Promise<void>;
 }
 
-interface Group {
+/** Triggers of one debounce window counted in memory: per source, a few samples, the first source. */
+interface WindowTally {
   window: DebounceWindow;
   counts: Counts;
   samples: string[];
@@ -68,7 +69,7 @@ interface Group {
 }
 
 /** A window whose job this process added and whose snapshot it has not seen done. */
-interface Recorded {
+interface AwaitingSnapshot {
   window: DebounceWindow;
   generation: number;
   counts: Counts;
@@ -77,11 +78,21 @@ interface Recorded {
   total: number;
 }
 
-interface Unadded {
+/** A window counted in the Redis ledger (at `generation`) whose job this process has still to add. */
+interface AwaitingJob {
   window: DebounceWindow;
   generation: number;
   data: SnapshotJobData;
   total: number;
+}
+
+/**
+ * Two clocks, on purpose: `options.now` places triggers in debounce windows (the triggers' time,
+ * injectable for tests); this one paces the recorder's own timers, which run in real time
+ * whatever `now` says, and is monotonic so a wall-clock step cannot stall or rush a flush.
+ */
+function timerClock(): number {
+  return performance.now();
 }
 
 export function createQueueRecorder(options: QueueRecorderOptions): QueueRecorder {
@@ -99,28 +110,38 @@ class Recorder implements QueueRecorder {
   private readonly prefix: string;
   private readonly windowMs: number;
 
+  /*
+   * A trigger's way, one map per state:
+   *   record() -> uncounted (memory only) -> flush counts it in the ledger -> awaitingJob
+   *   -> the job is added -> jobAdded (hot-path cache) + awaitingSnapshot -> the job is done: forgotten.
+   * While Redis is unreachable everything stays or goes back in `uncounted`, coalesced into one
+   * tally; if Redis comes back without a job of `awaitingSnapshot`, its counts go back there too.
+   */
   /** Triggers not yet counted in Redis, by window id. */
-  private pending = new Map<string, Group>();
+  private uncounted = new Map<string, WindowTally>();
   /** Counted in the ledger, but the job of their generation may not exist yet; by job id. */
-  private readonly unadded = new Map<string, Unadded>();
+  private readonly awaitingJob = new Map<string, AwaitingJob>();
   /** The generation whose job this process has added, by window id: the hot-path cache. */
-  private readonly added = new Map<string, { generation: number; end: number }>();
+  private readonly jobAdded = new Map<string, { generation: number; end: number }>();
   /** Windows whose triggers the running flush is sending (their job is being added). */
-  private flushing = new Set<string>();
+  private sending = new Set<string>();
   /**
    * What this process counted, by job id, until its snapshot is done: when Redis comes back
    * empty (restarted without persistence, a failover to a replica that missed the writes) the
    * job and the ledger are gone, and this is what recreates them.
    */
-  private readonly recorded = new Map<string, Recorded>();
+  private readonly awaitingSnapshot = new Map<string, AwaitingSnapshot>();
   private readonly verifyIntervalMs: number;
   private verifyDue = false;
-  private lastVerify = Date.now();
+  /** When awaitingSnapshot was last checked against Redis, on the timer clock. */
+  private lastVerify = timerClock();
   private runId: string | undefined;
   /** The window of the last trigger: most triggers fall in it, and computing its id formats a date. */
   private current: DebounceWindow | undefined;
+  /** Triggers in uncounted and awaitingJob: what a Redis loss now could still cost. */
   private pendingTotal = 0;
-  private up = false;
+  /** Whether the last exchange with Redis succeeded. */
+  private redisUp = false;
   private timer: NodeJS.Timeout | undefined;
   private timerDue = Infinity;
   private chain: Promise<void> = Promise.resolve();
@@ -137,17 +158,17 @@ class Recorder implements QueueRecorder {
     this.verifyIntervalMs = options.verifyIntervalMs ?? 30_000;
     this.ownsConnection = options.connection === undefined;
     this.redis = options.connection ?? connectRedis(config.redis, 'producer');
-    this.up = this.redis.status === 'ready';
+    this.redisUp = this.redis.status === 'ready';
     this.redis.on('error', () => undefined);
     this.redis.on('ready', () => {
       // Redis may have restarted empty: jobs this process added may be gone, so add them again.
-      this.added.clear();
-      this.verifyDue = this.recorded.size > 0;
-      this.setUp(true);
+      this.jobAdded.clear();
+      this.verifyDue = this.awaitingSnapshot.size > 0;
+      this.setRedisUp(true);
       void this.noteRunId();
       this.schedule(0);
     });
-    this.redis.on('close', () => this.setUp(false));
+    this.redis.on('close', () => this.setRedisUp(false));
     this.queue = createSnapshotQueue(config, this.redis);
     this.report();
   }
@@ -158,18 +179,18 @@ class Recorder implements QueueRecorder {
       // Bounded here so that every source is: the text comes from request bodies and etcd keys.
       const change = input.resource === undefined ? input : { ...input, resource: boundSample(input.resource) };
       const window = this.windowAt(this.now().getTime());
-      let group = this.pending.get(window.id);
+      let group = this.uncounted.get(window.id);
       if (group === undefined) {
         group = { window, counts: {}, samples: [], first: change.source, total: 0 };
-        this.pending.set(window.id, group);
-        if (!this.up) this.coalesce();
+        this.uncounted.set(window.id, group);
+        if (!this.redisUp) this.coalesce();
       }
-      const target = this.pending.get(window.id) ?? this.newest();
+      const target = this.uncounted.get(window.id) ?? this.newest();
       add(target, change);
       this.pendingTotal += 1;
       this.report();
       // Flush at once for a window whose job is not on its way yet; otherwise within the interval.
-      const onItsWay = this.added.has(window.id) || this.flushing.has(window.id);
+      const onItsWay = this.jobAdded.has(window.id) || this.sending.has(window.id);
       this.schedule(onItsWay ? this.flushIntervalMs : 0);
     } catch (err) {
       // The admission webhook calls this on the apiserver's request path: never throw.
@@ -191,9 +212,9 @@ class Recorder implements QueueRecorder {
 
   status(): RecorderStatus {
     return {
-      redisUp: this.up,
+      redisUp: this.redisUp,
       pendingTriggers: this.pendingTotal,
-      pendingWindows: this.pending.size + this.unadded.size,
+      pendingWindows: this.uncounted.size + this.awaitingJob.size,
     };
   }
 
@@ -217,16 +238,16 @@ class Recorder implements QueueRecorder {
   /** While Redis is away, one snapshot after the newest window covers every older one: keep one group. */
   private coalesce(): void {
     const target = this.newest();
-    for (const [id, group] of this.pending) {
+    for (const [id, group] of this.uncounted) {
       if (group === target) continue;
       merge(target, group);
-      this.pending.delete(id);
+      this.uncounted.delete(id);
     }
   }
 
-  private newest(): Group {
-    let best: Group | undefined;
-    for (const g of this.pending.values()) if (best === undefined || g.window.start > best.window.start) best = g;
+  private newest(): WindowTally {
+    let best: WindowTally | undefined;
+    for (const g of this.uncounted.values()) if (best === undefined || g.window.start > best.window.start) best = g;
     if (best === undefined) throw new Error('no pending window');
     return best;
   }
@@ -239,23 +260,27 @@ class Recorder implements QueueRecorder {
   }
 
   private async flushOnce(): Promise<void> {
-    if (this.up && this.recorded.size > 0 && (this.verifyDue || Date.now() - this.lastVerify >= this.verifyIntervalMs))
+    if (
+      this.redisUp &&
+      this.awaitingSnapshot.size > 0 &&
+      (this.verifyDue || timerClock() - this.lastVerify >= this.verifyIntervalMs)
+    )
       await this.verify();
-    if (this.pending.size === 0 && this.unadded.size === 0) {
-      if (this.recorded.size > 0) this.schedule(this.verifyIntervalMs);
+    if (this.uncounted.size === 0 && this.awaitingJob.size === 0) {
+      if (this.awaitingSnapshot.size > 0) this.schedule(this.verifyIntervalMs);
       return;
     }
-    const groups = [...this.pending.values()].sort((a, b) => a.window.start - b.window.start);
-    this.pending = new Map();
-    this.flushing = new Set(groups.map((g) => g.window.id));
+    const groups = [...this.uncounted.values()].sort((a, b) => a.window.start - b.window.start);
+    this.uncounted = new Map();
+    this.sending = new Set(groups.map((g) => g.window.id));
     try {
       await this.sendGroups(groups);
     } finally {
-      this.flushing = new Set();
+      this.sending = new Set();
     }
   }
 
-  private async sendGroups(groups: Group[]): Promise<void> {
+  private async sendGroups(groups: WindowTally[]): Promise<void> {
     let failed = false;
     for (const group of groups) {
       if (failed) {
@@ -275,35 +300,35 @@ class Recorder implements QueueRecorder {
       } catch (err) {
         failed = true;
         this.putBack(group);
-        this.setUp(false, err);
+        this.setRedisUp(false, err);
       }
     }
     if (!failed) {
-      for (const [jobId, u] of this.unadded) {
+      for (const [jobId, u] of this.awaitingJob) {
         try {
           const delay = windowJobDelay(u.window, this.now().getTime(), this.settleMs);
           await this.queue.add(JOB_NAME, u.data, { jobId, delay });
-          this.added.set(u.window.id, { generation: u.generation, end: u.window.end });
-          this.remember(jobId, u);
-          this.unadded.delete(jobId);
+          this.jobAdded.set(u.window.id, { generation: u.generation, end: u.window.end });
+          this.trackUntilSnapshot(jobId, u);
+          this.awaitingJob.delete(jobId);
           this.pendingTotal -= u.total;
         } catch (err) {
           failed = true;
-          this.setUp(false, err);
+          this.setRedisUp(false, err);
           break;
         }
       }
     }
-    if (!failed) this.setUp(true);
-    if (!this.up && this.pending.size > 1) this.coalesce();
+    if (!failed) this.setRedisUp(true);
+    if (!this.redisUp && this.uncounted.size > 1) this.coalesce();
     this.prune();
     this.report();
-    if (this.pending.size > 0 || this.unadded.size > 0) this.schedule(this.flushIntervalMs);
-    else if (this.recorded.size > 0) this.schedule(this.verifyIntervalMs);
+    if (this.uncounted.size > 0 || this.awaitingJob.size > 0) this.schedule(this.flushIntervalMs);
+    else if (this.awaitingSnapshot.size > 0) this.schedule(this.verifyIntervalMs);
   }
 
-  private remember(jobId: string, u: Unadded): void {
-    const known = this.recorded.get(jobId);
+  private trackUntilSnapshot(jobId: string, u: AwaitingJob): void {
+    const known = this.awaitingSnapshot.get(jobId);
     const counts = u.data.causes;
     if (known) {
       mergeCounts(known.counts, counts);
@@ -311,7 +336,7 @@ class Recorder implements QueueRecorder {
       mergeSamples(known.samples, u.data.samples);
       return;
     }
-    this.recorded.set(jobId, {
+    this.awaitingSnapshot.set(jobId, {
       window: u.window,
       generation: u.generation,
       counts: { ...counts },
@@ -328,9 +353,9 @@ class Recorder implements QueueRecorder {
    */
   private async verify(): Promise<void> {
     this.verifyDue = false;
-    this.lastVerify = Date.now();
+    this.lastVerify = timerClock();
     let lost = 0;
-    for (const [jobId, r] of [...this.recorded]) {
+    for (const [jobId, r] of [...this.awaitingSnapshot]) {
       let state: string;
       let open: number;
       try {
@@ -339,21 +364,21 @@ class Recorder implements QueueRecorder {
         open = Number((await this.redis.hget(ledger, 'gen')) ?? '0');
       } catch (err) {
         this.verifyDue = true;
-        this.setUp(false, err);
+        this.setRedisUp(false, err);
         return;
       }
       if (state === 'completed' || state === 'failed') {
-        this.recorded.delete(jobId);
+        this.awaitingSnapshot.delete(jobId);
         continue;
       }
       if (state !== 'unknown') continue;
       // Gone with its generation closed: it ran and was trimmed (keepJobs) or was folded into another.
       if (open > r.generation) {
-        this.recorded.delete(jobId);
+        this.awaitingSnapshot.delete(jobId);
         continue;
       }
-      this.recorded.delete(jobId);
-      this.added.delete(r.window.id);
+      this.awaitingSnapshot.delete(jobId);
+      this.jobAdded.delete(r.window.id);
       this.putBack({
         window: r.window,
         counts: { ...r.counts },
@@ -382,7 +407,7 @@ class Recorder implements QueueRecorder {
       if (id === undefined) return;
       if (this.runId !== undefined && id !== this.runId)
         this.options.log?.warn(
-          { redis: describeRedis(this.options.config.redis), unfinishedWindows: this.recorded.size },
+          { redis: describeRedis(this.options.config.redis), unfinishedWindows: this.awaitingSnapshot.size },
           'redis restarted; checking the snapshot jobs this process enqueued',
         );
       this.runId = id;
@@ -391,10 +416,10 @@ class Recorder implements QueueRecorder {
     }
   }
 
-  private noteCounted(group: Group, generation: number): void {
-    if (this.added.get(group.window.id)?.generation === generation) {
+  private noteCounted(group: WindowTally, generation: number): void {
+    if (this.jobAdded.get(group.window.id)?.generation === generation) {
       this.pendingTotal -= group.total;
-      const known = this.recorded.get(windowJobId(this.cluster, group.window, generation));
+      const known = this.awaitingSnapshot.get(windowJobId(this.cluster, group.window, generation));
       if (known) {
         mergeCounts(known.counts, group.counts);
         known.total += group.total;
@@ -403,13 +428,13 @@ class Recorder implements QueueRecorder {
       return;
     }
     const jobId = windowJobId(this.cluster, group.window, generation);
-    const existing = this.unadded.get(jobId);
+    const existing = this.awaitingJob.get(jobId);
     if (existing) {
       mergeCounts(existing.data.causes, group.counts);
       existing.total += group.total;
       return;
     }
-    this.unadded.set(jobId, {
+    this.awaitingJob.set(jobId, {
       window: group.window,
       generation,
       total: group.total,
@@ -424,16 +449,16 @@ class Recorder implements QueueRecorder {
     });
   }
 
-  private putBack(group: Group): void {
-    const current = this.pending.get(group.window.id);
+  private putBack(group: WindowTally): void {
+    const current = this.uncounted.get(group.window.id);
     if (current) merge(current, group);
-    else this.pending.set(group.window.id, group);
+    else this.uncounted.set(group.window.id, group);
   }
 
-  private setUp(up: boolean, err?: unknown): void {
-    if (up === this.up || this.closed) return;
-    this.up = up;
-    if (!up) this.added.clear();
+  private setRedisUp(up: boolean, err?: unknown): void {
+    if (up === this.redisUp || this.closed) return;
+    this.redisUp = up;
+    if (!up) this.jobAdded.clear();
     const log = this.options.log;
     if (up)
       log?.info(
@@ -450,18 +475,18 @@ class Recorder implements QueueRecorder {
 
   private report(): void {
     this.options.metrics?.pendingTriggers.set(this.pendingTotal);
-    this.options.metrics?.redisUp.set(this.up ? 1 : 0);
+    this.options.metrics?.redisUp.set(this.redisUp ? 1 : 0);
   }
 
   /** Forgets windows no trigger of this process can fall into any more. */
   private prune(): void {
     const horizon = this.now().getTime() - 2 * this.windowMs - this.settleMs;
-    for (const [id, a] of this.added) if (a.end < horizon) this.added.delete(id);
+    for (const [id, a] of this.jobAdded) if (a.end < horizon) this.jobAdded.delete(id);
   }
 
   private schedule(delayMs: number): void {
     if (this.closed) return;
-    const due = Date.now() + delayMs;
+    const due = timerClock() + delayMs;
     if (this.timer !== undefined && this.timerDue <= due) return;
     this.clearTimer();
     this.timerDue = due;
@@ -480,14 +505,14 @@ class Recorder implements QueueRecorder {
   }
 }
 
-function add(group: Group, change: Change): void {
+function add(group: WindowTally, change: Change): void {
   group.counts[change.source] = (group.counts[change.source] ?? 0) + 1;
   group.total += 1;
   if (change.resource && group.samples.length < MAX_SAMPLES && !group.samples.includes(change.resource))
     group.samples.push(change.resource);
 }
 
-function merge(into: Group, from: Group): void {
+function merge(into: WindowTally, from: WindowTally): void {
   mergeCounts(into.counts, from.counts);
   into.total += from.total;
   for (const s of from.samples)

@@ -74,9 +74,18 @@ function decodedSecret(objects: readonly K8sObject[], name: string): Record<stri
   );
 }
 
+/** The downward API fields the kubelet would fill in, for a pod with this address. */
+const POD_IP = '10.0.0.12';
+const FIELDS: Record<string, string> = {
+  'status.podIP': POD_IP,
+  'metadata.namespace': NAMESPACE,
+  'metadata.name': 'pod-0',
+};
+
 /**
  * The config a container would load: the ConfigMap's file at ETCD_AUTOBACKUP_CONFIG, the env vars
- * from the rendered Secrets and the --listen flag of its args, through the service's own loadConfig.
+ * from the rendered Secrets and downward API, and the --listen flag of its args with `$(VAR)`
+ * expanded from that env as the kubelet does, through the service's own loadConfig.
  */
 async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Container, dir: string): Promise<Config> {
   const env: NodeJS.ProcessEnv = {};
@@ -86,6 +95,8 @@ async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Conta
     if (e.value !== undefined) env[e.name] = e.value;
     const ref = e.valueFrom?.secretKeyRef;
     if (ref) env[e.name] = decodedSecret(objects, ref.name)?.[ref.key];
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    if (field) env[e.name] = FIELDS[field];
   }
   const path = env.ETCD_AUTOBACKUP_CONFIG;
   assert.ok(path, `${c.name}: no ETCD_AUTOBACKUP_CONFIG`);
@@ -98,8 +109,11 @@ async function loadedConfig(objects: readonly K8sObject[], w: Workload, c: Conta
   const file = join(dir, `${w.object.metadata.name}.yaml`);
   await writeFile(file, text);
   delete env.ETCD_AUTOBACKUP_CONFIG;
-  const args = c.args ?? [];
+  const args = (c.args ?? []).map((a) =>
+    a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string) => env[name] ?? m),
+  );
   const at = args.indexOf('--listen');
+  for (const name of Object.keys(env)) if (!name.startsWith('ETCD_AUTOBACKUP_')) delete env[name];
   return loadConfig({ file, env, flags: at >= 0 ? { listen: args[at + 1] } : {} });
 }
 
@@ -207,7 +221,10 @@ describe('chart: rendered objects', () => {
         // The ports the probes and Services use are the ones the processes listen on.
         const port = (c: Container, name: string) => c.ports?.find((p) => p.name === name)?.containerPort;
         assert.equal(webhookConfig.webhook.listen, `0.0.0.0:${port(wc, 'https')}`);
-        assert.equal(workerConfig.webhook.listen, `0.0.0.0:${port(kc, 'http')}`);
+        // The worker binds the pod IP (the node's address on the host network), not every address.
+        assert.equal(workerConfig.webhook.listen, `${POD_IP}:${port(kc, 'http')}`);
+        if (workerConfig.metricsAuth.tokenFile) assert.ok(mounted(kc, workerConfig.metricsAuth.tokenFile));
+        if (webhookConfig.metricsAuth.tokenFile) assert.ok(mounted(wc, webhookConfig.metricsAuth.tokenFile));
 
         // HTTPS for the API server: either managed certs or mounted files.
         assert.ok(
@@ -494,6 +511,62 @@ describe('chart: what the defaults promise', () => {
       const config = await loadedConfig(objects, workload, c, dir.path);
       assert.equal(config.store.url, 's3://jujy-etcd-backup-ap-northeast-2');
       assert.equal(config.store.s3.secretAccessKey, undefined);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('metricsAuth: one generated token Secret, mounted where both processes read it, sent by the ServiceMonitor; the worker answers 401 without it', async () => {
+    const objects = await renderChart([], ['metricsAuth.enabled=true', 'metrics.serviceMonitor.enabled=true']);
+    const secret = decodedSecret(objects, `${FULLNAME}-metrics-token`);
+    const token = secret?.token ?? '';
+    assert.ok(token.length >= 32, 'a long generated token');
+    const [sm] = byKind(objects, 'ServiceMonitor');
+    const endpoints = (
+      sm?.spec as { endpoints: { authorization?: { type: string; credentials: { name: string; key: string } } }[] }
+    ).endpoints;
+    assert.equal(endpoints.length, 2);
+    for (const e of endpoints)
+      assert.deepEqual(e.authorization, {
+        type: 'Bearer',
+        credentials: { name: `${FULLNAME}-metrics-token`, key: 'token' },
+      });
+
+    const dir = await tempDir('chart-metrics');
+    try {
+      const worker = deployment(objects, 'worker');
+      const kc = container(worker, 'worker');
+      const config = await loadedConfig(objects, worker, kc, dir.path);
+      const tokenFile = config.metricsAuth.tokenFile ?? '';
+      const mount = kc.volumeMounts?.find((m) => tokenFile.startsWith(`${m.mountPath}/`));
+      const volume = worker.pod.volumes?.find((v) => v.name === mount?.name) as
+        { secret?: { secretName: string; items: { key: string; path: string }[] } } | undefined;
+      assert.equal(volume?.secret?.secretName, `${FULLNAME}-metrics-token`);
+      assert.equal(`${mount?.mountPath}/${volume?.secret?.items[0]?.path}`, tokenFile, 'the file the config names');
+      const webhook = deployment(objects, 'webhook');
+      assert.equal(
+        (await loadedConfig(objects, webhook, container(webhook, 'webhook'), dir.path)).metricsAuth.tokenFile,
+        tokenFile,
+      );
+
+      // The worker's app with that Secret's content where the config says: real HTTP.
+      const local = join(dir.path, 'token');
+      await writeFile(local, token);
+      const app = createHealthApp({
+        metrics: createMetrics({ defaultMetrics: false }),
+        ready: () => true,
+        log: createLogger({ level: 'silent' }),
+        metricsAuth: { tokenFile: local },
+      });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      try {
+        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        assert.equal((await fetch(`${base}/metrics`)).status, 401);
+        assert.equal((await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     } finally {
       await dir.remove();
     }

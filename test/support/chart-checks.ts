@@ -48,7 +48,11 @@ export interface Container {
   env?: {
     name: string;
     value?: string;
-    valueFrom?: { secretKeyRef?: { name: string; key: string }; configMapKeyRef?: { name: string; key: string } };
+    valueFrom?: {
+      secretKeyRef?: { name: string; key: string };
+      configMapKeyRef?: { name: string; key: string };
+      fieldRef?: { fieldPath: string };
+    };
   }[];
   envFrom?: { secretRef?: { name: string }; configMapRef?: { name: string } }[];
   ports?: { name?: string; containerPort: number }[];

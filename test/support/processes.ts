@@ -56,6 +56,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for the "running" banner. */
   timeoutMs?: number;
+  /** Address to listen on instead of 127.0.0.1 (an IPv6 one is passed without brackets, as `$(POD_IP):port` expands). */
+  listenHost?: string;
 }
 
 /**
@@ -66,12 +68,14 @@ export class Processes {
   private readonly all: CliProcess[] = [];
 
   /**
-   * Starts `etcd-autobackup <command> --listen 127.0.0.1:<free port> ...args` and waits until it
+   * Starts `etcd-autobackup <command> --listen 127.0.0.1:<free port> ...args` (or options.listenHost) and waits until it
    * prints its "running" banner on stdout.
    */
   async start(command: LongCommand, args: readonly string[], options: StartOptions = {}): Promise<CliProcess> {
     const port = await freePort();
-    const proc = spawnCli(command, ['--listen', `127.0.0.1:${port}`, ...args], `http://127.0.0.1:${port}`, options);
+    const host = options.listenHost ?? '127.0.0.1';
+    const urlHost = host.includes(':') ? `[${host}]` : host;
+    const proc = spawnCli(command, ['--listen', `${host}:${port}`, ...args], `http://${urlHost}:${port}`, options);
     this.all.push(proc);
     const banner =
       command === 'serve' ? 'etcd-autobackup webhook + worker for cluster' : `etcd-autobackup ${command} for cluster`;

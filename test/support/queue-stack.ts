@@ -11,7 +11,7 @@ import { FileStore } from '../../worker/stores/file.js';
 import type { ObjectInfo, PutOptions, Store } from '../../worker/stores/store.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { waitFor } from './ports.js';
-import { startRedis, type RedisServer } from './redis.js';
+import { startRedis, type RedisOptions, type RedisServer } from './redis.js';
 import { tempDir } from './tmp.js';
 
 export interface Stack {
@@ -26,8 +26,8 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
-  const redis = await startRedis();
+export async function startStack(options: RedisOptions = {}): Promise<Stack> {
+  const redis = await startRedis(options);
   let etcd: EtcdServer | undefined;
   let dir: { path: string; remove: () => Promise<void> } | undefined;
   try {

@@ -1,5 +1,6 @@
 /**
- * A real redis-server on a free loopback port, in memory only, for tests. It can be killed and
+ * A real redis-server on a free loopback port, for tests: in memory only, or with an append-only
+ * file (`persistDir`, fsync on every write, as the chart's Redis with a PVC). It can be killed and
  * started again on the same port to play an outage.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,7 +10,7 @@ import { freePort, waitFor } from './ports.js';
 export interface RedisServer {
   url: string;
   port: number;
-  /** SIGKILL, as a crash; the data is gone (nothing is persisted). */
+  /** SIGKILL, as a crash; the data is gone unless started with persistDir. */
   kill(): Promise<void>;
   /** Starts the server again on the same port after kill(). */
   restart(): Promise<void>;
@@ -20,15 +21,23 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+export interface RedisOptions {
+  /** Keep the data in an append-only file in this directory (fsync always): a restart after kill() finds it. */
+  persistDir?: string;
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort();
+  const persistence = options.persistDir
+    ? ['--dir', options.persistDir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always']
+    : ['--save', '', '--appendonly', 'no'];
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
   async function launch(): Promise<void> {
     const proc = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+      ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--loglevel', 'warning'],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },

@@ -21,6 +21,7 @@ import {
 import type { Manifest } from '../../worker/manifest.js';
 import { openStore } from '../../worker/stores/open.js';
 import type { Store } from '../../worker/stores/store.js';
+import { schemaProblems } from '../support/chart-checks.js';
 import { runCli } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { FakeKubeApi, type KubeObject, type PolicyRule } from '../support/kube-api.js';
@@ -176,6 +177,40 @@ describe('the Job spec', () => {
     assert.deepEqual(pod.containers[0]?.envFrom, [{ secretRef: { name: 'eab-store' } }]);
   });
 
+  test('hardened pod: RuntimeDefault seccomp, requests and limits, read-only root with a bounded /tmp, a valid Job', () => {
+    const input = { name: 'n', namespace: NS, jobId: 'j', cause: { source: 'manual' as const }, nonce: 'abc' };
+    const job = buildSnapshotJob(configFor(), input);
+    assert.deepEqual(schemaProblems([job as unknown as K8sObject]), [], 'a valid batch/v1 Job');
+    const pod = job.spec?.template.spec;
+    assert.deepEqual(pod?.securityContext?.seccompProfile, { type: 'RuntimeDefault' });
+    const c = pod?.containers[0];
+    assert.deepEqual(c?.resources, { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    assert.equal(c?.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(c?.securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(c?.securityContext?.capabilities, { drop: ['ALL'] });
+    // The only writable places are emptyDirs of bounded size; the etcd certs are read-only.
+    for (const m of c?.volumeMounts ?? []) {
+      const v = pod?.volumes?.find((x) => x.name === m.name);
+      if (m.readOnly) continue;
+      assert.ok(v?.emptyDir?.sizeLimit, `${m.mountPath} is writable, so it is a bounded emptyDir`);
+    }
+    assert.equal(pod?.volumes?.find((v) => v.name === 'tmp')?.emptyDir?.sizeLimit, '256Mi');
+
+    const custom = buildSnapshotJob(
+      configFor({
+        executor: {
+          mode: 'job',
+          image: 'registry.local/etcd-autobackup:0.1.0',
+          resources: { limits: { memory: '1Gi', cpu: '2' } },
+          scratchSizeLimit: '1Gi',
+        },
+      }),
+      input,
+    );
+    assert.deepEqual(custom.spec?.template.spec?.containers[0]?.resources, { limits: { memory: '1Gi', cpu: '2' } });
+    assert.equal(custom.spec?.template.spec?.volumes?.find((v) => v.name === 'tmp')?.emptyDir?.sizeLimit, '1Gi');
+  });
+
   test('the Job name is stable per queue job and fits a label value', () => {
     const a = snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123');
     assert.equal(a, snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123'));
@@ -243,6 +278,16 @@ describe('running snapshots as Jobs', () => {
     });
     assert.equal((body.spec as { ttlSecondsAfterFinished: number }).ttlSecondsAfterFinished, 3600);
     assert.ok(!JSON.stringify(body).includes(SECRET_VALUE));
+    // What went over the wire keeps the hardening (the client serializes typed fields only).
+    assert.deepEqual((spec.template.spec as { securityContext: unknown }).securityContext, {
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    const sent = pod.containers[0] as unknown as {
+      resources: unknown;
+      securityContext: { readOnlyRootFilesystem: boolean };
+    };
+    assert.deepEqual(sent.resources, { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+    assert.equal(sent.securityContext.readOnlyRootFilesystem, true);
 
     assert.ok(
       reqs.some((r) => r.verb === 'watch' && r.query.get('fieldSelector') === `metadata.name=${body.metadata.name}`),

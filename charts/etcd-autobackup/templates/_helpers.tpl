@@ -193,6 +193,8 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if $v.audit.token.enabled }}{{ $_ := set $auditAuth "tokenFile" (printf "%s/audit-token/token" $confDir) }}{{ end -}}
 {{- if $v.audit.clientCa.secretName }}{{ $_ := set $auditAuth "clientCaFile" (printf "%s/audit-ca/%s" $confDir $v.audit.clientCa.key) }}{{ end -}}
 {{- $_ := set $cfg "auditAuth" $auditAuth -}}
+{{- /* --- metrics protection */ -}}
+{{- if $v.metricsAuth.enabled }}{{ $_ := set $cfg "metricsAuth" (dict "tokenFile" (printf "%s/metrics-token/token" $confDir)) }}{{ end -}}
 {{- with $v.encryption.existingSecret -}}
 {{- $old := list -}}
 {{- range $v.encryption.decryptionKeys }}{{ $old = append $old (printf "%s/encryption/%s" $confDir .) }}{{ end -}}
@@ -287,6 +289,9 @@ env:
     valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
   - name: POD_NAME
     valueFrom: { fieldRef: { fieldPath: metadata.name } }
+  # The worker listens on it (worker.listenAddress): on the host network that is the node's address.
+  - name: POD_IP
+    valueFrom: { fieldRef: { fieldPath: status.podIP } }
 {{- if $.ctx.Values.redis.enabled }}
   - name: ETCD_AUTOBACKUP_REDIS_PASSWORD
     valueFrom:
@@ -310,4 +315,24 @@ envFrom:
 {{- define "etcd-autobackup.checksums" -}}
 checksum/config: {{ include "etcd-autobackup.config" . | sha256sum }}
 checksum/secret: {{ (include "etcd-autobackup.effective" . | fromYaml).secretEnv | toYaml | sha256sum }}
+{{- end -}}
+
+{{/* --- metrics protection: the Secret holding the bearer token of /metrics. */}}
+{{- define "etcd-autobackup.metricsTokenSecret" -}}
+{{- default (printf "%s-metrics-token" (include "etcd-autobackup.fullname" .)) .Values.metricsAuth.existingSecret -}}
+{{- end -}}
+{{- define "etcd-autobackup.metricsTokenMount" -}}
+{{- if .Values.metricsAuth.enabled }}
+- name: metrics-token
+  mountPath: {{ include "etcd-autobackup.configDir" . }}/metrics-token
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "etcd-autobackup.metricsTokenVolume" -}}
+{{- if .Values.metricsAuth.enabled }}
+- name: metrics-token
+  secret:
+    secretName: {{ include "etcd-autobackup.metricsTokenSecret" . }}
+    items: [{ key: {{ .Values.metricsAuth.key | quote }}, path: token }]
+{{- end }}
 {{- end -}}
