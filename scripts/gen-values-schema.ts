@@ -187,6 +187,13 @@ export function valuesSchemaObject(): Json {
           items: { type: 'string', pattern: '^age1[02-9ac-hj-np-z]{58}$' },
           description: 'age X25519 recipients (age1...) to encrypt to instead of a key Secret; public keys.',
         },
+        ageRecipientsSecret: str(
+          'Secret with a recipients file (one age1... a line, # comments allowed, as age -R reads it), mounted into the worker.',
+        ),
+        ageRecipientsKey: str('Key of the recipients file in ageRecipientsSecret.', { minLength: 1 }),
+        ageRecipientsFile: str(
+          'Text of a recipients file, e.g. helm install --set-file encryption.ageRecipientsFile=recipients.txt.',
+        ),
       }),
       worker: obj('The worker Deployment on the control-plane nodes: takes the snapshots.', {
         replicas: int('Replicas; snapshots never overlap, more replicas only add standby.', 1),

@@ -12,7 +12,7 @@ import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
-import { findEtcdTools, restoreArgv, runTool } from './etcd-tools.js';
+import { findEtcdTools, restoreArgv, runTool, type SnapshotTool } from './etcd-tools.js';
 import { verifyInto, type VerifyReport } from './verify.js';
 
 /** The data dir cannot be used: it is a file, or a directory with something in it. */
@@ -52,7 +52,32 @@ export interface RestoreReport extends VerifyReport {
 }
 
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreReport> {
-  const dataDir = resolve(options.dataDir);
+  const { report, dataDir, member } = await restoreStaged(options, (work, tool) =>
+    verifyInto(work, { ...options, tool }),
+  );
+  return { ...report, dataDir, member };
+}
+
+/** Where and how `restoreStaged` restores; the fields mean what they do in RestoreOptions. */
+export interface StagedRestoreTarget {
+  dataDir: string;
+  etcdctl: string;
+  member?: MemberSettings;
+  signal?: AbortSignal;
+  /** For a snapshot without etcd's SHA-256 trailer (a copied db file); never true for ours. */
+  skipHashCheck?: boolean;
+}
+
+/**
+ * The restore around any verify step (ours with a manifest, or the original chart's objects in
+ * legacy.ts): `verify` leaves a checked snapshot file in the work dir it is given, and only then is
+ * it restored and renamed into place.
+ */
+export async function restoreStaged<R extends { file: string }>(
+  target: StagedRestoreTarget,
+  verify: (work: string, tool: SnapshotTool) => Promise<R>,
+): Promise<{ report: Omit<R, 'file'>; dataDir: string; member: MemberSettings }> {
+  const dataDir = resolve(target.dataDir);
   // Checked before the download so a mistake costs nothing, and again before the rename.
   await assertUsableTarget(dataDir);
   const parent = dirname(dataDir);
@@ -60,14 +85,23 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   const work = await mkdtemp(join(parent, `.${basename(dataDir)}.restoring-`));
   try {
     const tool = await findEtcdTools({
-      etcdctl: options.etcdctl,
-      ...(options.signal ? { signal: options.signal } : {}),
+      etcdctl: target.etcdctl,
+      ...(target.signal ? { signal: target.signal } : {}),
     });
-    const report = await verifyInto(work, { ...options, tool });
+    const verified = await verify(work, tool);
     const staged = join(work, 'data');
-    const member = effectiveMember(options.member ?? {});
-    await runTool(tool, restoreArgv({ file: report.file, dataDir: staged, ...member }), options.signal);
-    options.signal?.throwIfAborted();
+    const member = effectiveMember(target.member ?? {});
+    await runTool(
+      tool,
+      restoreArgv({
+        file: verified.file,
+        dataDir: staged,
+        ...member,
+        ...(target.skipHashCheck ? { skipHashCheck: true } : {}),
+      }),
+      target.signal,
+    );
+    target.signal?.throwIfAborted();
     await assertUsableTarget(dataDir);
     try {
       // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
@@ -81,8 +115,8 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       }
       throw err;
     }
-    const { file: _file, ...verified } = report;
-    return { ...verified, dataDir, member };
+    const { file: _file, ...report } = verified;
+    return { report, dataDir, member };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

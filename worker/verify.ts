@@ -202,7 +202,8 @@ function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
   return options.signal ? { signal: options.signal } : {};
 }
 
-async function readHead(file: string, bytes: number): Promise<Buffer> {
+/** The first `bytes` of `file` (fewer when it is shorter). */
+export async function readHead(file: string, bytes: number): Promise<Buffer> {
   const handle = await open(file, 'r');
   try {
     const buf = Buffer.alloc(bytes);

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../core/duration.js';
 import { listSnapshots } from '../../worker/catalog.js';
+import { listLegacy, type LegacyObject } from '../../worker/legacy.js';
 import { readDrillRecord, type DrillRecord } from '../../worker/drill.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { mapLimit } from '../../worker/map-limit.js';
@@ -14,8 +15,12 @@ export function registerList(program: Command, context: CliContext): void {
       .command('list')
       .alias('ls')
       .description('list the snapshots of the cluster in the store, newest first')
-      .option('--json', 'print the manifests as a JSON array'),
-  ).action(async (opts: { json?: boolean }, cmd: Command) => {
+      .option('--json', 'print the manifests as a JSON array')
+      .option(
+        '--include-legacy',
+        "also list the original chart's objects (<YYYY-MM-DD>/etcd-backup-<time>.db, no manifest); with --json the output becomes {snapshots, legacy}",
+      ),
+  ).action(async (opts: { json?: boolean; includeLegacy?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
@@ -23,19 +28,24 @@ export function registerList(program: Command, context: CliContext): void {
         onInvalid: (key, problem) => log.warn({ key }, `skipping manifest ${key}: ${problem}`),
       });
       const drills = await mapLimit(snapshots, 8, (m) => readDrillRecord(store, config.cluster, m.id));
+      const legacy = opts.includeLegacy ? await listLegacy(store) : undefined;
       if (opts.json) {
+        const listed = snapshots.map((m, i) => ({ ...m, lastDrill: drills[i] ?? null }));
         context.print(
           JSON.stringify(
-            snapshots.map((m, i) => ({ ...m, lastDrill: drills[i] ?? null })),
+            legacy ? { snapshots: listed, legacy: legacy.map((o) => ({ ...o, legacy: true })) } : listed,
             null,
             2,
           ),
         );
-      } else if (snapshots.length === 0) {
+        return;
+      }
+      if (snapshots.length === 0) {
         process.stderr.write(`no snapshots of cluster "${config.cluster}" in ${store.location}\n`);
       } else {
         context.print(table(snapshots, drills));
       }
+      if (legacy) context.print(legacyTable(legacy, store.location));
     } finally {
       await store.close();
     }
@@ -56,10 +66,30 @@ function table(snapshots: readonly Manifest[], drills: readonly (DrillRecord | u
       describeCause(m.cause),
     ]),
   ];
+  return columns(rows).join('\n');
+}
+
+/** Rows padded into columns; the last column is not padded. */
+function columns(rows: readonly string[][]): string[] {
   const widths = rows.reduce<number[]>((w, r) => r.map((cell, col) => Math.max(w[col] ?? 0, cell.length)), []);
-  return rows
-    .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '))
-    .join('\n');
+  return rows.map((r) =>
+    r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '),
+  );
+}
+
+/** Marked apart from our snapshots: these have no manifest, so less is known and checked about them. */
+function legacyTable(objects: readonly LegacyObject[], location: string): string {
+  if (objects.length === 0)
+    return `\nLEGACY: no objects of the original chart (<YYYY-MM-DD>/etcd-backup-<time>.db) in ${location}`;
+  const rows = [
+    ['LEGACY OBJECT (original chart, no manifest)', 'CREATED', 'STORED'],
+    ...objects.map((o) => [o.key, o.createdAt.replace(/\.\d+Z$/, 'Z'), formatBytes(o.storedSize)]),
+  ];
+  return [
+    '',
+    ...columns(rows),
+    'verify or restore one by its key: etcd-autobackup verify <key>; etcd-autobackup restore <key> --data-dir DIR',
+  ].join('\n');
 }
 
 function describeDrillShort(record: DrillRecord | undefined): string {

@@ -6,6 +6,7 @@ import { findSnapshot } from '../../worker/catalog.js';
 import { loadIdentities } from '../../worker/crypto/age.js';
 import { checkStoredBytes, isAge } from '../../worker/crypto/age-stored.js';
 import { loadKeyRing } from '../../worker/crypto/keys.js';
+import { findLegacy, isLegacyKey, verifyLegacy, type LegacyVerifyReport } from '../../worker/legacy.js';
 import { openStore } from '../../worker/stores/open.js';
 import { verifySnapshot, type VerifyReport } from '../../worker/verify.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
@@ -17,7 +18,10 @@ export function registerVerify(program: Command, context: CliContext): void {
       .description(
         "download a snapshot, check its SHA-256 against etcd's trailer and the manifest, and open it with etcdctl",
       )
-      .argument('<id>', 'snapshot id from "etcd-autobackup list", or "latest"')
+      .argument(
+        '<id>',
+        'snapshot id from "etcd-autobackup list", "latest", or the key of an original chart\'s object from "list --include-legacy"',
+      )
       .option(
         '--temp-dir <dir>',
         'where the uncompressed copy is written while checking (default: the system temp dir)',
@@ -27,6 +31,19 @@ export function registerVerify(program: Command, context: CliContext): void {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
+      if (isLegacyKey(id)) {
+        log.info({ key: id }, "verifying the original chart's object");
+        const report = await verifyLegacy({
+          store,
+          object: await findLegacy(store, id),
+          etcdctl: config.etcd.etcdctl,
+          signal: context.signal,
+          onProgress: progressReporter('download', log),
+          ...(opts.tempDir ? { tempDir: opts.tempDir } : {}),
+        });
+        context.print(opts.json ? JSON.stringify(legacyReportJson(report), null, 2) : describeLegacyReport(report));
+        return;
+      }
       const manifest = await findSnapshot(store, config.cluster, id);
       log.info({ id: manifest.id, key: manifest.key }, 'verifying snapshot');
       const identities = await loadIdentities(config.encryption.identityFiles);
@@ -81,6 +98,36 @@ export function describeReport(report: VerifyReport): string {
     `  size         ${formatBytes(report.dbSize)} database, ${formatBytes(manifest.storedSize)} stored (${manifest.compression}${manifest.encryption ? `, encrypted with key ${manifest.encryption.keyId}` : ''}${manifest.age ? ', age' : ''})`,
     `  etcdctl      hash ${status.hash}, revision ${status.revision}, ${status.totalKey} keys, total size ${formatBytes(status.totalSize)}`,
   ].join('\n');
+}
+
+/** What was and was not checked for an object without a manifest. */
+export function describeLegacyReport(report: LegacyVerifyReport): string {
+  const { object, status } = report;
+  return [
+    `legacy object ${object.key}: OK (original chart, no manifest)`,
+    report.trailerChecked
+      ? `  sha256       ${report.sha256} (matches etcd's trailer in the object)`
+      : `  sha256       ${report.sha256} (NOT checked: the object has no etcd SHA-256 trailer)`,
+    `  size         ${formatBytes(report.dbSize)} database; bbolt meta pages OK (page size ${report.bbolt.pageSize}, txid ${report.bbolt.txid})`,
+    `  ${report.tool.name.padEnd(12)} hash ${status.hash}, revision ${status.revision}, ${status.totalKey} keys, total size ${formatBytes(status.totalSize)}`,
+    '  not checked  which cluster or revision it should be: the original wrote no manifest',
+  ].join('\n');
+}
+
+function legacyReportJson(report: LegacyVerifyReport): Record<string, unknown> {
+  return {
+    ok: true,
+    legacy: true,
+    contentChecked: true,
+    key: report.object.key,
+    createdAt: report.object.createdAt,
+    sha256: report.sha256,
+    trailerChecked: report.trailerChecked,
+    dbSize: report.dbSize,
+    bbolt: report.bbolt,
+    status: report.status,
+    tool: { name: report.tool.name, version: report.tool.version },
+  };
 }
 
 function reportJson(report: VerifyReport): Record<string, unknown> {

@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../core/config/index.js';
+import { loadRecipients } from '../../worker/crypto/age.js';
 import { createHealthApp } from '../../core/http/health.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics } from '../../core/metrics.js';
@@ -651,5 +652,101 @@ describe('chart: what the defaults promise', () => {
       await dir.remove();
     }
     assert.doesNotMatch(notes, /dashboard-secret-value/);
+  });
+});
+
+describe('chart: age recipients reach the worker', () => {
+  const SECOND = 'age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg';
+  const recipientsText = `# operators\n${AGE_EXAMPLE}\n\n${SECOND}  \n`;
+
+  /** The worker's config as the service loads it, and the worker's container. */
+  async function workerWith(set: string[], setFile: Record<string, string> = {}) {
+    const dir = await tempDir('chart-age');
+    try {
+      const files: string[] = [];
+      for (const [name, text] of Object.entries(setFile)) {
+        const file = join(dir.path, name.replace(/\W/g, '_'));
+        await writeFile(file, text);
+        files.push(`${name}=${file}`);
+      }
+      const objects = await renderChart([], set, files);
+      const worker = deployment(objects, 'worker');
+      const kc = container(worker, 'worker');
+      return { objects, worker, kc, config: await loadedConfig(objects, worker, kc, dir.path) };
+    } finally {
+      await dir.remove();
+    }
+  }
+
+  test('values: encryption.ageRecipients become encryption.recipients of the loaded config', async () => {
+    const { config } = await workerWith([
+      `encryption.ageRecipients[0]=${AGE_EXAMPLE}`,
+      `encryption.ageRecipients[1]=${SECOND}`,
+    ]);
+    assert.deepEqual(config.encryption.recipients, [AGE_EXAMPLE, SECOND]);
+    assert.deepEqual(await loadRecipients(config.encryption), [AGE_EXAMPLE, SECOND]);
+    assert.equal(config.encryption.keyFile, undefined);
+  });
+
+  test('file: --set-file encryption.ageRecipientsFile is read as age -R reads it (comments, blanks); a bad line fails the render naming it', async () => {
+    const { config } = await workerWith([], { 'encryption.ageRecipientsFile': recipientsText });
+    assert.deepEqual(config.encryption.recipients, [AGE_EXAMPLE, SECOND]);
+    assert.deepEqual(await loadRecipients(config.encryption), [AGE_EXAMPLE, SECOND]);
+
+    const dir = await tempDir('chart-age-bad');
+    try {
+      const file = join(dir.path, 'recipients.txt');
+      await writeFile(file, `${AGE_EXAMPLE}\nage1typo\n`);
+      const r = await helm(['template', RELEASE, CHART, '--set-file', `encryption.ageRecipientsFile=${file}`]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /encryption\.ageRecipientsFile line 2 is not an age X25519 recipient/);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('Secret: encryption.ageRecipientsSecret is mounted in the worker only and named as encryption.recipientsFile', async () => {
+    const { objects, worker, kc, config } = await workerWith([
+      'encryption.ageRecipientsSecret=etcd-autobackup-age',
+      `encryption.ageRecipients[0]=${SECOND}`,
+    ]);
+    const file = config.encryption.recipientsFile;
+    assert.equal(file, '/etc/etcd-autobackup/age/recipients.txt');
+    assert.deepEqual(config.encryption.recipients, [SECOND]);
+    const mount = (kc.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath}/`));
+    assert.ok(mount, 'the recipients file is mounted in the worker');
+    const volume = worker.pod.volumes?.find((v) => v.name === mount.name);
+    assert.deepEqual(volume?.secret, {
+      secretName: 'etcd-autobackup-age',
+      items: [{ key: 'recipients.txt', path: 'recipients.txt' }],
+    });
+    const webhook = deployment(objects, 'webhook');
+    assert.ok(
+      !(webhook.pod.volumes ?? []).some((v) => v.secret?.secretName === 'etcd-autobackup-age'),
+      'the webhook does not mount it',
+    );
+    // What the worker reads at start from that path, with the Secret's content there.
+    const dir = await tempDir('chart-age-secret');
+    try {
+      const local = join(dir.path, 'recipients.txt');
+      await writeFile(local, recipientsText);
+      assert.deepEqual(await loadRecipients({ ...config.encryption, recipientsFile: local }), [SECOND, AGE_EXAMPLE]);
+    } finally {
+      await dir.remove();
+    }
+
+    const job = await helm([
+      'template',
+      RELEASE,
+      CHART,
+      '--set',
+      'config.executor.mode=job',
+      '--set',
+      'config.store.url=s3://b/p',
+      '--set',
+      'encryption.ageRecipientsSecret=etcd-autobackup-age',
+    ]);
+    assert.notEqual(job.code, 0);
+    assert.match(job.stderr, /snapshot Job does not mount that Secret/);
   });
 });

@@ -177,3 +177,95 @@ test('oci: a refused CreateBucket names the policy it needs', async () => {
     await store.close();
   }
 });
+
+test('oci worker start: a missing bucket is created and the lifecycle policy put, each call signed over its body; a second start writes nothing; a refused policy is a counted warning', async () => {
+  const bucket = 'jujy-etcd-backup-us-ashburn-1';
+  const url = `oci://${NS}/${bucket}/etcd`;
+  const config = configSchema.parse({
+    cluster: 'prod',
+    store: { url, createBucket: true, oci: ociConfigFor(key, oci.endpoint) },
+    lifecycle: { enabled: true, transitionDays: 60, expireDays: 180 },
+  });
+  const store = openOciStore(url, config.store.oci);
+  const metrics = createMetrics({ defaultMetrics: false });
+  const warnings: string[] = [];
+  const log = createLogger({ level: 'silent' });
+  log.warn = (obj: unknown, msg?: string) => void warnings.push(msg ?? String(obj));
+  const from = oci.requests.length;
+  const sent = () => oci.requests.slice(from);
+  try {
+    await prepareStore({ config, store, log, metrics });
+    assert.deepEqual(
+      sent().map((r) => `${r.method} ${r.path} ${r.op} ${r.status ?? '-'}`),
+      [
+        `HEAD /n/${NS}/b/${bucket} HeadBucket 404`,
+        `POST /n/${NS}/b CreateBucket 200`,
+        `GET /n/${NS}/b/${bucket}/l GetObjectLifecyclePolicy 404`,
+        `PUT /n/${NS}/b/${bucket}/l PutObjectLifecyclePolicy 200`,
+      ],
+    );
+    // Every call verified against the registered key; the writes are signed over their bodies too.
+    const keyId = `${key.tenancy}/${key.user}/${key.fingerprint}`;
+    for (const r of sent()) {
+      assert.equal(r.keyId, keyId, `${r.op} signed with the API key`);
+      assert.ok(r.signedHeaders?.includes('(request-target)') && r.signedHeaders.includes('host'));
+    }
+    for (const r of sent().filter((x) => x.method === 'POST' || x.method === 'PUT')) {
+      for (const h of ['content-length', 'content-type', 'x-content-sha256'])
+        assert.ok(r.signedHeaders?.includes(h), `${r.op} signs ${h}`);
+    }
+    const create = sent().find((r) => r.op === 'CreateBucket');
+    assert.deepEqual(
+      {
+        name: (create?.body as { name?: string }).name,
+        compartmentId: (create?.body as { compartmentId?: string }).compartmentId,
+      },
+      { name: bucket, compartmentId: key.tenancy },
+    );
+    // The policy as the client sent it: archive after 60 days (never the manifests), delete after 180,
+    // both limited to this cluster's prefix under the store's path.
+    const put = sent().find((r) => r.op === 'PutObjectLifecyclePolicy');
+    const items = (put?.body as { items: Record<string, unknown>[] }).items;
+    assert.equal(put?.query.toString(), '', 'no query on PutObjectLifecyclePolicy');
+    assert.deepEqual(
+      items.map((i) => [i.action, i.timeAmount, i.timeUnit, i.isEnabled, i.target, i.objectNameFilter]),
+      [
+        [
+          'ARCHIVE',
+          60,
+          'DAYS',
+          true,
+          'objects',
+          { inclusionPatterns: ['etcd/prod/snapshots/*'], exclusionPatterns: ['etcd/prod/snapshots/*.manifest.json'] },
+        ],
+        ['DELETE', 180, 'DAYS', true, 'objects', { inclusionPatterns: ['etcd/prod/snapshots/*'] }],
+      ],
+    );
+    assert.deepEqual(oci.lifecyclePolicy(bucket)?.length, 2);
+    assert.deepEqual(warnings, []);
+
+    // A restarted worker: the bucket is there and the policy already right, so nothing is written.
+    const second = oci.requests.length;
+    await prepareStore({ config, store, log, metrics });
+    assert.deepEqual(
+      oci.requests.slice(second).map((r) => r.op),
+      ['HeadBucket', 'GetObjectLifecyclePolicy'],
+    );
+
+    // Without the permission to change the policy the worker still starts: a warning, counted.
+    oci.setLifecyclePolicy(bucket, []);
+    oci.fault((r) =>
+      r.op === 'PutObjectLifecyclePolicy'
+        ? { status: 404, code: 'NotAuthorizedOrNotFound', message: 'Authorization failed' }
+        : undefined,
+    );
+    await prepareStore({ config, store, log, metrics });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? '', /could not apply the lifecycle rule/);
+    const counted = await metrics.registry.getSingleMetricAsString('etcd_autobackup_store_setup_warnings_total');
+    assert.match(counted, /etcd_autobackup_store_setup_warnings_total\{cluster="prod",step="lifecycle"\} 1/);
+  } finally {
+    oci.fault(undefined);
+    await store.close();
+  }
+});

@@ -106,10 +106,14 @@ export interface K8sObject {
 export const RELEASE = 'eab';
 export const NAMESPACE = 'backup';
 
-/** `helm template` of the chart with the given values files and --set flags; fails on a helm error. */
+/**
+ * `helm template` of the chart with the given values files, --set flags and --set-file flags
+ * (`value=path`); fails on a helm error.
+ */
 export async function renderChart(
   valuesFiles: readonly string[] = [],
   set: readonly string[] = [],
+  setFile: readonly string[] = [],
 ): Promise<K8sObject[]> {
   const args = [
     'template',
@@ -119,6 +123,7 @@ export async function renderChart(
     NAMESPACE,
     ...valuesFiles.flatMap((f) => ['-f', f]),
     ...set.flatMap((s) => ['--set', s]),
+    ...setFile.flatMap((s) => ['--set-file', s]),
   ];
   const result = await helm(args);
   if (result.code !== 0) throw new Error(`helm template failed (${result.code}): ${result.stderr}`);

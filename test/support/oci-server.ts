@@ -53,6 +53,8 @@ export type OciOperation =
 export interface OciRequest {
   op: OciOperation;
   method: string;
+  /** The request's path, percent-encoded as sent (no query). */
+  path: string;
   bucket?: string;
   object?: string;
   query: URLSearchParams;
@@ -60,6 +62,10 @@ export interface OciRequest {
   status?: number;
   /** The keyId of a request whose signature verified. */
   keyId?: string;
+  /** The headers its verified signature covers, as listed in the Authorization header. */
+  signedHeaders?: string[];
+  /** The parsed JSON body of a request that has one (CreateBucket, PutObjectLifecyclePolicy, ...). */
+  body?: unknown;
 }
 
 /** What a fault answers instead of the real handler; `hang` never answers, as a stuck server. */
@@ -161,7 +167,10 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
 
   const handle = async (req: IncomingMessage, res: ServerResponse, record: OciRequest, route: Route): Promise<void> => {
     const body = route.signedBody ? await readJson(req) : undefined;
-    record.keyId = authenticate(req, route, body?.raw, keys);
+    const auth = authenticate(req, route, body?.raw, keys);
+    record.keyId = auth.keyId;
+    record.signedHeaders = auth.signed;
+    if (body?.value !== undefined) record.body = body.value;
     const fault = faultRule?.(record);
     if (fault && 'hang' in fault) return new Promise<void>(() => {});
     if (fault) throw new Answer(fault.status, fault.code, fault.message ?? `injected ${fault.code}`);
@@ -425,7 +434,12 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
 
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://placeholder');
-    const record: OciRequest = { op: 'GetNamespace', method: req.method ?? 'GET', query: url.searchParams };
+    const record: OciRequest = {
+      op: 'GetNamespace',
+      method: req.method ?? 'GET',
+      path: (req.url ?? '/').split('?')[0] ?? '/',
+      query: url.searchParams,
+    };
     let route: Route;
     try {
       route = routeOf(req.method ?? 'GET', req.url ?? '/');
@@ -519,13 +533,13 @@ function routeOf(method: string, rawUrl: string): Route {
 
 const NOT_AUTHENTICATED = 'The required information to complete authentication was not provided or was incorrect.';
 
-/** Verifies the HTTP signature; returns the keyId or throws 401 as OCI would. */
+/** Verifies the HTTP signature; returns the keyId and the signed headers, or throws 401 as OCI would. */
 function authenticate(
   req: IncomingMessage,
   route: Route,
   rawBody: Buffer | undefined,
   keys: Map<string, KeyObject>,
-): string {
+): { keyId: string; signed: string[] } {
   const deny = (why: string): never => {
     throw new Answer(401, 'NotAuthenticated', `${NOT_AUTHENTICATED} (${why})`);
   };
@@ -563,7 +577,7 @@ function authenticate(
     if (req.headers['x-content-sha256'] !== sha) deny('x-content-sha256 does not match the body');
     if (req.headers['content-length'] !== String(rawBody.length)) deny('content-length does not match the body');
   }
-  return keyId;
+  return { keyId, signed };
 }
 
 async function readJson(req: IncomingMessage): Promise<{ raw: Buffer; value: unknown }> {

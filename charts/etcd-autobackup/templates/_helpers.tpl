@@ -200,9 +200,22 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- range $v.encryption.decryptionKeys }}{{ $old = append $old (printf "%s/encryption/%s" $confDir .) }}{{ end -}}
 {{- $_ := set $cfg "encryption" (dict "keyFile" (printf "%s/encryption/%s" $confDir $v.encryption.key) "decryptionKeyFiles" $old) -}}
 {{- end -}}
-{{- if $v.encryption.ageRecipients -}}
+{{- /* age recipients: from values, from the text of a recipients file (--set-file), from a Secret (a file the worker reads). */ -}}
+{{- $recipients := list -}}
+{{- range $v.encryption.ageRecipients }}{{ $recipients = append $recipients . }}{{ end -}}
+{{- range $i, $line := regexSplit "\r?\n" ($v.encryption.ageRecipientsFile | default "") -1 -}}
+{{- $r := trim $line -}}
+{{- if and $r (not (hasPrefix "#" $r)) -}}
+{{- if not (regexMatch "^age1[02-9ac-hj-np-z]{58}$" $r) }}{{ fail (printf "encryption.ageRecipientsFile line %d is not an age X25519 recipient (age1 followed by 58 characters, as age-keygen -y prints)" (add1 $i)) }}{{ end -}}
+{{- $recipients = append $recipients $r -}}
+{{- end -}}
+{{- end -}}
+{{- if or $recipients $v.encryption.ageRecipientsSecret -}}
 {{- if $v.encryption.existingSecret }}{{ fail "encryption.existingSecret (AES-GCM key) and encryption.ageRecipients (age) cannot both encrypt; see docs/encryption.md for moving to age" }}{{ end -}}
-{{- $_ := set $cfg "encryption" (dict "recipients" $v.encryption.ageRecipients) -}}
+{{- $age := dict -}}
+{{- if $recipients }}{{ $_ := set $age "recipients" (uniq $recipients) }}{{ end -}}
+{{- if $v.encryption.ageRecipientsSecret }}{{ $_ := set $age "recipientsFile" (printf "%s/age/%s" $confDir $v.encryption.ageRecipientsKey) }}{{ end -}}
+{{- $_ := set $cfg "encryption" $age -}}
 {{- end -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
@@ -214,6 +227,9 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- end -}}
 {{- if $v.encryption.existingSecret -}}
 {{- fail "config.executor.mode is job with encryption.existingSecret: the snapshot Job does not mount the key Secret; use executor mode process for encrypted snapshots" -}}
+{{- end -}}
+{{- if $v.encryption.ageRecipientsSecret -}}
+{{- fail "config.executor.mode is job with encryption.ageRecipientsSecret: the snapshot Job does not mount that Secret; give the recipients as encryption.ageRecipients or encryption.ageRecipientsFile (they go into the config)" -}}
 {{- end -}}
 {{- $certPath := include "etcd-autobackup.etcdCertPath" . -}}
 {{- $job := dict "image" (include "etcd-autobackup.image" .) "imagePullPolicy" $v.image.pullPolicy "namespace" .Release.Namespace "configMap" $fullname -}}
