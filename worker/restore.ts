@@ -4,6 +4,9 @@
  * temporary sibling of the target, which is renamed into place only when everything succeeded.
  * A sibling shares the target's filesystem, so the rename is atomic and no copy is needed; it also
  * works around etcdctl 3.4 refusing a data dir that already exists, even an empty one.
+ * Verify's checks all run; its last one, `snapshot status`, runs beside `snapshot restore`
+ * rather than before it (both only read the downloaded file), and the tool is looked up during
+ * the download.
  */
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -12,8 +15,8 @@ import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
-import { findEtcdTools, restoreArgv, runTool } from './etcd-tools.js';
-import { verifyInto, type VerifyReport } from './verify.js';
+import { restoreArgv, runTool, type SnapshotTool } from './etcd-tools.js';
+import { downloadChecked, lookUpTool, snapshotStatus, type SnapshotStatus, type VerifyReport } from './verify.js';
 
 /** The data dir cannot be used: it is a file, or a directory with something in it. */
 export class RestoreTargetError extends Error {
@@ -59,14 +62,12 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   await mkdir(parent, { recursive: true });
   const work = await mkdtemp(join(parent, `.${basename(dataDir)}.restoring-`));
   try {
-    const tool = await findEtcdTools({
-      etcdctl: options.etcdctl,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    const report = await verifyInto(work, { ...options, tool });
+    const tool = lookUpTool(options);
+    const { file, ...checked } = await downloadChecked(work, options);
+    const found = await tool;
     const staged = join(work, 'data');
     const member = effectiveMember(options.member ?? {});
-    await runTool(tool, restoreArgv({ file: report.file, dataDir: staged, ...member }), options.signal);
+    const status = await statusWhileRestoring(found, file, staged, member, options.signal);
     options.signal?.throwIfAborted();
     await assertUsableTarget(dataDir);
     try {
@@ -81,11 +82,34 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       }
       throw err;
     }
-    const { file: _file, ...verified } = report;
-    return { ...verified, dataDir, member };
+    return { ...checked, status, tool: found, dataDir, member };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * `snapshot status` (the tool reads every key: verify's last check) and `snapshot restore` at the
+ * same time, on the same file: each reads it in full, and one after the other they were most of a
+ * restore's time. Nothing is published before both succeeded; a status failure wins (it is the
+ * integrity verdict) and stops the restore, whose half-written data dir the caller removes.
+ */
+async function statusWhileRestoring(
+  tool: SnapshotTool,
+  file: string,
+  staged: string,
+  member: MemberSettings,
+  signal: AbortSignal | undefined,
+): Promise<SnapshotStatus> {
+  const stop = new AbortController();
+  const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const status = snapshotStatus(tool, file, both);
+  status.catch(() => stop.abort(new Error('snapshot status failed')));
+  const restoring = runTool(tool, restoreArgv({ file, dataDir: staged, ...member }), both);
+  const [checked, restored] = await Promise.allSettled([status, restoring]);
+  if (checked.status === 'rejected') throw checked.reason;
+  if (restored.status === 'rejected') throw restored.reason;
+  return checked.value;
 }
 
 async function assertUsableTarget(dataDir: string): Promise<void> {
