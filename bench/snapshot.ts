@@ -414,8 +414,8 @@ function report(variants: Variant[], samples: Map<Variant, Sample[]>, dbSize: nu
 }
 
 /**
- * Our `restore` (download, decompress, verify, `etcdctl snapshot status`, then `etcdctl snapshot
- * restore`) against `etcdctl snapshot restore` alone, of the same snapshot, both on local disk.
+ * Our `restore` (download, decompress, verify, then `etcdctl snapshot status` beside `etcdctl
+ * snapshot restore`) against `etcdctl snapshot restore` alone, of the same snapshot, both on local disk.
  */
 async function benchRestore(etcd: EtcdServer, outDir: string, rounds: number, codec: string): Promise<void> {
   const cliJs = process.env.BENCH_CLI_JS;

@@ -248,8 +248,11 @@ export interface LegacyRestoreReport extends LegacyVerifyReport {
 /** Verifies a legacy object and restores it into a new data dir, all or nothing (restore.ts). */
 export async function restoreLegacy(options: LegacyRestoreOptions): Promise<LegacyRestoreReport> {
   const skipHashCheck = !hasShaTrailer(options.object.storedSize);
-  const { report, dataDir, member } = await restoreStaged({ ...options, skipHashCheck }, (work, tool) =>
-    verifyLegacyInto(work, { ...options, tool }),
+  const { report, dataDir, member } = await restoreStaged(
+    { ...options, skipHashCheck },
+    async (work, tool) => verifyLegacyInto(work, { ...options, tool: await tool }),
+    // verifyLegacyInto ran `snapshot status` already: nothing else to check during the restore.
+    () => Promise.resolve(undefined),
   );
   return { ...report, dataDir, member };
 }

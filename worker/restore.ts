@@ -4,6 +4,9 @@
  * temporary sibling of the target, which is renamed into place only when everything succeeded.
  * A sibling shares the target's filesystem, so the rename is atomic and no copy is needed; it also
  * works around etcdctl 3.4 refusing a data dir that already exists, even an empty one.
+ * Verify's checks all run; its last one, `snapshot status`, runs beside `snapshot restore`
+ * rather than before it (both only read the downloaded file), and the tool is looked up during
+ * the download.
  */
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -12,8 +15,8 @@ import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
-import { findEtcdTools, restoreArgv, runTool, type SnapshotTool } from './etcd-tools.js';
-import { verifyInto, type VerifyReport } from './verify.js';
+import { restoreArgv, runTool, type SnapshotTool } from './etcd-tools.js';
+import { downloadChecked, lookUpTool, snapshotStatus, type VerifyReport } from './verify.js';
 
 /** The data dir cannot be used: it is a file, or a directory with something in it. */
 export class RestoreTargetError extends Error {
@@ -52,10 +55,12 @@ export interface RestoreReport extends VerifyReport {
 }
 
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreReport> {
-  const { report, dataDir, member } = await restoreStaged(options, (work, tool) =>
-    verifyInto(work, { ...options, tool }),
+  const { report, tool, alongside, dataDir, member } = await restoreStaged(
+    options,
+    (work) => downloadChecked(work, options),
+    (found, file, signal) => snapshotStatus(found, file, signal),
   );
-  return { ...report, dataDir, member };
+  return { ...report, status: alongside, tool, dataDir, member };
 }
 
 /** Where and how `restoreStaged` restores; the fields mean what they do in RestoreOptions. */
@@ -70,13 +75,15 @@ export interface StagedRestoreTarget {
 
 /**
  * The restore around any verify step (ours with a manifest, or the original chart's objects in
- * legacy.ts): `verify` leaves a checked snapshot file in the work dir it is given, and only then is
- * it restored and renamed into place.
+ * legacy.ts): `verify` leaves a checked snapshot file in the work dir it is given (the tool is
+ * looked up meanwhile), then it is restored while `alongside` (our `snapshot status`) reads the
+ * same file, and only when both succeeded is the data dir renamed into place.
  */
-export async function restoreStaged<R extends { file: string }>(
+export async function restoreStaged<R extends { file: string }, A>(
   target: StagedRestoreTarget,
-  verify: (work: string, tool: SnapshotTool) => Promise<R>,
-): Promise<{ report: Omit<R, 'file'>; dataDir: string; member: MemberSettings }> {
+  verify: (work: string, tool: Promise<SnapshotTool>) => Promise<R>,
+  alongside: (tool: SnapshotTool, file: string, signal: AbortSignal) => Promise<A>,
+): Promise<{ report: Omit<R, 'file'>; tool: SnapshotTool; alongside: A; dataDir: string; member: MemberSettings }> {
   const dataDir = resolve(target.dataDir);
   // Checked before the download so a mistake costs nothing, and again before the rename.
   await assertUsableTarget(dataDir);
@@ -84,23 +91,18 @@ export async function restoreStaged<R extends { file: string }>(
   await mkdir(parent, { recursive: true });
   const work = await mkdtemp(join(parent, `.${basename(dataDir)}.restoring-`));
   try {
-    const tool = await findEtcdTools({
-      etcdctl: target.etcdctl,
-      ...(target.signal ? { signal: target.signal } : {}),
-    });
-    const verified = await verify(work, tool);
+    const tool = lookUpTool(target);
+    const { file, ...report } = await verify(work, tool);
+    const found = await tool;
     const staged = join(work, 'data');
     const member = effectiveMember(target.member ?? {});
-    await runTool(
-      tool,
-      restoreArgv({
-        file: verified.file,
-        dataDir: staged,
-        ...member,
-        ...(target.skipHashCheck ? { skipHashCheck: true } : {}),
-      }),
-      target.signal,
-    );
+    const argv = restoreArgv({
+      file,
+      dataDir: staged,
+      ...member,
+      ...(target.skipHashCheck ? { skipHashCheck: true } : {}),
+    });
+    const checked = await restoreWhileChecking(found, argv, alongside, file, target.signal);
     target.signal?.throwIfAborted();
     await assertUsableTarget(dataDir);
     try {
@@ -115,11 +117,34 @@ export async function restoreStaged<R extends { file: string }>(
       }
       throw err;
     }
-    const { file: _file, ...report } = verified;
-    return { report, dataDir, member };
+    return { report, tool: found, alongside: checked, dataDir, member };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * `snapshot status` (the tool reads every key: verify's last check) and `snapshot restore` at the
+ * same time, on the same file: each reads it in full, and one after the other they were most of a
+ * restore's time. Nothing is published before both succeeded; a check failure wins (it is the
+ * integrity verdict) and stops the restore, whose half-written data dir the caller removes.
+ */
+async function restoreWhileChecking<A>(
+  tool: SnapshotTool,
+  argv: string[],
+  check: (tool: SnapshotTool, file: string, signal: AbortSignal) => Promise<A>,
+  file: string,
+  signal: AbortSignal | undefined,
+): Promise<A> {
+  const stop = new AbortController();
+  const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const checking = check(tool, file, both);
+  checking.catch(() => stop.abort(new Error('snapshot status failed')));
+  const restoring = runTool(tool, argv, both);
+  const [checked, restored] = await Promise.allSettled([checking, restoring]);
+  if (checked.status === 'rejected') throw checked.reason;
+  if (restored.status === 'rejected') throw restored.reason;
+  return checked.value;
 }
 
 async function assertUsableTarget(dataDir: string): Promise<void> {

@@ -185,6 +185,21 @@ export async function verifySnapshot(options: VerifyOptions): Promise<VerifyRepo
 
 /** The verify steps with the snapshot left in `dir/snapshot.db`, for restore to use. */
 export async function verifyInto(dir: string, options: VerifyOptions): Promise<VerifyReport & { file: string }> {
+  const tool = lookUpTool(options);
+  const downloaded = await downloadChecked(dir, options);
+  const found = await tool;
+  const status = await snapshotStatus(found, downloaded.file, options.signal);
+  return { ...downloaded, status, tool: found };
+}
+
+/** A downloaded snapshot that passed every check but the etcd tool's: hashes, sizes, bbolt meta pages. */
+export type CheckedDownload = DownloadFacts & Pick<VerifyReport, 'manifest' | 'bbolt'> & { file: string };
+
+/**
+ * The download and the tool-free checks, with the snapshot left in `dir/snapshot.db`; the
+ * caller runs `snapshot status` on it (verifyInto), or alongside its restore (restore.ts).
+ */
+export async function downloadChecked(dir: string, options: VerifyOptions): Promise<CheckedDownload> {
   const file = join(dir, 'snapshot.db');
   const facts = await downloadVerified({ ...options, dest: file });
   // Before any tool: a truncated or non-bbolt file is refused even on a host with neither.
@@ -192,10 +207,21 @@ export async function verifyInto(dir: string, options: VerifyOptions): Promise<V
   if (!header.ok) {
     throw new IntegrityError(`snapshot ${options.manifest.id} is not a usable etcd database: ${header.problem}`);
   }
-  const tool = options.tool ?? (await findEtcdTools({ etcdctl: options.etcdctl, ...signalOf(options) }));
-  const status = await snapshotStatus(tool, file, options.signal);
   const bbolt = { pageSize: header.pageSize, txid: String(header.txid), pages: String(header.pages) };
-  return { ...facts, manifest: options.manifest, status, tool, bbolt, file };
+  return { ...facts, manifest: options.manifest, bbolt, file };
+}
+
+/**
+ * The tool the options name, or a lookup started now so that it runs during the download (it
+ * spawns `etcdutl version`); a failed lookup is reported when awaited, after the download's own errors.
+ */
+export function lookUpTool(options: Pick<VerifyOptions, 'tool' | 'etcdctl' | 'signal'>): Promise<SnapshotTool> {
+  const tool = options.tool
+    ? Promise.resolve(options.tool)
+    : findEtcdTools({ etcdctl: options.etcdctl, ...signalOf(options) });
+  // Awaited later, perhaps never (the download failed first): not an unhandled rejection meanwhile.
+  tool.catch(() => undefined);
+  return tool;
 }
 
 function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {

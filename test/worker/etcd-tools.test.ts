@@ -112,12 +112,14 @@ test('etcdutl path: an etcdutl first on PATH is preferred and called with etcdut
     process.env.PATH = saved;
   }
   const calls = (await readFile(wrapper.log, 'utf8')).trim().split('\n');
+  const verbs = calls.map((c) => c.split(' ')[0]);
+  // restore runs status and restore side by side, so those two are logged in either order.
   assert.deepEqual(
-    calls.map((c) => c.split(' ')[0]),
-    ['version', 'status', 'restore', 'version', 'status'],
+    [verbs[0], [verbs[1], verbs[2]].sort(), ...verbs.slice(3)],
+    ['version', ['restore', 'status'], 'version', 'status'],
   );
   assert.match(
-    calls[2] as string,
+    calls.find((c) => c.startsWith('restore ')) ?? '',
     /^restore \S+snapshot\.db --data-dir \S+ --name default --initial-cluster default=http:\/\/127\.0\.0\.1:\d+ --initial-cluster-token tok-etcdutl --initial-advertise-peer-urls http:\/\/127\.0\.0\.1:\d+$/,
   );
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig } from '../../core/config/index.js';
+import { IntegrityError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { takeBackup } from '../../worker/backup.js';
 import type { Manifest } from '../../worker/manifest.js';
@@ -80,6 +81,29 @@ test('restoreSnapshot: when etcdctl fails half-way, nothing is left and an empty
   );
   assert.deepEqual(await readdir(parent), ['etcd']);
   assert.deepEqual(await readdir(dataDir), []);
+});
+
+test('restoreSnapshot: when snapshot status rejects the database, the restore beside it is stopped and nothing is published', async () => {
+  // status and restore run side by side: a status that fails (the tool cannot read the db) must win
+  // over a restore that would succeed, stop it, and leave the target as it was.
+  const fake = join(work.path, 'etcdctl-status-fails');
+  const marker = join(work.path, 'restore-was-stopped');
+  await writeFile(
+    fake,
+    `#!/bin/sh\nif [ "$2" = status ]; then sleep 0.2; echo "Error: invalid database" >&2; exit 1; fi\n` +
+      `if [ "$2" = restore ]; then trap 'kill $!; touch ${marker}; exit 143' TERM; sleep 30 & wait; exit 0; fi\nexec etcdctl "$@"\n`,
+  );
+  await chmod(fake, 0o755);
+  const parent = join(work.path, 'status-fails');
+  const dataDir = join(parent, 'etcd');
+  await mkdir(parent);
+  await assert.rejects(restoreSnapshot({ store, manifest, dataDir, etcdctl: fake }), (err: unknown) => {
+    assert.ok(err instanceof IntegrityError);
+    assert.match(err.message, /etcdctl cannot read the snapshot database: .*invalid database/);
+    return true;
+  });
+  assert.deepEqual(await readdir(parent), [], 'no data dir and no temporary sibling');
+  assert.ok((await readdir(work.path)).includes('restore-was-stopped'), 'the restore got SIGTERM');
 });
 
 test('restoreSnapshot: a restore aborted mid-download fails with the abort reason and leaves nothing', async () => {
