@@ -68,19 +68,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     const member = effectiveMember(options.member ?? {});
     await runTool(tool, restoreArgv({ file: report.file, dataDir: staged, ...member }), options.signal);
     options.signal?.throwIfAborted();
-    await assertUsableTarget(dataDir);
-    try {
-      // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
-      await rename(staged, dataDir);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
-        throw new RestoreTargetError(
-          `${dataDir} changed during the restore and is no longer empty; nothing was restored`,
-        );
-      }
-      throw err;
-    }
+    await moveIntoPlace(staged, dataDir);
     const { file: _file, ...verified } = report;
     return { ...verified, dataDir, member };
   } finally {
@@ -88,7 +76,25 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   }
 }
 
-async function assertUsableTarget(dataDir: string): Promise<void> {
+/** Moves a finished data dir (a sibling of the target, see above) into place, refusing a target that filled meanwhile. */
+export async function moveIntoPlace(staged: string, dataDir: string): Promise<void> {
+  await assertUsableTarget(dataDir);
+  try {
+    // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
+    await rename(staged, dataDir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new RestoreTargetError(
+        `${dataDir} changed during the restore and is no longer empty; nothing was restored`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** The data dir must not exist or be empty (a file or a directory with anything in it is refused). */
+export async function assertUsableTarget(dataDir: string): Promise<void> {
   let isDir: boolean;
   try {
     isDir = (await stat(dataDir)).isDirectory();
