@@ -11,6 +11,7 @@ import { registerConfig } from './commands/config.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerAuditConfig } from './commands/audit-config.js';
 import { registerDrill } from './commands/drill.js';
+import { registerHistory } from './commands/history.js';
 import { registerList } from './commands/list.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
@@ -29,6 +30,7 @@ const COMMANDS: readonly Register[] = [
   registerList,
   registerVerify,
   registerRestore,
+  registerHistory,
   registerDrill,
   registerAuditConfig,
   registerPrune,

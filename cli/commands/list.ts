@@ -7,6 +7,8 @@ import type { Manifest } from '../../worker/manifest.js';
 import { mapLimit } from '../../worker/map-limit.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
+import { formatTable } from '../table.js';
+import { describeDeltaLog } from './delta-coverage.js';
 
 export function registerList(program: Command, context: CliContext): void {
   withConfigOptions(
@@ -36,6 +38,10 @@ export function registerList(program: Command, context: CliContext): void {
       } else {
         context.print(table(snapshots, drills));
       }
+      if (!opts.json) {
+        const deltas = await describeDeltaLog(store, config.cluster, snapshots, log);
+        if (deltas) context.print(`\n${deltas}`);
+      }
     } finally {
       await store.close();
     }
@@ -56,10 +62,7 @@ function table(snapshots: readonly Manifest[], drills: readonly (DrillRecord | u
       describeCause(m.cause),
     ]),
   ];
-  const widths = rows.reduce<number[]>((w, r) => r.map((cell, col) => Math.max(w[col] ?? 0, cell.length)), []);
-  return rows
-    .map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '))
-    .join('\n');
+  return formatTable(rows);
 }
 
 function describeDrillShort(record: DrillRecord | undefined): string {

@@ -64,6 +64,8 @@ export interface ReplayOptions {
   scratchDir?: string;
   /** How often progress is logged during the replay. @defaultValue 5000 */
   progressEveryMs?: number;
+  /** Called once the scratch etcd is up, before any event is applied: for tests that delay the replay. */
+  onScratchReady?: () => Promise<void>;
 }
 
 export interface ReplayReport {
@@ -162,8 +164,10 @@ export async function replayToRevision(options: ReplayOptions): Promise<ReplayRe
       );
     }
 
+    const releaseLeases = await holdLeases(etcd);
+    await options.onScratchReady?.();
     const replayStarted = Date.now();
-    const applied = await applyEvents(etcd, source, snapshotRevision, options);
+    const applied = await applyEvents(etcd, source, snapshotRevision, options).finally(releaseLeases);
     const replayMs = Date.now() - replayStarted;
     log.info(
       { ...applied, replayMs, eventsPerSecond: Math.round((applied.events * 1000) / Math.max(1, replayMs)) },
@@ -321,4 +325,30 @@ async function saveSnapshot(etcd: RunningEtcd, file: string, signal: AbortSignal
     [stream, new SnapshotMessages(), new Sha256TrailerVerifier(), createWriteStream(file, { flags: 'wx' })],
     signal ? { signal } : {},
   );
+}
+
+/**
+ * The snapshot's leases come back with it, and the scratch etcd's lessor expires them after their
+ * TTL: an expiry deletes the keys attached, which is a revision the log does not hold, and the
+ * replay would no longer line up (kube-apiserver's endpoint leases live 15 s). They are kept alive
+ * until the events are applied; the restored data dir keeps them, as any snapshot restore does.
+ * Returns the function that stops the keep-alives.
+ */
+async function holdLeases(etcd: RunningEtcd): Promise<() => void> {
+  const { leases } = await etcd.during(etcd.client.leaseClient.leaseLeases());
+  if (leases.length === 0) return () => undefined;
+  const stream = await etcd.client.leaseClient.leaseKeepAlive();
+  stream.on('data', () => undefined);
+  // A broken stream shows as a lease expiring, which the replay reports as a revision mismatch.
+  stream.on('error', () => undefined);
+  const renew = () => {
+    for (const l of leases) stream.write({ ID: l.ID });
+  };
+  renew();
+  // etcd's shortest lease TTL is 1.5 election timeouts of the source (1.5 s at its defaults).
+  const timer = setInterval(renew, 500);
+  return () => {
+    clearInterval(timer);
+    stream.end();
+  };
 }

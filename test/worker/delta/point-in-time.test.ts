@@ -37,6 +37,7 @@ import { startEtcd, type EtcdServer } from '../../support/etcd.js';
 import { freePort } from '../../support/ports.js';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../../support/s3rver.js';
 import { tempDir } from '../../support/tmp.js';
+import { runCli, runCliOk } from '../../support/cli.js';
 
 const run = promisify(execFile);
 const CLUSTER = 'pitr';
@@ -67,6 +68,7 @@ const at = {
 const pauses: { when: Date; revision: number }[] = [];
 let finalRevision = 0;
 let prodValue: Buffer;
+let shortLease: ReturnType<Etcd3['lease']>;
 
 async function put(client: Etcd3, key: string, value: string | Buffer): Promise<number> {
   return Number((await client.put(key).value(value).exec()).header.revision);
@@ -110,7 +112,7 @@ before(async () => {
 
   // Phase 1: single puts, updates of existing keys and new keys.
   at.firstEvent = snapA.etcd.revision + 1;
-  await puts(c, 900, (i) => `/registry/configmaps/default/cm-${String(i % 400).padStart(4, '0')}`, 'p1');
+  await puts(c, 1000, (i) => `/registry/configmaps/default/cm-${String(i % 400).padStart(4, '0')}`, 'p1');
   at.phase1 = Number((await c.get('/registry/namespaces/prod').exec()).header.revision);
   await pause(c);
 
@@ -129,6 +131,9 @@ before(async () => {
   for (let i = 0; i < 5; i++)
     at.leased = Number((await lease.put(`/registry/leases/kube/l${i}`).value(`lease-${i}`).exec()).header.revision);
   await pause(c);
+  // A short lease, as kube-apiserver's endpoint leases (15 s): in snapshot B, kept alive on the source.
+  shortLease = c.lease(5);
+  await shortLease.put('/registry/masterleases/10.0.0.1').value('endpoint').exec();
   snapB = await takeBackup({ config, store, log, cause: { source: 'manual' } });
 
   // Phase 3: the prod namespace is updated, more churn, deletes.
@@ -163,6 +168,7 @@ before(async () => {
 });
 
 after(async () => {
+  await shortLease?.revoke().catch(() => undefined);
   await source?.stop();
   await work?.remove();
 });
@@ -295,6 +301,24 @@ describe('point-in-time restore', () => {
         ['delete', at.prodDelete, 0],
       ],
     );
+  });
+
+  it("keeps the snapshot's leases alive while replaying: an expiry would add a revision the log does not hold", async () => {
+    const target = snapB.etcd.revision + 50;
+    const state = await readLogState(store, CLUSTER);
+    const { plan } = await resolveTarget(store, state, { toRevision: target });
+    assert.equal(plan.sources[0]?.snapshot.id, snapB.id);
+    const report = await replayToRevision({
+      store,
+      plan,
+      dataDir: join(work.path, 'restored-leases'),
+      etcdctl: 'etcdctl',
+      log,
+      // Longer than the 5 s lease: without keep-alives the scratch etcd would revoke it here.
+      onScratchReady: () => new Promise((r) => setTimeout(r, 7_000)),
+    });
+    assert.equal(report.revision, target);
+    assert.equal(report.revisions, 50);
   });
 
   it('refuses targets out of coverage, in a gap, or before the oldest snapshot, naming restorable points', async () => {
@@ -436,5 +460,68 @@ describe('point-in-time restore', () => {
     } finally {
       await s3.stop();
     }
+  });
+
+  it('from the CLI: history finds the point, restore --before-revision replays to it, list shows the coverage', async () => {
+    const flags = ['--store', `file://${storeDir}`, '--cluster', CLUSTER];
+    const history = await runCliOk(['history', 'namespaces/prod', ...flags]);
+    const rows = history.stdout.split('\n').filter((l) => /^\d+\s/.test(l));
+    assert.deepEqual(
+      rows.map((l) => l.split(/\s+/).slice(0, 3).join(' ')).map((l) => l.replace(/ \S+Z /, ' T ')),
+      [`${at.prodLastUpdate - 1} T update`, `${at.prodLastUpdate} T update`, `${at.prodDelete} T delete`],
+    );
+    assert.match(history.stdout, /restore --before namespaces\/prod --data-dir DIR/);
+    const json = JSON.parse((await runCliOk(['history', '/registry/secrets/prod/', '--json', ...flags])).stdout) as {
+      kind: string;
+    }[];
+    assert.equal(json.length, 20, 'every secret of prod was deleted once in the log');
+    assert.ok(json.every((c) => c.kind === 'delete'));
+
+    const dataDir = join(work.path, 'cli-restored');
+    const peer = `http://127.0.0.1:${await freePort()}`;
+    const restored = await runCliOk(
+      [
+        'restore',
+        '--before-revision',
+        String(at.prodDelete),
+        '--data-dir',
+        dataDir,
+        '--name',
+        'default',
+        '--initial-advertise-peer-urls',
+        peer,
+        ...flags,
+      ],
+      { timeoutMs: 180_000 },
+    );
+    assert.match(restored.stdout, new RegExp(`restored revision ${at.prodDelete - 1} into ${dataDir}`));
+    assert.match(restored.stdout, /delta segments \(each segment's SHA-256s verified\)/);
+    assert.match(restored.stdout, /next steps:/);
+    await assertRestoredAs(dataDir, at.prodDelete - 1, 'CLI --before-revision');
+
+    const list = await runCliOk(['list', ...flags]);
+    assert.match(
+      list.stdout,
+      new RegExp(
+        `${snapA.id}\\s+${snapA.etcd.revision + 1}\\s+${finalRevision}\\s+\\S+Z\\s+${segments.length}\\s+${snapA.etcd.revision}\\.\\.${finalRevision}`,
+      ),
+    );
+
+    const both = await runCli(['restore', 'latest', '--to-revision', '5', '--data-dir', dataDir, ...flags]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /a snapshot id or a point-in-time flag, not both/);
+    const local = await runCli(['restore', '--to-time', '2026-12-01 10:00', '--data-dir', dataDir, ...flags]);
+    assert.equal(local.code, 2);
+    assert.match(local.stderr, /ISO 8601 time with its zone/);
+    const out = await runCli([
+      'restore',
+      '--to-revision',
+      String(finalRevision + 10),
+      '--data-dir',
+      join(work.path, 'nope'),
+      ...flags,
+    ]);
+    assert.equal(out.code, 1);
+    assert.match(out.stderr, /past what the log holds; the newest restorable point is revision/);
   });
 });
