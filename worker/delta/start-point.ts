@@ -3,7 +3,8 @@
  * holds (segment manifests, gap records, full snapshots), tested by example.
  *
  * - The newest chain continues when it is whole: the writer watches from its end + 1, so a
- *   writer that died mid-segment is resumed without a lost or duplicated revision.
+ *   writer that died mid-segment is resumed without a lost or duplicated revision. A chain whose
+ *   oldest segments retention removed is whole from the snapshots it still reaches back to.
  * - A newest chain that does not start at its snapshot (a segment in the middle is missing) is a
  *   gap: never papered over, it needs a new full snapshot and a new chain after it.
  * - A gap recorded by an earlier writer whose snapshot is known (`toRevision`) starts the new
@@ -54,7 +55,12 @@ export function decideStart(inputs: StartInputs): StartPoint {
   }
 
   if (newest) {
-    if (newest.fromSnapshot) {
+    // Retention removes a chain's oldest segments once no kept snapshot needs them: what is left
+    // is whole from any snapshot whose revision it reaches back to.
+    const fromAKeptSnapshot = inputs.snapshots.some(
+      (s) => s.etcd.revision >= newest.startRevision - 1 && s.etcd.revision <= newest.endRevision,
+    );
+    if (newest.fromSnapshot || fromAKeptSnapshot) {
       return {
         kind: 'watch',
         chain: { follows: newest.follows, startRevision: segmentChainStart(newest) },

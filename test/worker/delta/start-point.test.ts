@@ -131,3 +131,14 @@ describe('where a new delta-log writer starts', () => {
     assert.equal(start.kind === 'watch' && start.chain.follows, 'snap-500');
   });
 });
+
+describe('after retention removed the oldest segments', () => {
+  it('a chain reaching back to a kept snapshot continues; one that does not is a gap', () => {
+    const pruned = [segment(201, 250), segment(251, 320)];
+    const kept = decideStart({ manifests: pruned, gaps: [], snapshots: [snapshot('snap-200', 200)], now: NOW });
+    assert.equal(kept.kind === 'watch' && kept.next, 321);
+    assert.deepEqual(kept.kind === 'watch' && kept.chain, { follows: 'snap-100', startRevision: 101 });
+    const lost = decideStart({ manifests: pruned, gaps: [], snapshots: [snapshot('snap-150', 150)], now: NOW });
+    assert.equal(lost.kind === 'snapshot' && lost.gap?.reason, 'segment-missing');
+  });
+});
