@@ -185,6 +185,8 @@ class Writer implements DeltaWriter {
         clearInterval(renewal);
         this.session = undefined;
         metrics?.deltaLeader.set({ cluster }, 0);
+        // Only the leader reports a lag: a stale figure here would alert on the max over workers.
+        metrics?.deltaLag.set({ cluster }, 0);
         if (session.stopReason !== 'lock-lost') await lock.release().catch(() => undefined);
       }
       if (session.stopReason === 'lock-lost') log.warn('delta log: lost the writer lock; another worker may write now');
