@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The benchmarks: the snapshot (ours against `etcdctl snapshot save` on a real etcd), then the
 # webhook (audit ingestion, admission latency, Redis commands per window, on real Redis), then the
-# delta log's recovery point and writer cost (bench/delta.ts).
+# delta log's recovery point and writer cost (bench/delta.ts), then point-in-time replay speed
+# (bench/replay.ts).
 # Our runner and the CLI are compiled to plain JS first so that they run as in production, without
-# the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta (default all); snapshot: BENCH_SIZE_MIB
+# the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta|replay (default all); snapshot: BENCH_SIZE_MIB
 # (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS; webhook: see bench/webhook.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|snapshot|webhook|delta) ;;
-  *) echo "bench: BENCH_ONLY must be snapshot, webhook or delta (got \"$only\")" >&2; exit 2 ;;
+  ""|snapshot|webhook|delta|replay) ;;
+  *) echo "bench: BENCH_ONLY must be snapshot, webhook, delta or replay (got \"$only\")" >&2; exit 2 ;;
 esac
 bash scripts/bootstrap.sh
 
@@ -47,5 +48,10 @@ fi
 if [ -z "$only" ] || [ "$only" = delta ]; then
   [ "$only" = delta ] || echo
   BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/delta.ts || status=$?
+fi
+# point-in-time replay (issue 10, restore side)
+if [ -z "$only" ] || [ "$only" = replay ]; then
+  [ "$only" = replay ] || echo
+  node --import tsx bench/replay.ts || status=$?
 fi
 exit "$status"
