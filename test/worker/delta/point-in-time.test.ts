@@ -13,7 +13,7 @@ import { cp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Etcd3 } from 'etcd3';
-import { loadConfig, type Config } from '../../../core/config/index.js';
+import { configSchema, loadConfig, type Config } from '../../../core/config/index.js';
 import { createLogger } from '../../../core/logger.js';
 import { takeBackup } from '../../../worker/backup.js';
 import { loadIdentities } from '../../../worker/crypto/age.js';
@@ -26,7 +26,8 @@ import {
   type TargetSpec,
 } from '../../../worker/delta/point-in-time.js';
 import { replayToRevision } from '../../../worker/delta/replay.js';
-import { TargetError } from '../../../worker/delta/target.js';
+import { planRestore, TargetError } from '../../../worker/delta/target.js';
+import { startDeltaWriter } from '../../../worker/delta/writer.js';
 import type { DeltaEvent, DeltaManifest } from '../../../worker/delta/segment.js';
 import type { Manifest } from '../../../worker/manifest.js';
 import { FileStore } from '../../../worker/stores/file.js';
@@ -34,7 +35,9 @@ import { openStore } from '../../../worker/stores/open.js';
 import type { Store } from '../../../worker/stores/store.js';
 import { publishSegments, watchAll } from '../../support/delta-log.js';
 import { startEtcd, type EtcdServer } from '../../support/etcd.js';
-import { freePort } from '../../support/ports.js';
+import { freePort, waitFor } from '../../support/ports.js';
+import { startRedis } from '../../support/redis.js';
+import { writeLoad } from '../../support/delta.js';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../../support/s3rver.js';
 import { tempDir } from '../../support/tmp.js';
 import { runCli, runCliOk } from '../../support/cli.js';
@@ -523,5 +526,62 @@ describe('point-in-time restore', () => {
     ]);
     assert.equal(out.code, 1);
     assert.match(out.stderr, /past what the log holds; the newest restorable point is revision/);
+  });
+
+  // Last: it adds a snapshot and a chain written by the real writer after everything above.
+  it('restores from a chain the real writer wrote, joined to the one before it', async () => {
+    const redis = await startRedis();
+    try {
+      const writerConfig = configSchema.parse({
+        cluster: CLUSTER,
+        etcd: { endpoints: [source.endpoint] },
+        store: { url: `file://${storeDir}` },
+        redis: { url: redis.url, prefix: 'eab-pitr' },
+        queue: { maxInterval: 0, lockDuration: 2_000, shutdownGrace: 5_000, backoff: 200 },
+        delta: { enabled: true, flushInterval: 300, maxSegmentBytes: 64 * 1024 },
+      });
+      const snapC = await takeBackup({ config: writerConfig, store, log, cause: { source: 'manual' } });
+      const writer = startDeltaWriter({ config: writerConfig, store, log });
+      let end: number;
+      try {
+        await waitFor('the writer to lead', () => Promise.resolve(writer.leader || undefined));
+        end = await writeLoad(source.client, { ops: 600, prefix: '/registry/writer' });
+        end = Number((await source.client.get('/x').exec()).header.revision);
+        await waitFor(
+          `the writer's chain to reach ${end}`,
+          async () => {
+            const state = await readLogState(store, CLUSTER);
+            return (state.runs.at(-1)?.endRevision ?? 0) >= end || undefined;
+          },
+          60_000,
+        );
+      } finally {
+        await writer.close();
+      }
+      const state = await readLogState(store, CLUSTER);
+      const written = state.chains.flatMap((c) => c.segments).filter((m) => m.firstRevision > finalRevision);
+      assert.ok(written.length > 1, `the writer wrote ${written.length} segments after revision ${finalRevision}`);
+      assert.equal(state.runs.length, 1, "the writer's chain continues the test's own: one run");
+      for (const target of [snapC.etcd.revision + 77, end]) {
+        const { report, dataDir } = await restoreTo({ toRevision: target }, `writer-${target}`);
+        assert.equal(report.snapshot.id, snapC.id);
+        await assertRestoredAs(dataDir, target, `writer chain, revision ${target}`);
+      }
+      // Across the join: from snapshot B through the test's chain into the writer's.
+      const across = await replayToRevision({
+        store,
+        plan: {
+          target: snapC.etcd.revision + 20,
+          sources: planRestore(snapC.etcd.revision + 20, [snapB], state.chains).sources,
+        },
+        dataDir: join(work.path, 'restored-across'),
+        etcdctl: 'etcdctl',
+        log,
+      });
+      assert.equal(across.snapshot.id, snapB.id);
+      await assertRestoredAs(across.dataDir, snapC.etcd.revision + 20, 'across two chains');
+    } finally {
+      await redis.stop();
+    }
   });
 });
