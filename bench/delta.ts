@@ -61,11 +61,12 @@ function startWorker(args: string[]): Proc {
   return { child, stderr: () => err };
 }
 
-/** CPU seconds (user + system) and current RSS of a process, from /proc. */
+/** CPU seconds (user + system, with its exited children) and current RSS of a process, from /proc. */
 async function usage(pid: number): Promise<{ cpu: number; rssMiB: number }> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  // After "pid (comm) ", utime and stime are fields 12 and 13 (0-based), in clock ticks (100/s).
-  const cpu = (Number(fields[11]) + Number(fields[12])) / 100;
+  // After "pid (comm) ": utime, stime, then cutime, cstime (exited children: the zstd processes),
+  // fields 11-14 (0-based), in clock ticks (100/s).
+  const cpu = (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
   return { cpu, rssMiB: rss };
@@ -216,7 +217,7 @@ async function main(): Promise<void> {
     const stored = segments.reduce((n, m) => n + m.storedSize, 0);
     const body = segments.reduce((n, m) => n + m.bodySize, 0);
     console.log(
-      `segments ${segments.length}, NDJSON ${(body / MIB).toFixed(1)} MiB stored as ${(stored / MIB).toFixed(1)} MiB (zstd, ${(body / stored).toFixed(1)}x smaller)`,
+      `segments ${segments.length}, NDJSON ${(body / MIB).toFixed(1)} MiB stored as ${(stored / MIB).toFixed(1)} MiB (zstd, ${(body / stored).toFixed(1)}x smaller: the load repeats 64 values)`,
     );
   } finally {
     for (const close of closers) close();
