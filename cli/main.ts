@@ -24,6 +24,7 @@ const COMMANDS: readonly (readonly [string, () => Promise<Register>])[] = [
   ['list|ls', async () => (await import('./commands/list.js')).registerList],
   ['verify', async () => (await import('./commands/verify.js')).registerVerify],
   ['restore', async () => (await import('./commands/restore.js')).registerRestore],
+  ['history', async () => (await import('./commands/history.js')).registerHistory],
   ['drill', async () => (await import('./commands/drill.js')).registerDrill],
   ['audit-config', async () => (await import('./commands/audit-config.js')).registerAuditConfig],
   ['prune', async () => (await import('./commands/prune.js')).registerPrune],

@@ -44,6 +44,22 @@ export interface Metrics {
   readonly snapshotRetries: Counter<'cluster'>;
   /** Store steps at worker start that failed without stopping it (step=lifecycle). */
   readonly storeSetupWarnings: Counter<'cluster' | 'step'>;
+  // --- delta log (docs/delta-log.md)
+  /** Now minus the time up to which every change is stored in the log; 0 while caught up. */
+  readonly deltaLag: Gauge<'cluster'>;
+  readonly deltaSegments: Counter<'cluster'>;
+  readonly deltaEvents: Counter<'cluster'>;
+  /** Bytes of segment objects stored (after compression and encryption). */
+  readonly deltaStoredBytes: Counter<'cluster'>;
+  /** Gaps found in the log (each leads to a full snapshot and a new chain), by reason. */
+  readonly deltaGaps: Counter<'cluster' | 'reason'>;
+  /** 1 while this process holds the cluster's delta-writer lock. */
+  readonly deltaLeader: Gauge<'cluster'>;
+  /** Event bytes held in memory, not yet stored. */
+  readonly deltaBuffered: Gauge<'cluster'>;
+  /** Failed attempts to store a segment (retried; the events stay buffered). */
+  readonly deltaWriteFailures: Counter<'cluster'>;
+  // --- end delta log
 }
 
 export interface MetricsOptions {
@@ -179,6 +195,56 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       labelNames: ['cluster', 'step'] as const,
       registers,
     }),
+    // --- delta log
+    deltaLag: new Gauge({
+      name: `${PREFIX}delta_lag_seconds`,
+      help: 'Now minus the time up to which every etcd change is stored in the delta log (0 while caught up).',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaSegments: new Counter({
+      name: `${PREFIX}delta_segments_total`,
+      help: 'Delta-log segments published.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaEvents: new Counter({
+      name: `${PREFIX}delta_events_total`,
+      help: 'etcd events stored in published delta-log segments.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaStoredBytes: new Counter({
+      name: `${PREFIX}delta_stored_bytes_total`,
+      help: 'Bytes of delta-log segment objects stored, after compression and encryption.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaGaps: new Counter({
+      name: `${PREFIX}delta_gaps_total`,
+      help: 'Gaps found in the delta log, by reason; each is recorded and followed by a full snapshot and a new chain.',
+      labelNames: ['cluster', 'reason'] as const,
+      registers,
+    }),
+    deltaLeader: new Gauge({
+      name: `${PREFIX}delta_writer_leader`,
+      help: "1 while this process holds the cluster's delta-log writer lock, else 0.",
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaBuffered: new Gauge({
+      name: `${PREFIX}delta_buffered_bytes`,
+      help: 'Event bytes the delta-log writer holds in memory, not yet stored.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    deltaWriteFailures: new Counter({
+      name: `${PREFIX}delta_write_failures_total`,
+      help: 'Failed attempts to store a delta-log segment; retried with the events kept in memory.',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    // --- end delta log
   };
 
   // Zero series from the start, so rate() and alerts see a source before its first signal.

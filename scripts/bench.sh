@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The benchmarks: the snapshot (ours against `etcdctl snapshot save` on a real etcd), then the
-# webhook (audit ingestion, admission latency, Redis commands per window, on real Redis).
+# webhook (audit ingestion, admission latency, Redis commands per window, on real Redis), then the
+# delta log's recovery point and writer cost (bench/delta.ts), then point-in-time replay speed
+# (bench/replay.ts).
 # Our runner and the CLI are compiled to plain JS first so that they run as in production, without
-# the tsx loader. Env: BENCH_ONLY=snapshot|webhook (default both); snapshot: BENCH_SIZE_MIB
+# the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta|replay (default all); snapshot: BENCH_SIZE_MIB
 # (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS; webhook: see bench/webhook.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|snapshot|webhook) ;;
-  *) echo "bench: BENCH_ONLY must be snapshot or webhook (got \"$only\")" >&2; exit 2 ;;
+  ""|snapshot|webhook|delta|replay) ;;
+  *) echo "bench: BENCH_ONLY must be snapshot, webhook, delta or replay (got \"$only\")" >&2; exit 2 ;;
 esac
 bash scripts/bootstrap.sh
 
@@ -36,11 +38,20 @@ for out in bench/run-ours.js cli/main.js; do
 done
 
 status=0
-if [ "$only" != webhook ]; then
+if [ -z "$only" ] || [ "$only" = snapshot ]; then
   BENCH_RUNNER_JS="$PWD/$build/bench/run-ours.js" BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/snapshot.ts || status=$?
 fi
-if [ "$only" != snapshot ]; then
+if [ -z "$only" ] || [ "$only" = webhook ]; then
   [ "$only" = webhook ] || echo
   BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/webhook.ts || status=$?
+fi
+if [ -z "$only" ] || [ "$only" = delta ]; then
+  [ "$only" = delta ] || echo
+  BENCH_CLI_JS="$PWD/$build/cli/main.js" node --import tsx bench/delta.ts || status=$?
+fi
+# point-in-time replay (issue 10, restore side)
+if [ -z "$only" ] || [ "$only" = replay ]; then
+  [ "$only" = replay ] || echo
+  node --import tsx bench/replay.ts || status=$?
 fi
 exit "$status"

@@ -11,9 +11,6 @@ import type { Cause } from '../core/cause.js';
 import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
-import { codecOf, levelFor } from './codecs.js';
-import { ageEncryptStage, Sha256Meter } from './crypto/age.js';
-import { encryptStage } from './crypto/stages.js';
 import { chooseMember } from './etcd-members.js';
 import { firstFailure } from './first-failure.js';
 import { hashKV } from './hash-kv.js';
@@ -21,6 +18,7 @@ import { countKeys } from './key-counts.js';
 import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
 import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
+import { prepareStoreStages } from './store-stages.js';
 import type { Store } from './stores/store.js';
 
 export interface BackupOptions {
@@ -45,8 +43,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   const timeout = AbortSignal.timeout(config.snapshot.timeout);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   // Before etcd is touched: an unreadable key file is a configuration error, not a failed snapshot.
-  const encryption = await encryptStage(config.encryption);
-  const age = await ageEncryptStage(config.encryption);
+  const prepared = await prepareStoreStages({ config });
 
   const chosen = await chooseMember(config.etcd);
   const member = chosen.status;
@@ -63,12 +60,8 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   );
 
   try {
-    const id = newSnapshotId(started, member.revision);
-    const key = objectKey(config.cluster, id, config.snapshot.compression) + (age?.suffix ?? '');
-
     const failures = firstFailure<SnapshotStage>();
     const tag = failures.tag;
-
     let source: Readable;
     try {
       source = tag(await openSnapshotStream(chosen.client), 'stream');
@@ -77,28 +70,17 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
         cause: err,
       });
     }
+    // Only now: the zstd child must not be left running when the stream could not start.
+    const after = prepared.open(tag);
+    const id = newSnapshotId(started, member.revision);
+    const key = objectKey(config.cluster, id, config.snapshot.compression) + after.suffix;
     const meter = new ByteMeter(options.onProgress);
     const messages = tag(new SnapshotMessages((total) => (meter.total = total)), 'stream');
     const verifier = tag(new Sha256TrailerVerifier(), 'verify');
     const stored = new ByteMeter();
     const body = tag(new PassThrough(), 'upload');
-    const transforms = ['verify-sha256'];
-    const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier];
-    const codec = codecOf(config.snapshot.compression);
-    if (codec.compress && codec.transform) {
-      stages.push(tag(codec.compress(levelFor(codec, config.snapshot.compressionLevel)), 'compress'));
-      transforms.push(codec.transform);
-    }
-    if (encryption) {
-      stages.push(tag(encryption.stream, 'encrypt'));
-      transforms.push(encryption.transform);
-    }
-    // The stored bytes' hash lets verify check an age object without its (offline) identity.
-    const storedHash = age ? new Sha256Meter() : undefined;
-    if (age && storedHash) {
-      stages.push(tag(age.stream, 'encrypt'), storedHash);
-      transforms.push(age.transform);
-    }
+    const transforms = ['verify-sha256', ...after.transforms];
+    const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier, ...after.stages];
 
     const flowing = pipeline([source, ...stages, stored, body], { signal });
     const uploading = store.put(key, body, { signal, contentType: 'application/octet-stream' });
@@ -131,8 +113,9 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
       sha256,
       compression: config.snapshot.compression,
       transforms,
-      ...(encryption ? { encryption: encryption.manifest } : {}),
-      ...(age && storedHash ? { age: age.manifest, storedSha256: storedHash.digest() } : {}),
+      ...(after.encryption ? { encryption: after.encryption } : {}),
+      // The stored bytes' hash lets verify check an age object without its (offline) identity.
+      ...(after.age && after.storedHash ? { age: after.age, storedSha256: after.storedHash.digest() } : {}),
       ...drillFacts,
       cause,
       tool: TOOL,

@@ -297,7 +297,7 @@ function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
   return options.signal ? { signal: options.signal } : {};
 }
 
-async function etcdVersion(etcd: string): Promise<string> {
+export async function etcdVersion(etcd: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(etcd, ['--version'], (err, stdout) => {
       if (err) return reject(new Error(`cannot run ${etcd} --version (drill.etcd): ${err.message}`));
@@ -308,7 +308,7 @@ async function etcdVersion(etcd: string): Promise<string> {
   });
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -320,7 +320,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface RunningEtcd {
+export interface RunningEtcd {
   child: ChildProcess;
   client: Etcd3;
   waitReady(timeoutMs: number): Promise<void>;
@@ -329,7 +329,14 @@ interface RunningEtcd {
   stop(): Promise<void>;
 }
 
-function startEtcd(etcd: string, dataDir: string, clientPort: number, peer: string): RunningEtcd {
+/** A throwaway single-member etcd on loopback (drills, point-in-time replay); `extraArgs` are appended. */
+export function startEtcd(
+  etcd: string,
+  dataDir: string,
+  clientPort: number,
+  peer: string,
+  extraArgs: readonly string[] = [],
+): RunningEtcd {
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const child = spawn(
     etcd,
@@ -350,6 +357,7 @@ function startEtcd(etcd: string, dataDir: string, clientPort: number, peer: stri
       `drill=${peer}`,
       '--log-level',
       'error',
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

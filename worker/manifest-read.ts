@@ -18,6 +18,14 @@ export class ManifestReadError extends Error {
  * and parseManifest's error when it is there but unusable.
  */
 export async function readManifest(store: Store, key: string): Promise<Manifest> {
+  return parseManifest(await readStoredText(store, key), key);
+}
+
+/**
+ * A small object's text (manifests, records). Rejects with the store's NotFoundError when it is
+ * absent and a ManifestReadError when it could not be fetched or read to its end.
+ */
+export async function readStoredText(store: Store, key: string): Promise<string> {
   let body: Readable;
   try {
     ({ body } = await store.get(key));
@@ -31,5 +39,5 @@ export async function readManifest(store: Store, key: string): Promise<Manifest>
   } catch (err) {
     throw new ManifestReadError(messageOf(err), { cause: err });
   }
-  return parseManifest(Buffer.concat(chunks).toString('utf8'), key);
+  return Buffer.concat(chunks).toString('utf8');
 }

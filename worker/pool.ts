@@ -18,6 +18,7 @@ import {
   connectRedis,
   createSnapshotQueue,
   foldEnded,
+  keepLock,
   retryDelay,
   takerOf,
   MAX_SAMPLES,
@@ -164,7 +165,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     }
     const controller = new AbortController();
     current = controller;
-    const renewal = keepLock(lock, lockMs, controller, jobLog);
+    const renewal = keepClusterLock(lock, lockMs, controller, jobLog);
     const started = Date.now();
     try {
       const cause = await causeOf(job, redis, prefix, jobLog);
@@ -378,27 +379,12 @@ export function uncovered(
   return { changes, oldestMs };
 }
 
-function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
-  let renewed = Date.now();
-  const timer = setInterval(
-    () => {
-      lock.renew().then(
-        (held) => {
-          if (held) renewed = Date.now();
-          else abortLost();
-        },
-        (err: unknown) => {
-          log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed');
-          if (Date.now() - renewed > lockMs * 0.8) abortLost();
-        },
-      );
-    },
-    Math.max(250, Math.floor(lockMs / 3)),
+function keepClusterLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
+  // Another worker may take the cluster once the lock is lost: stop rather than run two snapshots at once.
+  return keepLock(
+    lock,
+    lockMs,
+    () => controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published')),
+    (err) => log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed'),
   );
-  timer.unref();
-  function abortLost(): void {
-    // Another worker may take the cluster now: stop rather than run two snapshots at once.
-    controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published'));
-  }
-  return timer;
 }

@@ -1,5 +1,6 @@
 /**
- * Retention, carried out: list the cluster's snapshots prefix, decide with retention.ts, delete.
+ * Retention, carried out: planPrune lists the cluster's snapshots and delta log and decides with
+ * retention.ts (deleting nothing: the dry run's answer); applyPrunePlan deletes what it planned.
  *
  * Safety rules, in the order they apply:
  * - Everything is read before anything is deleted. A listing that fails, a manifest read that
@@ -17,9 +18,10 @@
  *   an orphan without a manifest, which the next run removes.
  * - Orphans (an object without a manifest, a manifest without its object, a file store's stale
  *   upload temp file) are deleted only when older than max(retention.orphanAge, snapshot.timeout).
+ * - Delta-log segments (docs/delta-log.md) go only when no kept snapshot needs them: a segment
+ *   ending at or before the oldest kept snapshot's revision. Nothing goes while no snapshot is kept.
+ *   Manifest first, then object, as for snapshots; their orphans follow the same age rule.
  */
-import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Config } from '../core/config/index.js';
 import type { RetentionConfig } from '../core/config/schema.js';
 import { messageOf } from '../core/errors.js';
@@ -27,8 +29,16 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { snapshotsPrefix, type Manifest } from './manifest.js';
 import { ManifestReadError, readManifest } from './manifest-read.js';
-import { isStale, orphanSafeAge, parseOwnName, planRetention, type Candidate } from './retention.js';
-import { FileStore } from './stores/file.js';
+import { readDeltaCatalog, type DeltaCatalog } from './delta/catalog.js';
+import { deltasPrefix, gapKey, parseSegmentKey, segmentManifestKey } from './delta/segment.js';
+import {
+  isStale,
+  orphanSafeAge,
+  parseOwnName,
+  planDeltaRetention,
+  planRetention,
+  type Candidate,
+} from './retention.js';
 import { NotFoundError, type ObjectInfo, type Store } from './stores/store.js';
 import { mapLimit } from './map-limit.js';
 import { readDrillRecord } from './drill.js';
@@ -92,6 +102,29 @@ export interface PruneReport {
   skipped: PathNote[];
   /** Objects under the prefix that this service did not write; never touched. */
   foreign: number;
+  /** Delta-log segments kept (a kept snapshot may need them). */
+  deltaSegmentsKept: number;
+  /** Delta-log segments deleted (or to be deleted in a dry run): no kept snapshot needs them. */
+  deltaSegmentsDeleted: DeletedSegment[];
+}
+
+export interface DeletedSegment {
+  firstRevision: number;
+  lastRevision: number;
+  /** Manifest key first: the order they are (or would be) deleted in. */
+  keys: string[];
+  reason: string;
+}
+
+/** What one run will delete, in order, with the report of what stays; planPrune makes it. */
+export interface PrunePlan {
+  /** Kept snapshots, skipped and foreign names; `deleted`/`orphans` are filled as the plan is carried out. */
+  report: PruneReport;
+  snapshots: DeletedSnapshot[];
+  segments: DeletedSegment[];
+  /** Gap records no replay can meet any more. */
+  gaps: PathNote[];
+  orphans: Orphan[];
 }
 
 /** Stopped before or while deleting; says what was already done. */
@@ -108,8 +141,12 @@ interface Group {
 
 type Found = Candidate & { manifest: Manifest; keys: string[] };
 
-export async function prune(options: PruneOptions): Promise<PruneReport> {
-  const { store, cluster, retention, log } = options;
+/**
+ * Everything retention would do, decided from one reading of the store, nothing deleted: the
+ * snapshots and delta-log segments to delete, the orphans, and the report of what stays and why.
+ */
+export async function planPrune(options: PruneOptions): Promise<PrunePlan> {
+  const { store, cluster, retention } = options;
   const now = (options.now ?? (() => new Date()))();
   const dryRun = options.dryRun ?? false;
   const report: PruneReport = {
@@ -122,8 +159,10 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     orphans: [],
     skipped: [],
     foreign: 0,
+    deltaSegmentsKept: 0,
+    deltaSegmentsDeleted: [],
   };
-  if (!retention.enabled) return report;
+  if (!retention.enabled) return { report, snapshots: [], segments: [], gaps: [], orphans: [] };
   const prefix = snapshotsPrefix(cluster);
   const safeAge = orphanSafeAge(retention.orphanAge, options.snapshotTimeoutMs);
 
@@ -252,83 +291,208 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     keys: d.snapshot.keys,
     reason: `kept by no retention rule (${rules})`,
   }));
-  orphans.push(...(await fileStoreTemps(store, prefix, now, safeAge, report)));
+  orphans.push(
+    ...(await incompleteUploads(store, prefix, now, safeAge, report, (name) => parseOwnName(name) !== undefined)),
+  );
+  // Read before anything is deleted, like the snapshots: a failed read deletes nothing at all.
+  const deltas = await planDeltas(
+    store,
+    cluster,
+    plan.keep.map((d) => d.snapshot.revision),
+    noteOrphan,
+    report,
+  );
+  orphans.push(
+    ...(await incompleteUploads(
+      store,
+      deltasPrefix(cluster),
+      now,
+      safeAge,
+      report,
+      (name) => parseSegmentKey(name) !== undefined,
+    )),
+  );
+  report.deltaSegmentsKept = deltas.kept;
+  return { report, snapshots: doomed, segments: deltas.segments, gaps: deltas.gaps, orphans };
+}
 
-  if (dryRun) {
-    report.deleted = doomed;
-    report.orphans = orphans.map(({ key, reason }) => ({ key, reason }));
-    return report;
-  }
+/** What a plan says to delete: the dry run's answer. */
+export function plannedReport(plan: PrunePlan): PruneReport {
+  return {
+    ...plan.report,
+    deleted: plan.snapshots,
+    deltaSegmentsDeleted: plan.segments,
+    orphans: [...plan.gaps, ...plan.orphans].map(({ key, reason }) => ({ key, reason })),
+  };
+}
 
-  for (const d of doomed) {
+/**
+ * Carries out a plan: each snapshot manifest first, then its object; then delta-log segments
+ * (manifest first, then object), gap records no replay can meet, and orphans. A failed delete
+ * stops the run, saying what was already done; the next run goes on from there.
+ */
+export async function applyPrunePlan(store: Store, plan: PrunePlan, log: Logger): Promise<PruneReport> {
+  const report: PruneReport = { ...plan.report, deleted: [], deltaSegmentsDeleted: [], orphans: [] };
+  const cluster = report.cluster;
+  for (const d of plan.snapshots) {
     for (const key of d.keys) await remove(store, key, report);
     report.deleted.push(d);
     log.info({ cluster, id: d.id, createdAt: d.createdAt, keys: d.keys }, `deleted snapshot ${d.id}: ${d.reason}`);
   }
-  for (const o of orphans) {
-    await remove(store, o.key, report, o.path);
+  for (const segment of plan.segments) {
+    for (const key of segment.keys) await remove(store, key, report);
+    report.deltaSegmentsDeleted.push(segment);
+    log.debug({ cluster, keys: segment.keys }, `deleted delta segment: ${segment.reason}`);
+  }
+  if (plan.segments.length > 0)
+    log.info({ cluster, segments: plan.segments.length }, 'deleted delta-log segments no kept snapshot needs');
+  for (const o of [...plan.gaps, ...plan.orphans]) {
+    await remove(store, o.key, report);
     report.orphans.push({ key: o.key, reason: o.reason });
-    log.info({ cluster, key: o.key, modified: o.modified?.toISOString() }, `deleted orphan ${o.key}: ${o.reason}`);
+    log.info({ cluster, key: o.key }, `deleted ${o.key}: ${o.reason}`);
   }
   return report;
 }
 
+export async function prune(options: PruneOptions): Promise<PruneReport> {
+  const plan = await planPrune(options);
+  if (options.dryRun ?? false) return plannedReport(plan);
+  return applyPrunePlan(options.store, plan, options.log);
+}
+
 /** Deletes one key; on failure says what this run had already deleted. */
-async function remove(store: Store, key: string, report: PruneReport, path?: string): Promise<void> {
+async function remove(store: Store, key: string, report: PruneReport): Promise<void> {
   try {
-    if (path !== undefined) await rm(path, { force: true });
-    else await store.delete(key);
+    await store.delete(key);
   } catch (err) {
     throw new PruneError(
-      `deleting ${path ?? key} from ${store.location} failed: ${messageOf(err)}; ` +
+      `deleting ${key} from ${store.location} failed: ${messageOf(err)}; ` +
         `this run deleted ${report.deleted.length} snapshot(s) and ${report.orphans.length} orphan(s) before; the next run goes on`,
       { cause: err },
     );
   }
 }
 
-/** An orphan to delete; `path` when it is a local temp file rather than a store key. */
-type Orphan = PathNote & { modified?: Date; path?: string };
+/** An orphan to delete. */
+type Orphan = PathNote & { modified?: Date };
 /** FileStore's marker between the final name and the random part of an upload's temp file. */
 const TEMP_MARK = '.partial-';
 
 /**
- * A file store's upload temp files are invisible to list(), but a crash leaves them behind: sweep
- * stale ones of our naming in the cluster's snapshots directory (and only there).
+ * Leftovers of interrupted writes that list() hides (the file store's temp files): stale ones of
+ * our naming directly under `prefix` (and only there) are orphans.
  */
-async function fileStoreTemps(
+async function incompleteUploads(
   store: Store,
   prefix: string,
   now: Date,
   safeAge: number,
   report: PruneReport,
+  ours: (name: string) => boolean,
 ): Promise<Orphan[]> {
-  if (!(store instanceof FileStore) || !store.location.startsWith('file://')) return [];
-  const dir = join(store.location.slice('file://'.length), ...prefix.split('/').filter(Boolean));
-  let names: string[];
+  if (!store.listIncomplete) return [];
+  let listed: ObjectInfo[];
   try {
-    names = await readdir(dir);
+    listed = await store.listIncomplete(prefix);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new PruneError(`reading ${dir} failed, so nothing was deleted: ${messageOf(err)}`, { cause: err });
+    throw new PruneError(
+      `listing interrupted uploads under ${prefix} failed, so nothing was deleted: ${messageOf(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   const out: Orphan[] = [];
-  for (const name of names) {
+  for (const o of listed) {
+    const name = o.key.slice(prefix.length);
     const mark = name.lastIndexOf(TEMP_MARK);
-    if (mark < 0 || !parseOwnName(name.slice(0, mark)) || !/^[0-9a-f]+$/.test(name.slice(mark + TEMP_MARK.length)))
-      continue;
-    const path = join(dir, name);
-    const modified = await stat(path).then(
-      (s) => s.mtime,
-      () => undefined,
-    );
-    if (modified === undefined) continue;
-    if (isStale(modified, now, safeAge))
-      out.push({ key: `${prefix}${name}`, reason: 'upload temp file left by an interrupted write', modified, path });
-    else
-      report.skipped.push({ key: `${prefix}${name}`, reason: 'upload temp file of a write that may still be running' });
+    if (!o.key.startsWith(prefix) || name.includes('/') || mark < 0) continue;
+    if (!ours(name.slice(0, mark)) || !/^[0-9a-f]+$/.test(name.slice(mark + TEMP_MARK.length))) continue;
+    if (isStale(o.modified, now, safeAge))
+      out.push({
+        key: o.key,
+        reason: 'upload temp file left by an interrupted write',
+        ...(o.modified ? { modified: o.modified } : {}),
+      });
+    else report.skipped.push({ key: o.key, reason: 'upload temp file of a write that may still be running' });
   }
   return out;
+}
+
+/**
+ * The delta log's share of a run: segments no kept snapshot needs (retention.ts), gap records
+ * no replay can meet, orphans (a segment object without a manifest, a manifest whose object is
+ * gone). Unusable manifests are left with their objects, as for snapshots.
+ */
+async function planDeltas(
+  store: Store,
+  cluster: string,
+  keptRevisions: readonly number[],
+  noteOrphan: (o: ObjectInfo, why: string) => void,
+  report: PruneReport,
+): Promise<{ segments: DeletedSegment[]; gaps: PathNote[]; kept: number }> {
+  let catalog: DeltaCatalog;
+  try {
+    catalog = await readDeltaCatalog(store, cluster);
+  } catch (err) {
+    throw new PruneError(
+      `reading the delta log in ${store.location} failed, so nothing was deleted: ${messageOf(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const plan = planDeltaRetention(catalog.manifests, catalog.gaps, keptRevisions);
+  const oldest = plan.oldestKeptRevision;
+  const segments = plan.remove.map((m) => ({
+    firstRevision: m.firstRevision,
+    lastRevision: m.lastRevision,
+    keys: [segmentManifestKey(cluster, m.firstRevision, m.lastRevision), m.key],
+    reason: `ends at revision ${m.lastRevision}, at or before the oldest kept snapshot's revision ${oldest}`,
+  }));
+  const gaps = plan.removeGaps.map((g) => ({
+    key: gapKey(cluster, g.fromRevision),
+    reason: `gap record before the oldest kept snapshot's revision ${oldest}`,
+  }));
+
+  const referenced = new Set(
+    catalog.manifests.flatMap((m) => [m.key, segmentManifestKey(cluster, m.firstRevision, m.lastRevision)]),
+  );
+  const invalid = new Map(catalog.invalid.map((i) => [i.key, i.problem]));
+  const objectMissing = (problem: string | undefined) =>
+    problem !== undefined && /segment object .* is missing/.test(problem);
+  const prefix = deltasPrefix(cluster);
+  for (const o of catalog.objects) {
+    const name = o.key.slice(prefix.length);
+    if (name.startsWith('gaps/')) {
+      const problem = invalid.get(o.key);
+      if (problem !== undefined)
+        report.skipped.push({ key: o.key, reason: `unusable gap record (${problem}); left alone` });
+      continue;
+    }
+    const named = name.includes('/') ? undefined : parseSegmentKey(name);
+    if (!named) {
+      report.foreign++;
+      continue;
+    }
+    if (referenced.has(o.key)) continue;
+    if (named.kind === 'manifest') {
+      const problem = invalid.get(o.key);
+      if (objectMissing(problem)) noteOrphan(o, 'delta manifest whose segment object is missing');
+      else if (problem !== undefined)
+        report.skipped.push({
+          key: o.key,
+          reason: `unusable delta manifest (${problem}); left with its object, never deleted blindly`,
+        });
+      continue;
+    }
+    const manifestKey = segmentManifestKey(cluster, named.firstRevision, named.lastRevision);
+    const problem = invalid.get(manifestKey);
+    if (problem !== undefined && !objectMissing(problem))
+      report.skipped.push({ key: o.key, reason: `its manifest ${manifestKey} is unusable` });
+    else noteOrphan(o, 'delta segment object without a manifest');
+  }
+  return { segments, gaps, kept: plan.keep.length };
 }
 
 function hours(ms: number): string {

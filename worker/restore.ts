@@ -104,19 +104,7 @@ export async function restoreStaged<R extends { file: string }, A>(
     });
     const checked = await restoreWhileChecking(found, argv, alongside, file, target.signal);
     target.signal?.throwIfAborted();
-    await assertUsableTarget(dataDir);
-    try {
-      // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
-      await rename(staged, dataDir);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
-        throw new RestoreTargetError(
-          `${dataDir} changed during the restore and is no longer empty; nothing was restored`,
-        );
-      }
-      throw err;
-    }
+    await moveIntoPlace(staged, dataDir);
     return { report, tool: found, alongside: checked, dataDir, member };
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -147,7 +135,25 @@ async function restoreWhileChecking<A>(
   return checked.value;
 }
 
-async function assertUsableTarget(dataDir: string): Promise<void> {
+/** Moves a finished data dir (a sibling of the target, see above) into place, refusing a target that filled meanwhile. */
+export async function moveIntoPlace(staged: string, dataDir: string): Promise<void> {
+  await assertUsableTarget(dataDir);
+  try {
+    // rename(2) replaces an empty directory and fails on a non-empty one: no window to clobber data.
+    await rename(staged, dataDir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new RestoreTargetError(
+        `${dataDir} changed during the restore and is no longer empty; nothing was restored`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** The data dir must not exist or be empty (a file or a directory with anything in it is refused). */
+export async function assertUsableTarget(dataDir: string): Promise<void> {
   let isDir: boolean;
   try {
     isDir = (await stat(dataDir)).isDirectory();

@@ -135,3 +135,43 @@ export function orphanSafeAge(orphanAgeMs: number, snapshotTimeoutMs: number): n
 export function isStale(modified: Date | undefined, now: Date, safeAgeMs: number): boolean {
   return modified !== undefined && now.getTime() - modified.getTime() > safeAgeMs;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The delta log (docs/delta-log.md): segments are kept while a kept full snapshot needs them.
+
+/** What the policy needs to know about one delta-log segment or gap record. */
+export interface RevisionRange {
+  firstRevision: number;
+  lastRevision: number;
+}
+
+export interface DeltaRetentionPlan<S extends RevisionRange, G extends { fromRevision: number; toRevision?: number }> {
+  keep: S[];
+  remove: S[];
+  /** Gap records about history no kept snapshot reaches back to. */
+  removeGaps: G[];
+  /** The revision of the oldest kept snapshot; undefined when none is kept (then nothing goes). */
+  oldestKeptRevision: number | undefined;
+}
+
+/**
+ * A replay from a snapshot at revision S needs the events from S + 1 on, so a segment is needed
+ * while its last revision is above the oldest kept snapshot's revision; older ones go. Without
+ * any kept snapshot nothing is judged and nothing goes. A gap record goes once its whole range is
+ * at or below that revision (no replay can meet it any more).
+ */
+export function planDeltaRetention<
+  S extends RevisionRange,
+  G extends { fromRevision: number; toRevision?: number | undefined },
+>(segments: readonly S[], gaps: readonly G[], keptSnapshotRevisions: readonly number[]): DeltaRetentionPlan<S, G> {
+  if (keptSnapshotRevisions.length === 0) {
+    return { keep: [...segments], remove: [], removeGaps: [], oldestKeptRevision: undefined };
+  }
+  const oldest = Math.min(...keptSnapshotRevisions);
+  return {
+    keep: segments.filter((s) => s.lastRevision > oldest),
+    remove: segments.filter((s) => s.lastRevision <= oldest),
+    removeGaps: gaps.filter((g) => g.toRevision !== undefined && g.toRevision <= oldest),
+    oldestKeptRevision: oldest,
+  };
+}

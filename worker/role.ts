@@ -13,6 +13,7 @@ import { prepareStore } from './store-setup.js';
 import { drillAfterSnapshot } from './drill-hook.js';
 import type { Manifest } from './manifest.js';
 import { openStore } from './stores/open.js';
+import { startDeltaWriter, type DeltaWriter } from './delta/writer.js';
 import type { Store } from './stores/store.js';
 
 export interface WorkerRole {
@@ -65,6 +66,10 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
   const runSnapshot =
     config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
   const stop = new AbortController();
+  // One writer per cluster across the workers (a Redis lock): every worker runs one, one leads.
+  const delta: DeltaWriter | undefined = config.delta.enabled
+    ? startDeltaWriter({ config, store, log: log.child({ component: 'delta-log' }), metrics })
+    : undefined;
   let pool: WorkerPool | undefined;
   const workerLog = log.child({ component: 'worker' });
   const started = (async () => {
@@ -101,8 +106,11 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     ready: () => pool?.worker.isRunning() ?? false,
     async close() {
       stop.abort(new Error('worker stopping'));
+      // The writer stores what it buffered first (within queue.shutdownGrace), while the store is open.
+      const closingDelta = delta?.close();
       const running = await started;
       await running?.close();
+      await closingDelta;
       await store.close();
     },
   };

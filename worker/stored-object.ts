@@ -10,7 +10,7 @@ import { NotFoundError, type Store } from './stores/store.js';
 
 export async function openStoredObject(
   store: Store,
-  manifest: Manifest,
+  manifest: Pick<Manifest, 'key' | 'storedSize'>,
   what: string,
 ): Promise<{ body: Readable; size: number }> {
   let object: { body: Readable; size: number };

@@ -8,6 +8,8 @@ import type { Manifest } from '../../worker/manifest.js';
 import { mapLimit } from '../../worker/map-limit.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
+import { formatTable } from '../table.js';
+import { describeDeltaLog } from './delta-coverage.js';
 
 export function registerList(program: Command, context: CliContext): void {
   withConfigOptions(
@@ -46,6 +48,10 @@ export function registerList(program: Command, context: CliContext): void {
         context.print(table(snapshots, drills));
       }
       if (legacy) context.print(legacyTable(legacy, store.location));
+      if (!opts.json) {
+        const deltas = await describeDeltaLog(store, config.cluster, snapshots, log);
+        if (deltas) context.print(`\n${deltas}`);
+      }
     } finally {
       await store.close();
     }
@@ -66,15 +72,7 @@ function table(snapshots: readonly Manifest[], drills: readonly (DrillRecord | u
       describeCause(m.cause),
     ]),
   ];
-  return columns(rows).join('\n');
-}
-
-/** Rows padded into columns; the last column is not padded. */
-function columns(rows: readonly string[][]): string[] {
-  const widths = rows.reduce<number[]>((w, r) => r.map((cell, col) => Math.max(w[col] ?? 0, cell.length)), []);
-  return rows.map((r) =>
-    r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '),
-  );
+  return formatTable(rows);
 }
 
 /** Marked apart from our snapshots: these have no manifest, so less is known and checked about them. */
@@ -87,7 +85,7 @@ function legacyTable(objects: readonly LegacyObject[], location: string): string
   ];
   return [
     '',
-    ...columns(rows),
+    formatTable(rows),
     'verify or restore one by its key: etcd-autobackup verify <key>; etcd-autobackup restore <key> --data-dir DIR',
   ].join('\n');
 }

@@ -43,6 +43,16 @@ export function describePrune(report: PruneReport): string {
   const idWidth = rows.reduce((w, r) => Math.max(w, (r[1] as string).length), 0);
   for (const [action, name, why] of rows)
     lines.push(`  ${(action as string).padEnd(width)}  ${(name as string).padEnd(idWidth)}  ${why as string}`);
+  const segments = report.deltaSegmentsDeleted;
+  if (segments.length > 0 || report.deltaSegmentsKept > 0) {
+    const range =
+      segments.length > 0
+        ? ` (revisions ${segments[0]?.firstRevision}..${segments[segments.length - 1]?.lastRevision})`
+        : '';
+    lines.push(
+      `  delta log: keeping ${report.deltaSegmentsKept} segment(s), ${verb} ${segments.length}${range} that no kept snapshot needs`,
+    );
+  }
   if (report.foreign > 0) lines.push(`  ${report.foreign} object(s) not written by etcd-autobackup left untouched`);
   return lines.join('\n');
 }

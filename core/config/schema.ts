@@ -787,6 +787,32 @@ export const drillSchema = z.strictObject({
 });
 // --- end drills
 
+// --- delta log (docs/delta-log.md)
+export const deltaSchema = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Write every etcd change to the store within delta.flushInterval (the delta log), for point-in-time restore. One worker per cluster writes it (a Redis lock); another takes over when it stops.',
+    ),
+  flushInterval: duration('delta.flushInterval')
+    .prefault('10s')
+    .refine((ms) => ms >= 100, 'delta.flushInterval must be at least 100ms')
+    .describe(
+      'Most time a change waits in the writer before its segment is stored: the recovery point objective while the store keeps up.',
+    ),
+  maxSegmentBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(8 * 1024 * 1024)
+    .describe(
+      'A segment is stored early when its events reach this many bytes (before compression). Bounds the writer memory: about twice this while the store is slow.',
+    ),
+});
+// --- end delta log
+
 export const configSchema = z.strictObject({
   cluster: z
     .string()
@@ -812,6 +838,7 @@ export const configSchema = z.strictObject({
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
   drill: drillSchema.default(drillSchema.parse({})),
+  delta: deltaSchema.default(deltaSchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -821,3 +848,4 @@ export type S3Config = Config['store']['s3'];
 export type RetentionConfig = Config['retention'];
 export type LifecycleConfig = Config['lifecycle'];
 export type DrillConfig = Config['drill'];
+export type DeltaConfig = Config['delta'];

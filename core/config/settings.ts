@@ -255,6 +255,21 @@ export const SETTINGS: readonly Setting[] = [
     help: 'basic-auth password of the /queues dashboard',
     secret: true,
   },
+  // --- delta log
+  { flag: 'delta', path: 'delta.enabled', kind: 'bool', help: 'write the delta log (docs/delta-log.md; default off)' },
+  {
+    flag: 'delta-flush-interval',
+    path: 'delta.flushInterval',
+    kind: 'string',
+    help: 'most time a change waits before its segment is stored (default 10s)',
+  },
+  {
+    flag: 'delta-max-segment-bytes',
+    path: 'delta.maxSegmentBytes',
+    kind: 'int',
+    help: 'store a segment early at this many bytes of events (default 8388608)',
+  },
+  // --- end delta log
   {
     flag: 'retention',
     path: 'retention.enabled',

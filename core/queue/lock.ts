@@ -13,6 +13,11 @@ export function clusterLockKey(prefix: string, cluster: string): string {
   return `${prefix}:lock:${cluster}`;
 }
 
+/** The delta-log writer's lock: one writer per cluster (worker/delta/writer.ts). */
+export function deltaLockKey(prefix: string, cluster: string): string {
+  return `${prefix}:delta-lock:${cluster}`;
+}
+
 export interface HeldLock {
   /** Extends the lock; false when it was lost (expired and perhaps taken by another worker). */
   renew(): Promise<boolean>;
@@ -30,4 +35,35 @@ export async function tryLock(redis: Redis, key: string, ttlMs: number, owner: s
       await runScript(redis, RELEASE, [key], [token]);
     },
   };
+}
+
+/**
+ * Renews `lock` a few times per lifetime. Calls `onLost` when it is gone (expired, perhaps taken
+ * by another worker) or could not be renewed for most of its lifetime, so that the holder stops
+ * before another one starts; `onRenewError` hears every failed renewal. Clear the returned timer.
+ */
+export function keepLock(
+  lock: HeldLock,
+  ttlMs: number,
+  onLost: () => void,
+  onRenewError: (err: unknown) => void,
+): NodeJS.Timeout {
+  let renewed = Date.now();
+  const timer = setInterval(
+    () => {
+      lock.renew().then(
+        (held) => {
+          if (held) renewed = Date.now();
+          else onLost();
+        },
+        (err: unknown) => {
+          onRenewError(err);
+          if (Date.now() - renewed > ttlMs * 0.8) onLost();
+        },
+      );
+    },
+    Math.max(250, Math.floor(ttlMs / 3)),
+  );
+  timer.unref();
+  return timer;
 }

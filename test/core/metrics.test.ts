@@ -23,6 +23,15 @@ const NAMES = [
   'etcd_autobackup_oldest_uncovered_change_age_seconds',
   'etcd_autobackup_snapshot_retries_total',
   'etcd_autobackup_store_setup_warnings_total',
+  // delta log
+  'etcd_autobackup_delta_lag_seconds',
+  'etcd_autobackup_delta_segments_total',
+  'etcd_autobackup_delta_events_total',
+  'etcd_autobackup_delta_stored_bytes_total',
+  'etcd_autobackup_delta_gaps_total',
+  'etcd_autobackup_delta_writer_leader',
+  'etcd_autobackup_delta_buffered_bytes',
+  'etcd_autobackup_delta_write_failures_total',
 ];
 
 test('createMetrics defines every service metric under etcd_autobackup_*, plus process metrics', async () => {

@@ -13,7 +13,7 @@ import { AGE_TRANSFORM, AgeDecryptStream, Sha256Meter, type AgeIdentities } from
 /** An age snapshot and no identity to read it with. */
 export class MissingIdentityError extends ConfigError {}
 
-export function isAge(manifest: Manifest): boolean {
+export function isAge(manifest: Pick<Manifest, 'transforms' | 'age'>): boolean {
   return manifest.transforms.includes(AGE_TRANSFORM) || manifest.age !== undefined;
 }
 
@@ -22,7 +22,7 @@ export function isAge(manifest: Manifest): boolean {
  * Fails before any download when no identity is configured.
  */
 export function ageDecryptStage(
-  manifest: Manifest,
+  manifest: Pick<Manifest, 'transforms' | 'age'>,
   identities: AgeIdentities | undefined,
   what: string,
 ): AgeDecryptStream | undefined {

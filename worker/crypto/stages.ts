@@ -46,7 +46,11 @@ export async function encryptStage(
  * anything is downloaded when the manifest names a key that is not configured. `what` names the
  * snapshot in errors.
  */
-export function decryptStage(manifest: Manifest, keys: KeyRing | undefined, what: string): DecryptStream | undefined {
+export function decryptStage(
+  manifest: Pick<Manifest, 'encryption' | 'transforms'>,
+  keys: KeyRing | undefined,
+  what: string,
+): DecryptStream | undefined {
   const recorded = manifest.encryption;
   const listed = manifest.transforms.includes(ENCRYPT_TRANSFORM);
   if (!recorded && !listed) return undefined;

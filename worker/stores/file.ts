@@ -83,6 +83,18 @@ export class FileStore implements Store {
     await rm(this.path(key), { force: true });
   }
 
+  /** Temp files of interrupted puts (a crash between write and rename), as keys delete() removes. */
+  async listIncomplete(prefix: string): Promise<ObjectInfo[]> {
+    const start = prefix ? this.path(prefix.replace(/\/+$/, '')) : this.root;
+    const out: ObjectInfo[] = [];
+    await walk(start, async (file) => {
+      if (!basename(file).includes(TEMP_MARK)) return;
+      const s = await stat(file).catch(() => undefined);
+      if (s) out.push({ key: relative(this.root, file).split(sep).join('/'), size: s.size, modified: s.mtime });
+    });
+    return out.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
   async close(): Promise<void> {}
 }
 

@@ -46,6 +46,12 @@ export interface Store {
    * returns how many. Absent where uploads cannot be left behind (the file store).
    */
   abortStaleUploads?(olderThanMs: number): Promise<number>;
+  /**
+   * Stores whose interrupted writes leave visible leftovers (the file store's temp files, which
+   * list() hides): those under `prefix`, as keys that delete() removes. Absent where an
+   * interrupted write leaves nothing behind (object stores publish atomically).
+   */
+  listIncomplete?(prefix: string): Promise<ObjectInfo[]>;
 }
 
 export class NotFoundError extends Error {

@@ -1,0 +1,167 @@
+/**
+ * What the store holds of a cluster's delta log: the segments (by their manifests, never by object
+ * names alone), the gap records, and every object under `deltas/` (for the orphan sweep).
+ *
+ * One listing, read whole. A listing that fails, or a manifest that the store fails to return
+ * (other than "deleted meanwhile"), rejects the whole read: the writer would otherwise take a
+ * missing manifest for a lost segment, and retention would take its object for an orphan.
+ */
+import { messageOf } from '../../core/errors.js';
+import { readStoredText } from '../manifest-read.js';
+import { mapLimit } from '../map-limit.js';
+import { NotFoundError, type ObjectInfo, type Store } from '../stores/store.js';
+import {
+  deltaGapSchema,
+  deltasPrefix,
+  parseDeltaManifest,
+  parseSegmentKey,
+  DELTA_MANIFEST_SUFFIX,
+  type DeltaGap,
+  type DeltaManifest,
+} from './segment.js';
+
+export interface DeltaCatalogOptions {
+  /**
+   * Manifests read at once.
+   * @defaultValue 16
+   */
+  concurrency?: number;
+  /**
+   * Called for each manifest or gap record that cannot be used (invalid, another cluster's, its object gone).
+   * @defaultValue ignored (they are still returned in `invalid`)
+   */
+  onInvalid?: (key: string, problem: string) => void;
+}
+
+export interface DeltaCatalog {
+  /** Valid segment manifests whose object is present, by first revision (then longest first). */
+  manifests: DeltaManifest[];
+  /** Gap records, by first missing revision. */
+  gaps: DeltaGap[];
+  /** Every object under `<cluster>/deltas/`, gap records and unknown names included. */
+  objects: ObjectInfo[];
+  /** Manifests and gap records that were there but unusable, with why. */
+  invalid: { key: string; problem: string }[];
+}
+
+const GAPS_INFIX = 'gaps/';
+
+export async function readDeltaCatalog(
+  store: Store,
+  cluster: string,
+  options: DeltaCatalogOptions = {},
+): Promise<DeltaCatalog> {
+  const prefix = deltasPrefix(cluster);
+  const objects = await store.list(prefix);
+  const present = new Set(objects.map((o) => o.key));
+  const manifestKeys: string[] = [];
+  const gapKeys: string[] = [];
+  for (const o of objects) {
+    const rest = o.key.slice(prefix.length);
+    if (rest.startsWith(GAPS_INFIX)) {
+      if (rest.endsWith('.json')) gapKeys.push(o.key);
+    } else if (!rest.includes('/') && rest.endsWith(DELTA_MANIFEST_SUFFIX)) {
+      manifestKeys.push(o.key);
+    }
+  }
+  const invalid: DeltaCatalog['invalid'] = [];
+  const reject = (key: string, problem: string): void => {
+    invalid.push({ key, problem });
+    options.onInvalid?.(key, problem);
+  };
+  const concurrency = options.concurrency ?? 16;
+
+  const texts = await mapLimit([...manifestKeys, ...gapKeys], concurrency, async (key) => {
+    try {
+      return { key, text: await readStoredText(store, key) };
+    } catch (err) {
+      // Deleted between the listing and the read (retention): simply not there any more.
+      if (err instanceof NotFoundError) return { key, text: undefined };
+      throw new Error(`reading ${key} from ${store.location} failed: ${messageOf(err)}`, { cause: err });
+    }
+  });
+
+  const manifests: DeltaManifest[] = [];
+  const gaps: DeltaGap[] = [];
+  for (const { key, text } of texts) {
+    if (text === undefined) continue;
+    if (key.slice(prefix.length).startsWith(GAPS_INFIX)) {
+      const gap = parseGap(text, key, cluster);
+      if (typeof gap === 'string') reject(key, gap);
+      else gaps.push(gap);
+      continue;
+    }
+    let m: DeltaManifest;
+    try {
+      m = parseDeltaManifest(text, key);
+    } catch (err) {
+      reject(key, messageOf(err));
+      continue;
+    }
+    const problem = manifestProblem(m, key, cluster, prefix, present);
+    if (problem !== undefined) reject(key, problem);
+    else manifests.push(m);
+  }
+  manifests.sort((a, b) => a.firstRevision - b.firstRevision || b.lastRevision - a.lastRevision);
+  gaps.sort((a, b) => a.fromRevision - b.fromRevision);
+  return { manifests, gaps, objects, invalid };
+}
+
+/** Every usable segment manifest of `cluster`, by first revision. */
+export async function listDeltaManifests(
+  store: Store,
+  cluster: string,
+  options: DeltaCatalogOptions = {},
+): Promise<DeltaManifest[]> {
+  return (await readDeltaCatalog(store, cluster, options)).manifests;
+}
+
+/** Every gap record of `cluster`, by first missing revision. */
+export async function listDeltaGaps(
+  store: Store,
+  cluster: string,
+  options: DeltaCatalogOptions = {},
+): Promise<DeltaGap[]> {
+  return (await readDeltaCatalog(store, cluster, options)).gaps;
+}
+
+function manifestProblem(
+  m: DeltaManifest,
+  key: string,
+  cluster: string,
+  prefix: string,
+  present: ReadonlySet<string>,
+): string | undefined {
+  if (m.cluster !== cluster) return `belongs to cluster "${m.cluster}", not "${cluster}"`;
+  const named = parseSegmentKey(key);
+  if (!named || named.firstRevision !== m.firstRevision || named.lastRevision !== m.lastRevision) {
+    return `its name does not match the revisions it describes (${m.firstRevision}..${m.lastRevision})`;
+  }
+  const object = parseSegmentKey(m.key);
+  if (
+    !m.key.startsWith(prefix) ||
+    object?.kind !== 'object' ||
+    object.firstRevision !== m.firstRevision ||
+    object.lastRevision !== m.lastRevision
+  ) {
+    return `its object key ${m.key} is not this segment's`;
+  }
+  if (!present.has(m.key)) return `its segment object ${m.key} is missing`;
+  if (m.chain.startRevision > m.firstRevision) {
+    return `its chain starts at ${m.chain.startRevision}, after the segment's first revision ${m.firstRevision}`;
+  }
+  return undefined;
+}
+
+function parseGap(text: string, key: string, cluster: string): DeltaGap | string {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return 'not JSON';
+  }
+  const parsed = deltaGapSchema.safeParse(json);
+  if (!parsed.success) return `not a gap record: ${parsed.error.issues[0]?.message ?? 'invalid'}`;
+  if (parsed.data.cluster !== cluster) return `belongs to cluster "${parsed.data.cluster}", not "${cluster}"`;
+  return parsed.data;
+}

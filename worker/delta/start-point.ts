@@ -1,0 +1,120 @@
+/**
+ * Where a delta-log writer that just became leader starts: pure, decided from what the store
+ * holds (segment manifests, gap records, full snapshots), tested by example.
+ *
+ * - The newest chain continues when it is whole: the writer watches from its end + 1, so a
+ *   writer that died mid-segment is resumed without a lost or duplicated revision. A chain whose
+ *   oldest segments retention removed is whole from the snapshots it still reaches back to.
+ * - A newest chain that does not start at its snapshot (a segment in the middle is missing) is a
+ *   gap: never papered over, it needs a new full snapshot and a new chain after it.
+ * - A gap recorded by an earlier writer whose snapshot is known (`toRevision`) starts the new
+ *   chain after that snapshot; one whose snapshot never came waits for a snapshot again.
+ * - Without any chain, the log starts after the newest full snapshot; without a snapshot, it
+ *   waits for one (the writer enqueues it).
+ */
+import type { Manifest } from '../manifest.js';
+import { buildChains, type DeltaChain, type DeltaGap, type DeltaManifest } from './segment.js';
+
+export type StartPoint =
+  /** Watch from `next`, continuing `chain` (segments carry it as their manifest's `chain`). */
+  | { kind: 'watch'; chain: DeltaManifest['chain']; next: number; why: string }
+  /**
+   * No usable position: a full snapshot taken at or after `notBefore` (ISO time) is needed and the
+   * new chain starts after it. `gap` is the gap to record first (absent: none, or already recorded).
+   */
+  | { kind: 'snapshot'; notBefore: string; gap: Omit<DeltaGap, 'format' | 'cluster'> | undefined; why: string };
+
+export interface StartInputs {
+  manifests: readonly DeltaManifest[];
+  gaps: readonly DeltaGap[];
+  /** Published full snapshots, any order. */
+  snapshots: readonly Manifest[];
+  /** ISO time of the decision (gap detection time). */
+  now: string;
+}
+
+export function decideStart(inputs: StartInputs): StartPoint {
+  const { chains } = buildChains(inputs.manifests);
+  const newest = newestChain(chains);
+  const newestGap = [...inputs.gaps].sort((a, b) => b.fromRevision - a.fromRevision)[0];
+  const end = newest?.endRevision ?? 0;
+
+  // A gap found after everything the log holds: the previous writer's last word.
+  if (newestGap && newestGap.fromRevision > end) {
+    const base =
+      newestGap.toRevision === undefined
+        ? undefined
+        : inputs.snapshots.find((s) => s.etcd.revision === newestGap.toRevision && s.createdAt >= newestGap.detectedAt);
+    if (base) return afterSnapshot(base, `new chain after the snapshot taken for the gap at ${newestGap.fromRevision}`);
+    return {
+      kind: 'snapshot',
+      notBefore: newestGap.detectedAt,
+      gap: undefined,
+      why: `the gap recorded at revision ${newestGap.fromRevision} (${newestGap.reason}) has no snapshot after it yet`,
+    };
+  }
+
+  if (newest) {
+    // Retention removes a chain's oldest segments once no kept snapshot needs them: what is left
+    // is whole from any snapshot whose revision it reaches back to.
+    const fromAKeptSnapshot = inputs.snapshots.some(
+      (s) => s.etcd.revision >= newest.startRevision - 1 && s.etcd.revision <= newest.endRevision,
+    );
+    if (newest.fromSnapshot || fromAKeptSnapshot) {
+      return {
+        kind: 'watch',
+        chain: { follows: newest.follows, startRevision: segmentChainStart(newest) },
+        next: newest.endRevision + 1,
+        why: `resuming the chain after ${newest.follows} at revision ${newest.endRevision + 1}`,
+      };
+    }
+    // The chain's earlier part ends before this piece starts: a segment between them is lost.
+    const before = chains.filter((c) => c.follows === newest.follows && c.endRevision < newest.startRevision);
+    const from = Math.max(segmentChainStart(newest), ...before.map((c) => c.endRevision + 1));
+    return {
+      kind: 'snapshot',
+      notBefore: inputs.now,
+      gap: {
+        fromRevision: from,
+        toRevision: newest.startRevision - 1,
+        reason: 'segment-missing',
+        detail: `the chain after ${newest.follows} has no segment for revisions ${from}..${newest.startRevision - 1}`,
+        detectedAt: inputs.now,
+      },
+      why: `a segment of the chain after ${newest.follows} is missing (revisions ${from}..${newest.startRevision - 1})`,
+    };
+  }
+
+  const snapshot = newestSnapshot(inputs.snapshots);
+  if (snapshot) return afterSnapshot(snapshot, `no log yet: starting after the newest snapshot ${snapshot.id}`);
+  return { kind: 'snapshot', notBefore: inputs.now, gap: undefined, why: 'no full snapshot to start the log from' };
+}
+
+/** A chain starts right after its snapshot's revision (the db may hold a little more; replay skips it). */
+export function afterSnapshot(snapshot: Manifest, why: string): StartPoint {
+  const startRevision = snapshot.etcd.revision + 1;
+  return { kind: 'watch', chain: { follows: snapshot.id, startRevision }, next: startRevision, why };
+}
+
+function segmentChainStart(chain: DeltaChain): number {
+  return chain.segments[0]?.chain.startRevision ?? chain.startRevision;
+}
+
+function newestChain(chains: readonly DeltaChain[]): DeltaChain | undefined {
+  let best: DeltaChain | undefined;
+  for (const c of chains) if (!best || c.endRevision > best.endRevision) best = c;
+  return best;
+}
+
+export function newestSnapshot(snapshots: readonly Manifest[]): Manifest | undefined {
+  let best: Manifest | undefined;
+  for (const s of snapshots) {
+    if (
+      !best ||
+      s.etcd.revision > best.etcd.revision ||
+      (s.etcd.revision === best.etcd.revision && s.createdAt > best.createdAt)
+    )
+      best = s;
+  }
+  return best;
+}
