@@ -21,6 +21,7 @@ import { FileStore } from '../../worker/stores/file.js';
 import type { Store } from '../../worker/stores/store.js';
 import { fillEtcd, startEtcd, startEtcdCluster, type EtcdServer } from '../support/etcd.js';
 import { startTamperProxy } from '../support/grpc-tamper-proxy.js';
+import { startHoldProxy } from '../support/hold-proxy.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -126,6 +127,29 @@ describe('snapshot from real etcd', () => {
       await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
     } finally {
       await proxy.close();
+      await dir.remove();
+    }
+  });
+
+  test('snapshot.timeout expiring mid-stream fails the snapshot naming the setting, and publishes nothing', async () => {
+    const dir = await tempDir('store');
+    // etcd's send stalls after 8 KiB of the snapshot (as over a congested link) until released.
+    const proxy = await startHoldProxy(Number(new URL(etcd.endpoint).port));
+    try {
+      const held = proxy.holdNext(8 * 1024);
+      const config = configFor({ endpoints: proxy.endpoint, 'snapshot-timeout': '2s' }, dir.path);
+      const run = takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
+      await held;
+      await assert.rejects(run, (e: unknown) => {
+        assert.ok(e instanceof SnapshotError, String(e));
+        assert.equal(e.stage, 'stream');
+        assert.match(e.message, /timed out after 2000 ms \(snapshot\.timeout\); nothing was published/);
+        return true;
+      });
+      assert.deepEqual(await allFiles(dir.path), []);
+    } finally {
+      proxy.release();
+      await proxy.stop();
       await dir.remove();
     }
   });
