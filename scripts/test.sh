@@ -12,6 +12,8 @@ if [ "${1:-}" != "--no-checks" ]; then
   npx eslint .
   echo "== format (prettier --check; npm run format fixes it)" >&2
   npx prettier --check --log-level warn "**/*.{ts,js}"
+  echo "== unused files, exports and dependencies (knip; knip.jsonc says what is exempt and why)" >&2
+  npx knip --no-progress
 else
   shift
 fi

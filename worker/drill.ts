@@ -28,7 +28,6 @@ import type { Store } from './stores/store.js';
 import { verifyInto } from './verify.js';
 
 export const DRILL_FORMAT = 'etcd-autobackup-drill/v1';
-export { DRILL_SUFFIX } from './retention.js';
 
 export interface DrillCheck {
   name: string;

@@ -847,5 +847,3 @@ export type EtcdConfig = Config['etcd'];
 export type S3Config = Config['store']['s3'];
 export type RetentionConfig = Config['retention'];
 export type LifecycleConfig = Config['lifecycle'];
-export type DrillConfig = Config['drill'];
-export type DeltaConfig = Config['delta'];

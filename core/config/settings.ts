@@ -407,6 +407,3 @@ export const ENV_PREFIX = 'ETCD_AUTOBACKUP_';
 export function envName(flag: string): string {
   return ENV_PREFIX + flag.toUpperCase().replace(/-/g, '_');
 }
-
-/** The config paths that hold secrets, for log redaction and for printing config. */
-export const SECRET_PATHS: readonly string[] = SETTINGS.filter((s) => s.secret).map((s) => s.path);

@@ -58,7 +58,7 @@ test('setCertificate serves new connections with the renewed certificate', async
   }
 });
 
-test('certificate files are served, and renewed files picked up', async () => {
+test('certificate files are served; a renewed cert waits for its key, then the pair is picked up', async () => {
   const certFile = join(dir.path, 'tls.crt');
   const keyFile = join(dir.path, 'tls.key');
   const first = issueCert(ca, { commonName: 'f1', ipAddresses: ['127.0.0.1'] });
@@ -68,17 +68,21 @@ test('certificate files are served, and renewed files picked up', async () => {
   assert.ok(serving);
   assert.equal(serving.tls.clientCa, undefined);
   const http = await listen((_req, res) => res.end('ok'), '127.0.0.1:0', { tls: serving.tls });
+  let halfPairSeen: (err: Error) => void = () => undefined;
+  const halfPair = new Promise<Error>((resolve) => (halfPairSeen = resolve));
   const watcher = watchCertFiles(certFile, keyFile, {
     intervalMs: 50,
     initial: first,
     onChange: (pem) => http.setCertificate(pem),
-    onError: () => undefined,
+    onError: (err) => halfPairSeen(err),
   });
   try {
     assert.equal(await servedSerial(http.url), serialOf(first));
     const renewed = issueCert(ca, { commonName: 'f2', ipAddresses: ['127.0.0.1'] });
-    // Cert first, key a moment later, as a Secret volume update may look to a poller: the half pair is skipped.
+    // Cert first, key later, as a Secret volume update may look to a poller: the half pair is skipped.
     await writeFile(certFile, renewed.cert);
+    assert.match((await halfPair).message, /do not form a pair/);
+    assert.equal(await servedSerial(http.url), serialOf(first), 'the half pair is not served');
     await writeFile(keyFile, renewed.key);
     await waitFor('the renewed certificate', async () =>
       (await servedSerial(http.url)) === serialOf(renewed) ? true : undefined,

@@ -201,3 +201,31 @@ test('config check prints the effective configuration with secrets redacted, and
     /etcd\.endpoints\.0: expected an etcd client URL/,
   );
 });
+
+test('precedence through the real CLI: a flag beats its env var, which beats the config file, which beats the default', async () => {
+  const file = await configFile(
+    'precedence.yaml',
+    ['cluster: from-file', 'queue: { debounceWindow: 7m }', 'snapshot: { timeout: 3m }', 'log: { level: warn }'].join(
+      '\n',
+    ),
+  );
+  const r = await runCli(['config', 'check', '--json', '--config', file, '--snapshot-timeout', '45s'], {
+    env: { [envName('debounce-window')]: '2m', [envName('snapshot-timeout')]: '90s' },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const effective = JSON.parse(r.stdout) as {
+    cluster: string;
+    queue: { debounceWindow: number };
+    snapshot: { timeout: number };
+    log: { level: string };
+    redis: { prefix: string };
+  };
+  assert.equal(effective.snapshot.timeout, 45_000, 'flag over env and file');
+  assert.equal(effective.queue.debounceWindow, 120_000, 'env over file');
+  assert.equal(effective.cluster, 'from-file', 'file over default');
+  assert.equal(effective.log.level, 'warn', 'file over default');
+  const defaults = JSON.parse((await runCli(['config', 'check', '--json'])).stdout) as typeof effective;
+  assert.equal(effective.redis.prefix, defaults.redis.prefix, 'unset everywhere: the default');
+  assert.notEqual(defaults.cluster, 'from-file');
+  assert.notEqual(defaults.snapshot.timeout, 45_000);
+});

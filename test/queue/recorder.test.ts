@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { configSchema } from '../../core/config/index.js';
 import { createQueueRecorder, UNLIMITED_ATTEMPTS, windowOf, type QueueRecorder } from '../../core/queue/index.js';
 import { startRedis } from '../support/redis.js';
@@ -11,6 +12,8 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
   const recorders: QueueRecorder[] = [];
   const monitorClient = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true });
   monitorClient.on('error', () => undefined);
+  const markerClient = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true });
+  markerClient.on('error', () => undefined);
   try {
     const WINDOW = 1_000;
     const FLUSH = 250;
@@ -22,13 +25,25 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
     // and are not round trips, so they are not counted.
     await monitorClient.connect();
     const monitor = await monitorClient.monitor();
+    // MONITOR reports commands in the order Redis ran them, so a PING with a marker argument is a
+    // barrier: once it is seen, so is every command any client sent before it.
     const sent: string[] = [];
+    let counting = false;
+    const markers = new Map<string, () => void>();
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua') sent.push(String(args[0]).toLowerCase());
+      const marker = String(args[0]).toLowerCase() === 'ping' ? markers.get(String(args[1])) : undefined;
+      if (marker) marker();
+      else if (counting && source !== 'lua') sent.push(String(args[0]).toLowerCase());
     });
-    await redis.command('PING'); // marks the start in the monitor stream
-    await sleep(50);
-    sent.length = 0;
+    // Connected before counting starts, so its handshake is not counted.
+    await markerClient.connect();
+    const barrier = async (name: string) => {
+      const seen = new Promise<void>((resolve) => markers.set(name, resolve));
+      await markerClient.ping(name);
+      await seen;
+    };
+    await barrier('start');
+    counting = true;
 
     const EVENTS = 3_000;
     const windows = new Set<string>();
@@ -40,7 +55,8 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
     }
     await Promise.all(recorders.map((r) => r.flush()));
     const elapsed = Date.now() - started;
-    await sleep(100);
+    await barrier('end');
+    counting = false;
     monitor.disconnect();
 
     const flushes = Math.ceil(elapsed / FLUSH) + 1;
@@ -53,7 +69,7 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
     );
     assert.ok(sent.length < EVENTS / 20);
     assert.ok(
-      sent.every((c) => c === 'evalsha' || c === 'eval' || c === 'ping'),
+      sent.every((c) => c === 'evalsha' || c === 'eval'),
       sent.join(' '),
     );
     for (const r of recorders) assert.deepEqual(r.status(), { redisUp: true, pendingTriggers: 0, pendingWindows: 0 });
@@ -61,17 +77,27 @@ test('hot path: a burst costs a few Redis commands per window and flush, not one
     assert.deepEqual(jobs.map((j) => j.data.window).sort(), [...windows].sort(), 'one job per window');
   } finally {
     monitorClient.disconnect();
+    markerClient.disconnect();
     for (const r of recorders) await r.close();
     await redis.stop();
   }
 });
 
-test('record() never throws, even on a change it cannot place', async () => {
+test('a change record() cannot place is logged and dropped, not thrown at the caller nor left half-counted', async () => {
   const redis = await startRedis();
   const config = configSchema.parse({ redis: { url: redis.url } });
-  const recorder = createQueueRecorder({ config, now: () => new Date(Number.NaN) });
+  const lines: { msg?: string; err?: string }[] = [];
+  const log = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line) as never) });
+  const recorder = createQueueRecorder({ config, log, now: () => new Date(Number.NaN) });
   try {
-    assert.doesNotThrow(() => recorder.record({ source: 'audit', at: new Date() }));
+    recorder.record({ source: 'audit', at: new Date() }); // throwing here fails the test
+    assert.deepEqual(
+      lines.map((l) => l.msg),
+      ['recording a change failed'],
+      'the failure is logged for the operator',
+    );
+    assert.equal(recorder.status().pendingTriggers, 0, 'nothing half-recorded is waiting');
+    assert.equal(recorder.status().pendingWindows, 0);
   } finally {
     await recorder.close();
     await redis.stop();

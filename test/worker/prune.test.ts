@@ -441,6 +441,40 @@ test('prune works the same on an S3 store (s3rver): only our names, manifest fir
   }
 });
 
+test('clusters sharing one S3 bucket are pruned each by its own policy, never touching another cluster (even one whose name extends it)', async () => {
+  const server = await startS3rver({ buckets: ['backups'] });
+  const s3 = openS3Store('s3://backups/etcd', s3rverConfig(server.endpoint), { pageSize: 4 });
+  try {
+    const end = '2026-03-10T12:00:00.000Z';
+    const clusters = { prod: 6, 'prod-eu': 5, staging: 4 };
+    const made: Record<string, Manifest[]> = {};
+    for (const [cluster, count] of Object.entries(clusters)) made[cluster] = await hourly(s3, cluster, end, count);
+    const keepLast = { prod: 2, 'prod-eu': 3, staging: 1 };
+    const { log } = capture();
+    for (const [cluster, keep] of Object.entries(keepLast)) {
+      const report = await prune(options(s3, log, { cluster, retention: policy({ keepLast: keep }) }));
+      assert.deepEqual(
+        report.deleted.map((d) => d.id),
+        (made[cluster] as Manifest[]).slice(keep).map((m) => m.id),
+        `${cluster} deletes only its own surplus`,
+      );
+      assert.equal(report.foreign, 0, `${cluster} sees no other cluster's objects as its own or as foreign`);
+    }
+    const left: string[] = [];
+    for (const cluster of Object.keys(clusters)) left.push(...(await s3.list(`${cluster}/`)).map((o) => o.key));
+    left.sort();
+    const expected = Object.entries(keepLast)
+      .flatMap(([cluster, keep]) =>
+        (made[cluster] as Manifest[]).slice(0, keep).flatMap((m) => [m.key, manifestKey(cluster, m.id)]),
+      )
+      .sort();
+    assert.deepEqual(left, expected);
+  } finally {
+    await s3.close();
+    await server.stop();
+  }
+});
+
 test("the original chart's objects (<YYYY-MM-DD>/etcd-backup-<timestamp>.db at the bucket root) are never pruned", async () => {
   await withStore(async (store, root) => {
     await hourly(store, CLUSTER, '2026-03-10T12:00:00.000Z', 5);

@@ -4,9 +4,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { pipeline as pipe, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -21,10 +23,13 @@ import { FileStore } from '../../worker/stores/file.js';
 import type { Store } from '../../worker/stores/store.js';
 import { fillEtcd, startEtcd, startEtcdCluster, type EtcdServer } from '../support/etcd.js';
 import { startTamperProxy } from '../support/grpc-tamper-proxy.js';
+import { startHoldProxy } from '../support/hold-proxy.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/tmp.js';
 
 const log = createLogger({ level: 'silent' });
+
+const execFileAsync = promisify(execFile);
 
 function configFor(flags: Record<string, string | boolean>, storeDir: string): Config {
   return loadConfig({ env: {}, flags: { store: `file://${storeDir}`, ...flags } });
@@ -126,6 +131,29 @@ describe('snapshot from real etcd', () => {
       await takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
     } finally {
       await proxy.close();
+      await dir.remove();
+    }
+  });
+
+  test('snapshot.timeout expiring mid-stream fails the snapshot naming the setting, and publishes nothing', async () => {
+    const dir = await tempDir('store');
+    // etcd's send stalls after 8 KiB of the snapshot (as over a congested link) until released.
+    const proxy = await startHoldProxy(Number(new URL(etcd.endpoint).port));
+    try {
+      const held = proxy.holdNext(8 * 1024);
+      const config = configFor({ endpoints: proxy.endpoint, 'snapshot-timeout': '2s' }, dir.path);
+      const run = takeBackup({ config, store: await openStore(config), log, cause: { source: 'manual' } });
+      await held;
+      await assert.rejects(run, (e: unknown) => {
+        assert.ok(e instanceof SnapshotError, String(e));
+        assert.equal(e.stage, 'stream');
+        assert.match(e.message, /timed out after 2000 ms \(snapshot\.timeout\); nothing was published/);
+        return true;
+      });
+      assert.deepEqual(await allFiles(dir.path), []);
+    } finally {
+      proxy.release();
+      await proxy.stop();
       await dir.remove();
     }
   });
@@ -317,6 +345,19 @@ describe('TLS with client-certificate auth', () => {
   });
 });
 
+/** The member id and the leader id an etcd endpoint reports, as etcdctl prints them (decimal). */
+async function etcdctlStatus(endpoint: string): Promise<{ member: bigint; leader: bigint }> {
+  const { stdout } = await execFileAsync('etcdctl', ['--endpoints', endpoint, 'endpoint', 'status', '-w', 'fields'], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  const field = (name: string) => {
+    const m = new RegExp(`"${name}" : (\\d+)`).exec(stdout);
+    assert.ok(m?.[1], `etcdctl printed no ${name}: ${stdout}`);
+    return BigInt(m[1]);
+  };
+  return { member: field('MemberID'), leader: field('Leader') };
+}
+
 test('a follower is preferred, the leader when asked', async () => {
   const cluster = await startEtcdCluster(3);
   const dir = await tempDir('store');
@@ -330,6 +371,10 @@ test('a follower is preferred, the leader when asked', async () => {
       cause: { source: 'manual' },
     });
     assert.equal(follower.etcd.isLeader, false);
+    // Asked of etcd itself, through etcdctl rather than the client the code uses.
+    const seen = await etcdctlStatus(follower.etcd.endpoint);
+    assert.equal(seen.member, BigInt(`0x${follower.etcd.memberId}`), 'the manifest names the member it read from');
+    assert.notEqual(seen.member, seen.leader, 'that member is a follower');
     const leader = await takeBackup({
       config: configFor({ endpoints, 'prefer-leader': true }, dir.path),
       store: new FileStore(dir.path),
@@ -337,6 +382,9 @@ test('a follower is preferred, the leader when asked', async () => {
       cause: { source: 'manual' },
     });
     assert.equal(leader.etcd.isLeader, true);
+    const asked = await etcdctlStatus(leader.etcd.endpoint);
+    assert.equal(asked.member, BigInt(`0x${leader.etcd.memberId}`));
+    assert.equal(asked.member, asked.leader, 'with prefer-leader, etcd says that member leads');
     assert.equal(follower.etcd.clusterId, leader.etcd.clusterId);
     assert.notEqual(follower.etcd.memberId, leader.etcd.memberId);
   } finally {
