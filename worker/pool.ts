@@ -18,6 +18,7 @@ import {
   connectRedis,
   createSnapshotQueue,
   foldEnded,
+  keepLock,
   retryDelay,
   takerOf,
   MAX_SAMPLES,
@@ -25,7 +26,6 @@ import {
   takeFromLedger,
   tryLock,
   QUEUE_NAME,
-  type HeldLock,
   type SnapshotJobData,
   type SnapshotJobResult,
 } from '../core/queue/index.js';
@@ -346,29 +346,4 @@ export function uncovered(
     oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
   }
   return { changes, oldestMs };
-}
-
-function keepLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
-  let renewed = Date.now();
-  const timer = setInterval(
-    () => {
-      lock.renew().then(
-        (held) => {
-          if (held) renewed = Date.now();
-          else abortLost();
-        },
-        (err: unknown) => {
-          log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed');
-          if (Date.now() - renewed > lockMs * 0.8) abortLost();
-        },
-      );
-    },
-    Math.max(250, Math.floor(lockMs / 3)),
-  );
-  timer.unref();
-  function abortLost(): void {
-    // Another worker may take the cluster now: stop rather than run two snapshots at once.
-    controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published'));
-  }
-  return timer;
 }

@@ -11,6 +11,7 @@ import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
 import { prepareStore } from './store-setup.js';
 import { drillAfterSnapshot } from './drill-hook.js';
+import { clearDrillSchedule, startDrillScheduler, type DrillScheduler } from './drill-schedule.js';
 import type { Manifest } from './manifest.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
@@ -66,6 +67,7 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     config.executor.mode === 'job' ? (await import('./job-executor.js')).jobExecutorFor(config, store) : undefined;
   const stop = new AbortController();
   let pool: WorkerPool | undefined;
+  let drills: DrillScheduler | undefined;
   const workerLog = log.child({ component: 'worker' });
   const started = (async () => {
     for (let attempt = 1; !stop.signal.aborted; attempt++) {
@@ -83,6 +85,19 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
           ...(runSnapshot ? { runSnapshot } : {}),
           ...(afterSnapshot ? { afterSnapshot } : {}),
         });
+        if (config.drill.schedule > 0) {
+          try {
+            drills = await startDrillScheduler({ config, store, log: workerLog, metrics });
+          } catch (err) {
+            await pool.close();
+            pool = undefined;
+            throw err;
+          }
+        } else {
+          clearDrillSchedule(config).catch((err: unknown) =>
+            workerLog.warn({ err: messageOf(err) }, 'removing the drill.schedule scheduler failed'),
+          );
+        }
         return pool;
       } catch (err) {
         if (stop.signal.aborted) return undefined;
@@ -102,6 +117,7 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     async close() {
       stop.abort(new Error('worker stopping'));
       const running = await started;
+      await drills?.close();
       await running?.close();
       await store.close();
     },

@@ -756,6 +756,11 @@ export const drillSchema = z.strictObject({
     .nonnegative()
     .default(0)
     .describe('Drill every Nth published snapshot right after it is taken; 0 turns this off.'),
+  schedule: duration('drill.schedule')
+    .prefault('0')
+    .describe(
+      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, under the cluster's snapshot lock; 0 turns this off.",
+    ),
 });
 // --- end drills
 

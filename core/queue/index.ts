@@ -25,5 +25,5 @@ export {
   type Folded,
   type Taken,
 } from './ledger.js';
-export { clusterLockKey, tryLock, type HeldLock } from './lock.js';
+export { clusterLockKey, keepLock, tryLock, type HeldLock } from './lock.js';
 export { windowOf, windowId, windowJobId, windowJobDelay, type DebounceWindow } from './window.js';
