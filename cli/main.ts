@@ -15,6 +15,7 @@ import { registerList } from './commands/list.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerStatus } from './commands/status.js';
 import { registerVerify } from './commands/verify.js';
 import { registerServe } from './commands/serve.js';
 import { registerWebhook } from './commands/webhook.js';
@@ -30,6 +31,7 @@ const COMMANDS: readonly Register[] = [
   registerVerify,
   registerRestore,
   registerDrill,
+  registerStatus,
   registerAuditConfig,
   registerPrune,
   registerLifecycle,

@@ -13,13 +13,20 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
-import { clusterLockKey, connectRedis, keepLock, tryLock } from '../core/queue/index.js';
+import {
+  clusterLockKey,
+  connectRedis,
+  drillScheduleId,
+  keepLock,
+  tryLock,
+  DRILL_QUEUE_NAME,
+} from '../core/queue/index.js';
 import { listSnapshots } from './catalog.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
 import type { Store } from './stores/store.js';
 
-export const DRILL_QUEUE_NAME = 'drills';
+export { DRILL_QUEUE_NAME, drillScheduleId };
 export const DRILL_JOB_NAME = 'drill';
 
 export interface DrillJobData {
@@ -31,10 +38,6 @@ export type DrillJobResult =
   { id: string; ok: boolean; failure?: string; at: string; durationMs: number } | { skipped: 'no snapshots yet' };
 
 export type DrillQueue = Queue<DrillJobData, DrillJobResult, string>;
-
-export function drillScheduleId(cluster: string): string {
-  return `drill-${cluster}`;
-}
 
 export function createDrillQueue(config: Pick<Config, 'redis'>, connection: Redis): DrillQueue {
   const queue: DrillQueue = new Queue<DrillJobData, DrillJobResult, string>(DRILL_QUEUE_NAME, {
