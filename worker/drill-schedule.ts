@@ -24,6 +24,7 @@ import {
 import { listSnapshots } from './catalog.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
+import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
 export { DRILL_QUEUE_NAME, drillScheduleId };
@@ -74,6 +75,7 @@ export interface DrillSchedulerOptions {
   store: Store;
   log: Logger;
   metrics?: Pick<Metrics, 'drillLastSuccess' | 'drillDuration' | 'drills'>;
+  notifier?: Notifier;
   /** When the cluster's lock is taken, try again after this long. @defaultValue 5000 */
   lockRetryMs?: number;
   /** Cluster lock lifetime, renewed while the drill runs. @defaultValue config.queue.lockDuration */
@@ -131,6 +133,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
       }
       if (metrics) recordDrillMetrics(metrics, record);
       await saveDrillRecord(store, record);
+      options.notifier?.drillFinished(record);
       return {
         id: record.id,
         ok: record.ok,

@@ -31,6 +31,7 @@ import {
 } from '../core/queue/index.js';
 import { takeBackup } from './backup.js';
 import type { Manifest } from './manifest.js';
+import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
 export interface SnapshotRun {
@@ -65,6 +66,8 @@ export interface WorkerPoolOptions {
    * prunes of a cluster at once). Its failure is logged and never fails the snapshot job.
    */
   afterSnapshot?: (manifest: Manifest, log: Logger) => Promise<void>;
+  /** Told of each published snapshot and failed attempt (Kubernetes Events, webhooks); never waited on. */
+  notifier?: Notifier;
   /** BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried. */
   lockDurationMs?: number;
   /** How often BullMQ looks for stalled jobs. */
@@ -146,6 +149,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       metrics?.snapshotDuration.observe({ cluster: data.cluster }, (Date.now() - started) / 1000);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'db' }, manifest.dbSize);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'stored' }, manifest.storedSize);
+      options.notifier?.snapshotPublished(manifest);
       await Promise.resolve(manifest)
         .then((m) => options.afterSnapshot?.(m, jobLog))
         .catch((err: unknown) =>
@@ -160,9 +164,15 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         throw new DelayedError();
       }
       metrics?.snapshots.inc({ cluster: data.cluster, result: 'failure' });
-      metrics?.snapshotFailures.inc({
+      const stage = err instanceof SnapshotError ? err.stage : 'other';
+      metrics?.snapshotFailures.inc({ cluster: data.cluster, stage });
+      options.notifier?.snapshotFailed({
         cluster: data.cluster,
-        stage: err instanceof SnapshotError ? err.stage : 'other',
+        jobId: job.id ?? '',
+        attempt: job.attemptsMade + 1,
+        stage,
+        message: messageOf(err),
+        retrying: job.attemptsMade + 1 < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError),
       });
       throw err;
     } finally {

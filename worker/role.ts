@@ -13,6 +13,7 @@ import { prepareStore } from './store-setup.js';
 import { drillAfterSnapshot } from './drill-hook.js';
 import { clearDrillSchedule, startDrillScheduler, type DrillScheduler } from './drill-schedule.js';
 import type { Manifest } from './manifest.js';
+import type { Notifier } from './notify/notifier.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -51,8 +52,12 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
       : undefined;
+  const notifier = await notifierFor(config, log, metrics);
   // Drill before pruning, so retention already sees the new drill record.
-  const drill = config.drill.afterSnapshot > 0 ? drillAfterSnapshot({ config, store, metrics }) : undefined;
+  const drill =
+    config.drill.afterSnapshot > 0
+      ? drillAfterSnapshot({ config, store, metrics, ...(notifier ? { notifier } : {}) })
+      : undefined;
   const afterSnapshot =
     prune || drill
       ? async (manifest: Manifest, hookLog: Logger) => {
@@ -84,10 +89,17 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
           signal: stop.signal,
           ...(runSnapshot ? { runSnapshot } : {}),
           ...(afterSnapshot ? { afterSnapshot } : {}),
+          ...(notifier ? { notifier } : {}),
         });
         if (config.drill.schedule > 0) {
           try {
-            drills = await startDrillScheduler({ config, store, log: workerLog, metrics });
+            drills = await startDrillScheduler({
+              config,
+              store,
+              log: workerLog,
+              metrics,
+              ...(notifier ? { notifier } : {}),
+            });
           } catch (err) {
             await pool.close();
             pool = undefined;
@@ -122,6 +134,27 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
       await store.close();
     },
   };
+}
+
+/**
+ * Kubernetes Events when `events.enabled` (the Kubernetes client loads only then); undefined when
+ * nothing is to be told. A missing `events.deployment` stops the worker at start with the fix.
+ */
+async function notifierFor(config: Config, log: Logger, metrics: Metrics): Promise<Notifier | undefined> {
+  if (!config.events.enabled) return undefined;
+  if (!config.events.deployment)
+    throw new Error('events.enabled needs events.deployment: the name of the worker Deployment the Events are about');
+  const { defaultKubeConfig, resolveNamespace } = await import('../core/kube.js');
+  const { KubeEventNotifier } = await import('./notify/kube-events.js');
+  const kube = defaultKubeConfig();
+  return new KubeEventNotifier({
+    kube,
+    namespace: resolveNamespace(kube, config.events.namespace),
+    deployment: config.events.deployment,
+    timeoutMs: config.events.timeout,
+    log: log.child({ component: 'events' }),
+    onFailure: (reason) => metrics.notificationFailures.inc({ channel: 'events', reason }),
+  });
 }
 
 /**

@@ -764,6 +764,32 @@ export const drillSchema = z.strictObject({
 });
 // --- end drills
 
+// --- events (docs/events.md)
+export const eventsSchema = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Create a Kubernetes Event about the worker Deployment for each published snapshot, failed snapshot attempt and drill.',
+    ),
+  deployment: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Name of the worker Deployment the Events are about (the chart sets it). Required when enabled.'),
+  namespace: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Namespace of the Deployment and its Events; default: the worker pod's own namespace."),
+  timeout: duration('events.timeout')
+    .prefault('5s')
+    .describe(
+      'Longest time one Event create may take; a slower or failing API is logged and counted, never waited on.',
+    ),
+});
+// --- end events
+
 export const configSchema = z.strictObject({
   cluster: z
     .string()
@@ -788,6 +814,7 @@ export const configSchema = z.strictObject({
   retention: retentionSchema.default(retentionSchema.parse({})),
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
   drill: drillSchema.default(drillSchema.parse({})),
+  events: eventsSchema.default(eventsSchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;

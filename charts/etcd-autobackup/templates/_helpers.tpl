@@ -202,6 +202,8 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if $v.encryption.existingSecret }}{{ fail "encryption.existingSecret (AES-GCM key) and encryption.ageRecipients (age) cannot both encrypt; see docs/encryption.md for moving to age" }}{{ end -}}
 {{- $_ := set $cfg "encryption" (dict "recipients" $v.encryption.ageRecipients) -}}
 {{- end -}}
+{{- /* Kubernetes Events are about the worker Deployment (docs/events.md). */ -}}
+{{- $_ := set $cfg "events" (dict "deployment" (printf "%s-worker" $fullname) "namespace" .Release.Namespace) -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" -}}
@@ -260,6 +262,12 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- define "etcd-autobackup.jobExecutor" -}}
 {{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" }}true{{ end -}}
+{{- end -}}
+
+{{/* Whether the worker creates Kubernetes Events (it then reads its own Deployment's uid). */}}
+{{- define "etcd-autobackup.events" -}}
+{{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
+{{- if dig "events" "enabled" false $cfg }}true{{ end -}}
 {{- end -}}
 
 {{- define "etcd-autobackup.webhookScheme" -}}HTTPS{{- end -}}
