@@ -13,7 +13,7 @@ import { prepareStore } from './store-setup.js';
 import { drillAfterSnapshot } from './drill-hook.js';
 import { clearDrillSchedule, startDrillScheduler, type DrillScheduler } from './drill-schedule.js';
 import type { Manifest } from './manifest.js';
-import type { Notifier } from './notify/notifier.js';
+import { fanOut, type Notifier } from './notify/notifier.js';
 import { openStore } from './stores/open.js';
 import type { Store } from './stores/store.js';
 
@@ -137,10 +137,28 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
 }
 
 /**
- * Kubernetes Events when `events.enabled` (the Kubernetes client loads only then); undefined when
- * nothing is to be told. A missing `events.deployment` stops the worker at start with the fix.
+ * The notification webhook when it has a URL, and Kubernetes Events when `events.enabled` (the
+ * Kubernetes client loads only then); undefined when nothing is to be told. A missing `events.deployment` stops the worker at start with the fix.
  */
 async function notifierFor(config: Config, log: Logger, metrics: Metrics): Promise<Notifier | undefined> {
+  const notifiers: Notifier[] = [];
+  const webhook = config.notify.webhook;
+  if (webhook.url || webhook.urlFile) {
+    const { WebhookNotifier } = await import('./notify/webhook.js');
+    notifiers.push(
+      new WebhookNotifier({
+        settings: webhook,
+        log: log.child({ component: 'notify' }),
+        onFailure: (reason) => metrics.notificationFailures.inc({ channel: 'webhook', reason }),
+      }),
+    );
+  }
+  const events = await kubeEventsFor(config, log, metrics);
+  if (events) notifiers.push(events);
+  return notifiers.length === 0 ? undefined : fanOut(notifiers);
+}
+
+async function kubeEventsFor(config: Config, log: Logger, metrics: Metrics): Promise<Notifier | undefined> {
   if (!config.events.enabled) return undefined;
   if (!config.events.deployment)
     throw new Error('events.enabled needs events.deployment: the name of the worker Deployment the Events are about');

@@ -790,6 +790,35 @@ export const eventsSchema = z.strictObject({
 });
 // --- end events
 
+// --- notifications (docs/notifications.md)
+const notifyWebhookSchema = z.strictObject({
+  url: z
+    .string()
+    .url()
+    .optional()
+    .describe('Where notifications are POSTed (a secret: from the env var or the chart Secret, never logged).'),
+  urlFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('File holding the URL instead (e.g. a mounted Secret); read at each notification.'),
+  format: z
+    .enum(['json', 'slack'])
+    .default('json')
+    .describe('json: the documented etcd-autobackup body; slack: an incoming-webhook body ({"text": ...}).'),
+  onSuccess: z
+    .boolean()
+    .default(false)
+    .describe('Also notify published snapshots and passed drills (failures are always sent).'),
+  attempts: z.number().int().min(1).max(20).default(4).describe('Tries per notification (network errors, 429, 5xx).'),
+  backoff: duration('notify.webhook.backoff').prefault('1s').describe('Delay before the second try; doubles after.'),
+  timeout: duration('notify.webhook.timeout').prefault('10s').describe('Longest time one try may take.'),
+});
+export const notifySchema = z.strictObject({
+  webhook: notifyWebhookSchema.default(notifyWebhookSchema.parse({})),
+});
+// --- end notifications
+
 export const configSchema = z.strictObject({
   cluster: z
     .string()
@@ -815,6 +844,7 @@ export const configSchema = z.strictObject({
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
   drill: drillSchema.default(drillSchema.parse({})),
   events: eventsSchema.default(eventsSchema.parse({})),
+  notify: notifySchema.default(notifySchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;

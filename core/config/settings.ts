@@ -256,6 +256,13 @@ export const SETTINGS: readonly Setting[] = [
     secret: true,
   },
   {
+    flag: 'notify-webhook-url',
+    path: 'notify.webhook.url',
+    kind: 'string',
+    help: 'URL notifications are POSTed to (docs/notifications.md)',
+    secret: true,
+  },
+  {
     flag: 'retention',
     path: 'retention.enabled',
     kind: 'bool',
