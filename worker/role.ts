@@ -164,7 +164,15 @@ async function kubeEventsFor(config: Config, log: Logger, metrics: Metrics): Pro
     throw new Error('events.enabled needs events.deployment: the name of the worker Deployment the Events are about');
   const { defaultKubeConfig, resolveNamespace } = await import('../core/kube.js');
   const { KubeEventNotifier } = await import('./notify/kube-events.js');
-  const kube = defaultKubeConfig();
+  let kube;
+  try {
+    kube = defaultKubeConfig();
+  } catch (err) {
+    // Events are a convenience: without an API to talk to, snapshots go on without them.
+    log.warn({ err: messageOf(err) }, 'events.enabled but no Kubernetes API: no Events will be created');
+    metrics.notificationFailures.inc({ channel: 'events', reason: 'config' });
+    return undefined;
+  }
   return new KubeEventNotifier({
     kube,
     namespace: resolveNamespace(kube, config.events.namespace),

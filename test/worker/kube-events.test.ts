@@ -45,7 +45,13 @@ test('the chart config turns Events on about the worker Deployment, and its Role
     config?.data['config.yaml'] ?? '',
     new RegExp(`events:\\n\\s+deployment: ${DEPLOYMENT}\\n\\s+enabled: true`),
   );
-  assert.ok(chart.some((o) => o.kind === 'Deployment' && o.metadata.name === DEPLOYMENT));
+  const worker = chart.find((o) => o.kind === 'Deployment' && o.metadata.name === DEPLOYMENT) as
+    (K8sObject & { spec: { template: { spec: { automountServiceAccountToken?: boolean } } } }) | undefined;
+  assert.equal(
+    worker?.spec.template.spec.automountServiceAccountToken,
+    true,
+    'the worker gets its token to create Events',
+  );
 });
 
 test('Events per published snapshot, failed attempt and drill, about the worker Deployment with its uid', async () => {
