@@ -22,10 +22,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE}
-# etcdctl (Debian's etcd-client) for `verify` and `restore`; zstd for the zstd codec (worker/codecs.ts
-# runs it as a child process); ca-certificates for S3/OCI/NCP over TLS.
+# etcdctl (Debian's etcd-client) for `verify` and `restore`; etcd (etcd-server) for restore drills,
+# which boot it on loopback (docs/drills.md); zstd for the zstd codec (worker/codecs.ts runs it as a
+# child process); ca-certificates for S3/OCI/NCP over TLS.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends etcd-client zstd ca-certificates \
+ && apt-get install -y --no-install-recommends etcd-client etcd-server zstd ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 etcd-autobackup \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/etcd-autobackup --create-home --shell /usr/sbin/nologin etcd-autobackup

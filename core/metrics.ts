@@ -34,6 +34,8 @@ export interface Metrics {
   readonly drillLastSuccess: Gauge<'cluster'>;
   readonly drillDuration: Histogram<'cluster'>;
   readonly drills: Counter<'cluster' | 'result'>;
+  /** Kubernetes Events and notifications that could not be sent (never fails a snapshot). */
+  readonly notificationFailures: Counter<'channel' | 'reason'>;
   /** Objects deleted by retention: kind=snapshot (manifest and object as one) or kind=orphan. */
   readonly pruned: Counter<'cluster' | 'kind'>;
   /** Triggers in snapshot jobs that failed at least once and are being retried. */
@@ -157,6 +159,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: `${PREFIX}drills_total`,
       help: 'Restore drills finished, by result (success or failure).',
       labelNames: ['cluster', 'result'] as const,
+      registers,
+    }),
+    notificationFailures: new Counter({
+      name: `${PREFIX}notification_failures_total`,
+      help: 'Kubernetes Events (channel=events) and notifications (channel=webhook) not delivered, by reason.',
+      labelNames: ['channel', 'reason'] as const,
       registers,
     }),
     pruneRuns: new Counter({

@@ -10,6 +10,7 @@ import type { Metrics } from '../core/metrics.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
 import type { Manifest } from './manifest.js';
+import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
 /** Pure: whether the `count`th snapshot (1-based) is drilled with every = N (0 = never). */
@@ -21,8 +22,9 @@ export function drillAfterSnapshot(options: {
   config: Pick<Config, 'drill' | 'etcd' | 'encryption'>;
   store: Store;
   metrics?: Pick<Metrics, 'drillLastSuccess' | 'drillDuration' | 'drills'>;
+  notifier?: Notifier;
 }): (manifest: Manifest, log: Logger) => Promise<void> {
-  const { config, store, metrics } = options;
+  const { config, store, metrics, notifier } = options;
   let published = 0;
   return async (manifest, log) => {
     published++;
@@ -36,5 +38,6 @@ export function drillAfterSnapshot(options: {
     });
     if (metrics) recordDrillMetrics(metrics, record);
     await saveDrillRecord(store, record);
+    notifier?.drillFinished(record);
   };
 }

@@ -18,7 +18,7 @@ import {
   connectRedis,
   createSnapshotQueue,
   foldEnded,
-  keepLock,
+  keepClusterLock,
   retryDelay,
   takerOf,
   MAX_SAMPLES,
@@ -26,12 +26,12 @@ import {
   takeFromLedger,
   tryLock,
   QUEUE_NAME,
-  type HeldLock,
   type SnapshotJobData,
   type SnapshotJobResult,
 } from '../core/queue/index.js';
 import { takeBackup } from './backup.js';
 import type { Manifest } from './manifest.js';
+import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
 export interface SnapshotRun {
@@ -78,6 +78,11 @@ export interface WorkerPoolOptions {
    * @defaultValue none
    */
   afterSnapshot?: (manifest: Manifest, log: Logger) => Promise<void>;
+  /**
+   * Told of each published snapshot and failed attempt (Kubernetes Events, webhooks); never waited on.
+   * @defaultValue none
+   */
+  notifier?: Notifier;
   /**
    * BullMQ job lock and cluster lock lifetime: how soon a crashed worker's job is retried.
    * @defaultValue 60_000 (the worker role passes queue.lockDuration)
@@ -177,6 +182,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       metrics?.snapshotDuration.observe({ cluster: data.cluster }, (Date.now() - started) / 1000);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'db' }, manifest.dbSize);
       metrics?.snapshotSize.set({ cluster: data.cluster, kind: 'stored' }, manifest.storedSize);
+      options.notifier?.snapshotPublished(manifest);
       await Promise.resolve(manifest)
         .then((m) => options.afterSnapshot?.(m, jobLog))
         .catch((err: unknown) =>
@@ -191,9 +197,15 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         throw new DelayedError();
       }
       metrics?.snapshots.inc({ cluster: data.cluster, result: 'failure' });
-      metrics?.snapshotFailures.inc({
+      const stage = err instanceof SnapshotError ? err.stage : 'other';
+      metrics?.snapshotFailures.inc({ cluster: data.cluster, stage });
+      options.notifier?.snapshotFailed({
         cluster: data.cluster,
-        stage: err instanceof SnapshotError ? err.stage : 'other',
+        jobId: job.id ?? '',
+        attempt: job.attemptsMade + 1,
+        stage,
+        message: messageOf(err),
+        retrying: job.attemptsMade + 1 < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError),
       });
       throw err;
     } finally {
@@ -377,14 +389,4 @@ export function uncovered(
     oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
   }
   return { changes, oldestMs };
-}
-
-function keepClusterLock(lock: HeldLock, lockMs: number, controller: AbortController, log: Logger): NodeJS.Timeout {
-  // Another worker may take the cluster once the lock is lost: stop rather than run two snapshots at once.
-  return keepLock(
-    lock,
-    lockMs,
-    () => controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published')),
-    (err) => log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed'),
-  );
 }

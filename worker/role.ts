@@ -11,7 +11,9 @@ import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
 import { prepareStore } from './store-setup.js';
 import { drillAfterSnapshot } from './drill-hook.js';
+import { clearDrillSchedule, startDrillScheduler, type DrillScheduler } from './drill-schedule.js';
 import type { Manifest } from './manifest.js';
+import { fanOut, type Notifier } from './notify/notifier.js';
 import { openStore } from './stores/open.js';
 import { startDeltaWriter, type DeltaWriter } from './delta/writer.js';
 import type { Store } from './stores/store.js';
@@ -51,8 +53,12 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     config.retention.enabled && config.retention.afterSnapshot
       ? pruneAfterSnapshot({ config, store, metrics })
       : undefined;
+  const notifier = await notifierFor(config, log, metrics);
   // Drill before pruning, so retention already sees the new drill record.
-  const drill = config.drill.afterSnapshot > 0 ? drillAfterSnapshot({ config, store, metrics }) : undefined;
+  const drill =
+    config.drill.afterSnapshot > 0
+      ? drillAfterSnapshot({ config, store, metrics, ...(notifier ? { notifier } : {}) })
+      : undefined;
   const afterSnapshot =
     prune || drill
       ? async (manifest: Manifest, hookLog: Logger) => {
@@ -71,6 +77,7 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     ? startDeltaWriter({ config, store, log: log.child({ component: 'delta-log' }), metrics })
     : undefined;
   let pool: WorkerPool | undefined;
+  let drills: DrillScheduler | undefined;
   const workerLog = log.child({ component: 'worker' });
   const started = (async () => {
     for (let attempt = 1; !stop.signal.aborted; attempt++) {
@@ -87,7 +94,27 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
           signal: stop.signal,
           ...(runSnapshot ? { runSnapshot } : {}),
           ...(afterSnapshot ? { afterSnapshot } : {}),
+          ...(notifier ? { notifier } : {}),
         });
+        if (config.drill.schedule > 0) {
+          try {
+            drills = await startDrillScheduler({
+              config,
+              store,
+              log: workerLog,
+              metrics,
+              ...(notifier ? { notifier } : {}),
+            });
+          } catch (err) {
+            await pool.close();
+            pool = undefined;
+            throw err;
+          }
+        } else {
+          clearDrillSchedule(config).catch((err: unknown) =>
+            workerLog.warn({ err: messageOf(err) }, 'removing the drill.schedule scheduler failed'),
+          );
+        }
         return pool;
       } catch (err) {
         if (stop.signal.aborted) return undefined;
@@ -109,11 +136,59 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
       // The writer stores what it buffered first (within queue.shutdownGrace), while the store is open.
       const closingDelta = delta?.close();
       const running = await started;
+      await drills?.close();
       await running?.close();
       await closingDelta;
       await store.close();
     },
   };
+}
+
+/**
+ * The notification webhook when it has a URL, and Kubernetes Events when `events.enabled` (the
+ * Kubernetes client loads only then); undefined when nothing is to be told. A missing `events.deployment` stops the worker at start with the fix.
+ */
+async function notifierFor(config: Config, log: Logger, metrics: Metrics): Promise<Notifier | undefined> {
+  const notifiers: Notifier[] = [];
+  const webhook = config.notify.webhook;
+  if (webhook.url || webhook.urlFile) {
+    const { WebhookNotifier } = await import('./notify/webhook.js');
+    notifiers.push(
+      new WebhookNotifier({
+        settings: webhook,
+        log: log.child({ component: 'notify' }),
+        onFailure: (reason) => metrics.notificationFailures.inc({ channel: 'webhook', reason }),
+      }),
+    );
+  }
+  const events = await kubeEventsFor(config, log, metrics);
+  if (events) notifiers.push(events);
+  return notifiers.length === 0 ? undefined : fanOut(notifiers);
+}
+
+async function kubeEventsFor(config: Config, log: Logger, metrics: Metrics): Promise<Notifier | undefined> {
+  if (!config.events.enabled) return undefined;
+  if (!config.events.deployment)
+    throw new Error('events.enabled needs events.deployment: the name of the worker Deployment the Events are about');
+  const { defaultKubeConfig, resolveNamespace } = await import('../core/kube.js');
+  const { KubeEventNotifier } = await import('./notify/kube-events.js');
+  let kube;
+  try {
+    kube = defaultKubeConfig();
+  } catch (err) {
+    // Events are a convenience: without an API to talk to, snapshots go on without them.
+    log.warn({ err: messageOf(err) }, 'events.enabled but no Kubernetes API: no Events will be created');
+    metrics.notificationFailures.inc({ channel: 'events', reason: 'config' });
+    return undefined;
+  }
+  return new KubeEventNotifier({
+    kube,
+    namespace: resolveNamespace(kube, config.events.namespace),
+    deployment: config.events.deployment,
+    timeoutMs: config.events.timeout,
+    log: log.child({ component: 'events' }),
+    onFailure: (reason) => metrics.notificationFailures.inc({ channel: 'events', reason }),
+  });
 }
 
 /**

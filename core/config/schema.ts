@@ -784,6 +784,11 @@ export const drillSchema = z.strictObject({
     .nonnegative()
     .default(0)
     .describe('Drill every Nth published snapshot right after it is taken; 0 turns this off.'),
+  schedule: duration('drill.schedule')
+    .prefault('0')
+    .describe(
+      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, under the cluster's snapshot lock; 0 turns this off.",
+    ),
 });
 // --- end drills
 
@@ -813,6 +818,61 @@ export const deltaSchema = z.strictObject({
 });
 // --- end delta log
 
+// --- events (docs/events.md)
+export const eventsSchema = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Create a Kubernetes Event about the worker Deployment for each published snapshot, failed snapshot attempt and drill.',
+    ),
+  deployment: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Name of the worker Deployment the Events are about (the chart sets it). Required when enabled.'),
+  namespace: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Namespace of the Deployment and its Events; default: the worker pod's own namespace."),
+  timeout: duration('events.timeout')
+    .prefault('5s')
+    .describe(
+      'Longest time one Event create may take; a slower or failing API is logged and counted, never waited on.',
+    ),
+});
+// --- end events
+
+// --- notifications (docs/notifications.md)
+const notifyWebhookSchema = z.strictObject({
+  url: z
+    .string()
+    .url()
+    .optional()
+    .describe('Where notifications are POSTed (a secret: from the env var or the chart Secret, never logged).'),
+  urlFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('File holding the URL instead (e.g. a mounted Secret); read at each notification.'),
+  format: z
+    .enum(['json', 'slack'])
+    .default('json')
+    .describe('json: the documented etcd-autobackup body; slack: an incoming-webhook body ({"text": ...}).'),
+  onSuccess: z
+    .boolean()
+    .default(false)
+    .describe('Also notify published snapshots and passed drills (failures are always sent).'),
+  attempts: z.number().int().min(1).max(20).default(4).describe('Tries per notification (network errors, 429, 5xx).'),
+  backoff: duration('notify.webhook.backoff').prefault('1s').describe('Delay before the second try; doubles after.'),
+  timeout: duration('notify.webhook.timeout').prefault('10s').describe('Longest time one try may take.'),
+});
+export const notifySchema = z.strictObject({
+  webhook: notifyWebhookSchema.default(notifyWebhookSchema.parse({})),
+});
+// --- end notifications
+
 export const configSchema = z.strictObject({
   cluster: z
     .string()
@@ -839,6 +899,8 @@ export const configSchema = z.strictObject({
   lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
   drill: drillSchema.default(drillSchema.parse({})),
   delta: deltaSchema.default(deltaSchema.parse({})),
+  events: eventsSchema.default(eventsSchema.parse({})),
+  notify: notifySchema.default(notifySchema.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;

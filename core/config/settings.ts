@@ -271,6 +271,13 @@ export const SETTINGS: readonly Setting[] = [
   },
   // --- end delta log
   {
+    flag: 'notify-webhook-url',
+    path: 'notify.webhook.url',
+    kind: 'string',
+    help: 'URL notifications are POSTed to (docs/notifications.md)',
+    secret: true,
+  },
+  {
     flag: 'retention',
     path: 'retention.enabled',
     kind: 'bool',

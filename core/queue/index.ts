@@ -8,6 +8,8 @@ export {
   retryDelay,
   UNLIMITED_ATTEMPTS,
   scheduleId,
+  drillScheduleId,
+  DRILL_QUEUE_NAME,
   syncSchedule,
   JOB_NAME,
   QUEUE_NAME,
@@ -17,13 +19,16 @@ export {
 export {
   foldEnded,
   ledgerKeys,
+  openWindows,
   openWindowsKey,
   takeFromLedger,
   takerOf,
   MAX_SAMPLES,
   type Counts,
   type Folded,
+  type OpenWindow,
   type Taken,
 } from './ledger.js';
-export { clusterLockKey, deltaLockKey, keepLock, tryLock, type HeldLock } from './lock.js';
+export { clusterLockKey, deltaLockKey, keepClusterLock, keepLock, tryLock, type HeldLock } from './lock.js';
 export { windowOf, windowId, windowJobId, windowJobDelay, type DebounceWindow } from './window.js';
+export { readQueueStatus, type FailedAttempt, type PendingJob, type QueueStatus } from './status.js';

@@ -226,3 +226,22 @@ export async function runScript(redis: Redis, script: string, keys: string[], ar
     return redis.eval(script, keys.length, ...keys, ...args);
   }
 }
+
+export interface OpenWindow {
+  id: string;
+  /** When the window ends (ms); its snapshot runs shortly after. */
+  endsAt: number;
+  counts: Counts;
+}
+
+/** The cluster's windows holding triggers no snapshot has taken yet (read only; for `status`). */
+export async function openWindows(redis: Redis, prefix: string, cluster: string): Promise<OpenWindow[]> {
+  const flat = await redis.zrange(openWindowsKey(prefix, cluster), '0', '-1', 'WITHSCORES');
+  const out: OpenWindow[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const id = flat[i] as string;
+    const hash = await redis.hgetall(`${ledgerBase(prefix, cluster)}${id}`);
+    out.push({ id, endsAt: Number(flat[i + 1]), counts: countsOf(Object.entries(hash).flat()) });
+  }
+  return out;
+}

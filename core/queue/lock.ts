@@ -4,6 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { messageOf } from '../errors.js';
 import { runScript } from './ledger.js';
 
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
@@ -66,4 +68,20 @@ export function keepLock(
   );
   timer.unref();
   return timer;
+}
+
+/** keepLock for work under the cluster lock: aborts `controller` when the lock is lost. */
+export function keepClusterLock(
+  lock: HeldLock,
+  lockMs: number,
+  controller: AbortController,
+  log: Logger,
+): NodeJS.Timeout {
+  // Another worker may take the cluster once the lock is lost: stop rather than run two snapshots at once.
+  return keepLock(
+    lock,
+    lockMs,
+    () => controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published')),
+    (err) => log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed'),
+  );
 }

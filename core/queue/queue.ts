@@ -52,6 +52,12 @@ export function createSnapshotQueue(config: Pick<Config, 'redis' | 'queue'>, con
   return queue;
 }
 
+/** The queue of scheduled drills (worker/drill-schedule.ts) and its scheduler id; here so `status` reads it too. */
+export const DRILL_QUEUE_NAME = 'drills';
+export function drillScheduleId(cluster: string): string {
+  return `drill-${cluster}`;
+}
+
 export function scheduleId(cluster: string): string {
   return `max-interval-${cluster}`;
 }

@@ -341,8 +341,10 @@ describe('chart: what the defaults promise', () => {
   });
 
   test('RBAC: the job executor adds Jobs and pod logs in the namespace only; no API token where none is needed', async () => {
-    const plain = await renderChart([], ['tls.mode=secret']);
+    // Kubernetes Events (on by default) need the worker's token: off here, no pod has one.
+    const plain = await renderChart([], ['tls.mode=secret', 'config.events.enabled=false']);
     assert.equal(byKind(plain, 'ClusterRole').length, 0);
+    assert.ok(!JSON.stringify(byKind(plain, 'Role')).includes('"deployments"'));
     assert.ok(!JSON.stringify(byKind(plain, 'Role')).includes('"jobs"'));
     for (const w of workloads(plain))
       assert.equal(

@@ -14,6 +14,7 @@ const NAMES = [
   'etcd_autobackup_snapshot_failures_total',
   'etcd_autobackup_snapshots_total',
   'etcd_autobackup_http_requests_total',
+  'etcd_autobackup_notification_failures_total',
   'etcd_autobackup_prune_runs_total',
   'etcd_autobackup_pruned_total',
   'etcd_autobackup_drill_last_success_timestamp_seconds',

@@ -35,6 +35,8 @@ const RESOURCES: Record<string, Resource> = {
   secrets: { group: '', version: 'v1', kind: 'Secret', namespaced: true },
   pods: { group: '', version: 'v1', kind: 'Pod', namespaced: true },
   jobs: { group: 'batch', version: 'v1', kind: 'Job', namespaced: true },
+  deployments: { group: 'apps', version: 'v1', kind: 'Deployment', namespaced: true },
+  events: { group: 'events.k8s.io', version: 'v1', kind: 'Event', namespaced: true },
   validatingwebhookconfigurations: {
     group: 'admissionregistration.k8s.io',
     version: 'v1',
@@ -406,6 +408,7 @@ export class FakeKubeApi {
       return `${method} ${r.resource}: metadata.namespace ${meta.namespace} does not match the path`;
     if (r.name !== undefined && meta.name !== r.name)
       return `${method} ${r.resource}: metadata.name ${meta.name} does not match the path`;
+    if (r.resource === 'events') return eventProblem(obj) ?? obj;
     return obj;
   }
 
@@ -577,6 +580,20 @@ interface Route {
   name: string | undefined;
   sub: string | undefined;
   def: Resource;
+}
+
+/** What the apiserver's validation of an events.k8s.io/v1 Event would reject (pkg/apis/core/validation). */
+function eventProblem(e: KubeObject): string | undefined {
+  const need = ['eventTime', 'reportingController', 'reportingInstance', 'action', 'reason'] as const;
+  for (const f of need) if (typeof e[f] !== 'string' || e[f] === '') return `create events: ${f} is required`;
+  if (e.type !== 'Normal' && e.type !== 'Warning') return `create events: type must be Normal or Warning`;
+  if (typeof e.note === 'string' && Buffer.byteLength(e.note) > 1024) return 'create events: note is over 1 kB';
+  if (String(e.action).length > 128 || String(e.reason).length > 128) return 'create events: action/reason over 128';
+  if (String(e.reportingInstance).length > 128) return 'create events: reportingInstance over 128';
+  const regarding = e.regarding as Record<string, unknown> | undefined;
+  if (!regarding || typeof regarding.name !== 'string' || typeof regarding.kind !== 'string')
+    return 'create events: regarding needs kind and name';
+  return undefined;
 }
 
 function parsePath(path: string): Omit<Route, 'def'> | undefined {

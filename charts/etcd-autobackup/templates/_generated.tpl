@@ -7,4 +7,5 @@
 - { path: redis.url, env: ETCD_AUTOBACKUP_REDIS_URL }
 - { path: redis.password, env: ETCD_AUTOBACKUP_REDIS_PASSWORD }
 - { path: dashboard.password, env: ETCD_AUTOBACKUP_DASHBOARD_PASSWORD }
+- { path: notify.webhook.url, env: ETCD_AUTOBACKUP_NOTIFY_WEBHOOK_URL }
 {{- end -}}

@@ -217,6 +217,8 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if $v.encryption.ageRecipientsSecret }}{{ $_ := set $age "recipientsFile" (printf "%s/age/%s" $confDir $v.encryption.ageRecipientsKey) }}{{ end -}}
 {{- $_ := set $cfg "encryption" $age -}}
 {{- end -}}
+{{- /* Kubernetes Events are about the worker Deployment (docs/events.md). */ -}}
+{{- $_ := set $cfg "events" (dict "deployment" (printf "%s-worker" $fullname) "namespace" .Release.Namespace) -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" -}}
@@ -278,6 +280,12 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- define "etcd-autobackup.jobExecutor" -}}
 {{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" }}true{{ end -}}
+{{- end -}}
+
+{{/* Whether the worker creates Kubernetes Events (it then reads its own Deployment's uid). */}}
+{{- define "etcd-autobackup.events" -}}
+{{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
+{{- if dig "events" "enabled" false $cfg }}true{{ end -}}
 {{- end -}}
 
 {{- define "etcd-autobackup.webhookScheme" -}}HTTPS{{- end -}}
