@@ -256,6 +256,16 @@ export function valuesSchemaObject(): Json {
           labels: k8s('Labels your Prometheus selects ServiceMonitors by.'),
         }),
       }),
+      prometheusRule: obj('Alerts: a prometheus-operator PrometheusRule (docs/monitoring.md).', {
+        enabled: bool('Create it (needs the monitoring.coreos.com CRDs).'),
+        labels: k8s('Labels your Prometheus selects rules by.'),
+        alertLabels: k8s('Labels added to every alert.'),
+        overdueWindows: int('A change in no published snapshot after this many debounce windows alerts.', 1),
+        drillMaxAge: str('No snapshot proven restorable by a drill for this long alerts; "0" turns it off.', {
+          pattern: DURATION_PATTERN,
+        }),
+        workerJob: str("The worker scrape target's job label; empty: the worker Service's name."),
+      }),
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),

@@ -311,3 +311,30 @@ envFrom:
 checksum/config: {{ include "etcd-autobackup.config" . | sha256sum }}
 checksum/secret: {{ (include "etcd-autobackup.effective" . | fromYaml).secretEnv | toYaml | sha256sum }}
 {{- end -}}
+
+{{/* Seconds in a config duration (500ms, 30s, 5m, 1h30m, 7d; "0" is 0), rounded up. */}}
+{{- define "etcd-autobackup.seconds" -}}
+{{- $total := 0.0 -}}
+{{- $units := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)" (toString . | trim) -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d)$" . -}}
+{{- $total = addf $total (mulf (trimSuffix $unit . | float64) (get $units $unit)) -}}
+{{- end -}}
+{{- $total | ceil | int -}}
+{{- end -}}
+
+{{/*
+PromQL: a counter (with labels only on events, so it starts at its first event) went up within
+`range`. increase() alone misses the first event: the series did not exist before it.
+*/}}
+{{- define "etcd-autobackup.increased" -}}
+sum by ({{ .by }}) (increase({{ .series }}[{{ .range }}])) > 0 or sum by ({{ .by }}) ({{ .series }} unless {{ .series }} offset {{ .range }}) > 0
+{{- end -}}
+
+{{/* Labels of one alert: its severity and prometheusRule.alertLabels. */}}
+{{- define "etcd-autobackup.alertLabels" -}}
+severity: {{ .severity }}
+{{- with .r.alertLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
