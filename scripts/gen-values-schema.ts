@@ -266,6 +266,16 @@ export function valuesSchemaObject(): Json {
         }),
         workerJob: str("The worker scrape target's job label; empty: the worker Service's name."),
       }),
+      grafanaDashboard: obj('A Grafana dashboard in a ConfigMap for the Grafana sidecar (docs/monitoring.md).', {
+        enabled: bool('Create the ConfigMap.'),
+        label: str("The sidecar's label key (sidecar.dashboards.label).", { minLength: 1 }),
+        labelValue: str("The label's value (sidecar.dashboards.labelValue)."),
+        namespace: str('Namespace of the ConfigMap; empty: the release namespace.'),
+        folder: str('Grafana folder, set through the folder annotation; empty: none.'),
+        folderAnnotation: str("The sidecar's folder annotation key (sidecar.dashboards.folderAnnotation).", {
+          minLength: 1,
+        }),
+      }),
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),

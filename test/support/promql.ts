@@ -3,15 +3,15 @@
  * chart's alert rules and dashboard use against what a real process exports.
  */
 
-/** One `name{label="value",...}` reference of a service metric in an expression. */
+/** One `name{label="value",...}` reference of a service (or Node process) metric in an expression. */
 export interface MetricRef {
   name: string;
   matchers: { label: string; value: string }[];
 }
 
-const REF = /\b(etcd_autobackup_[a-z0-9_]+)(\{([^}]*)\})?/g;
+const REF = /\b((?:etcd_autobackup|process|nodejs)_[a-z0-9_]+)(\{([^}]*)\})?/g;
 
-/** Every etcd_autobackup_* metric an expression reads, with its equality matchers. */
+/** Every etcd_autobackup_*, process_* and nodejs_* metric an expression reads, with its matchers. */
 export function metricRefs(expr: string): MetricRef[] {
   return [...expr.matchAll(REF)].map((m) => ({
     name: m[1] as string,

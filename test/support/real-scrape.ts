@@ -43,7 +43,11 @@ export async function scrapeRealService(): Promise<Exposition> {
       { name: 'serve-broken' },
     );
     for (const p of [healthy, broken]) {
-      const r = await postJson(`${p.url}/audit`, auditBatch(3, 'scrape'));
+      const batch = auditBatch(4, 'scrape');
+      // One the filters drop, so the ignored-trigger counter has its labels too.
+      const first = batch.items[0];
+      if (first) batch.items[0] = { ...first, stage: 'RequestReceived' };
+      const r = await postJson(`${p.url}/audit`, batch);
       if (r.status !== 200) fail(new Error(`${p.name} /audit answered ${r.status}`));
     }
     const text = async (url: string) => (await fetch(`${url}/metrics`)).text();

@@ -1,7 +1,8 @@
 /**
- * The chart's PrometheusRule, checked with the real Prometheus tooling (Debian's `promtool`): the
+ * The chart's PrometheusRule and Grafana dashboard. The rule is checked with the real Prometheus tooling (Debian's `promtool`): the
  * rendered rule is valid, each alert fires on series shaped like ours and stays quiet when all is
- * well, and the metrics and labels the rules read are the ones a real `serve` process exports.
+ * well; the metrics and labels the rules and the dashboard read are the ones a real `serve`
+ * process exports.
  */
 import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,6 +59,13 @@ async function promtool(args: readonly string[]): Promise<{ code: number; out: s
     if (typeof e.code !== 'number') throw err;
     return { code: e.code, out: (e.stdout ?? '') + (e.stderr ?? '') };
   }
+}
+
+let scraped: Promise<Exposition> | undefined;
+/** One real scrape for the rule and the dashboard checks (it takes a snapshot, a drill and failures). */
+function realExposition(): Promise<Exposition> {
+  scraped ??= scrapeRealService();
+  return scraped;
 }
 
 let havePromtool = false;
@@ -418,7 +426,7 @@ describe('PrometheusRule', () => {
   });
 
   test('the metrics, labels and label values the rules read are what a real serve process exports', async () => {
-    const exposition = await scrapeRealService();
+    const exposition = await realExposition();
     const rules = (await renderedGroups(TEST_VALUES)).flatMap((g) => g.rules);
     assertReadsExported(
       exposition,
@@ -453,7 +461,8 @@ export function assertReadsExported(
       assert.ok(name, `${where}: ${ref.name} is not exported by the service`);
       const labels = exposition.get(name) as Map<string, Set<string>>;
       for (const m of ref.matchers) {
-        assert.ok(labels.has(m.label) || m.label === 'le', `${where}: ${name} has no label ${m.label}`);
+        if (TARGET_LABELS.includes(m.label)) continue;
+        assert.ok(labels.has(m.label), `${where}: ${name} has no label ${m.label}`);
         if (m.value.startsWith('$')) continue; // a dashboard variable
         // A value seen on this metric, or in the same label of another (result="failure" before a failure).
         assert.ok(
@@ -476,3 +485,75 @@ export function assertReadsExported(
       );
   }
 }
+
+interface Panel {
+  type: string;
+  title: string;
+  targets?: { expr: string; legendFormat?: string }[];
+  datasource?: { uid: string };
+}
+
+describe('Grafana dashboard', () => {
+  async function dashboardConfigMap(set: readonly string[] = []) {
+    const objects = await renderChart([], ['grafanaDashboard.enabled=true', ...set]);
+    const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name.endsWith('-dashboard'));
+    assert.ok(cm, 'no dashboard ConfigMap rendered');
+    return cm;
+  }
+
+  test('opt-in ConfigMap with the sidecar label, in the release or the given namespace, with a folder', async () => {
+    const off = await renderChart();
+    assert.equal(off.filter((o) => o.metadata.name.endsWith('-dashboard')).length, 0, 'rendered while off');
+    const cm = await dashboardConfigMap();
+    assert.equal(cm.metadata.labels?.grafana_dashboard, '1');
+    assert.equal(cm.metadata.namespace, 'backup');
+    const moved = await dashboardConfigMap([
+      'grafanaDashboard.namespace=monitoring',
+      'grafanaDashboard.folder=Platform',
+    ]);
+    assert.equal(moved.metadata.namespace, 'monitoring');
+    assert.equal(moved.metadata.annotations?.grafana_folder, 'Platform');
+  });
+
+  test('panels for snapshots, durations, sizes, triggers by source, queue and drills, on every metric it reads exported', async () => {
+    const cm = await dashboardConfigMap();
+    const json = (cm.data as Record<string, string>)['etcd-autobackup.json'] as string;
+    const dashboard = JSON.parse(json) as { uid: string; panels: Panel[]; templating: { list: { name: string }[] } };
+    assert.equal(dashboard.uid, 'etcd-autobackup');
+    assert.deepEqual(
+      dashboard.templating.list.map((v) => v.name),
+      ['datasource', 'cluster', 'job'],
+    );
+    const panels = dashboard.panels.filter((p) => p.type !== 'row');
+    for (const p of panels) {
+      assert.ok((p.targets ?? []).length > 0, `panel ${p.title} has no query`);
+      assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.title} does not use the datasource variable`);
+    }
+    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: p.title, expr: t.expr })));
+    const read = new Set(exprs.flatMap((e) => metricRefs(e.expr).map((r) => r.name)));
+    for (const m of [
+      'etcd_autobackup_snapshots_total',
+      'etcd_autobackup_snapshot_duration_seconds_bucket',
+      'etcd_autobackup_snapshot_size_bytes',
+      'etcd_autobackup_triggers_total',
+      'etcd_autobackup_queue_jobs',
+      'etcd_autobackup_drills_total',
+      'etcd_autobackup_oldest_pending_change_age_seconds',
+    ])
+      assert.ok(read.has(m), `no panel reads ${m}`);
+    // Legends print only labels the query keeps.
+    const withLegends = panels.flatMap((p) =>
+      (p.targets ?? []).map((t) => ({
+        where: p.title,
+        expr: t.expr,
+        extra: (t.legendFormat ?? '').replace(/\{\{(\w+)\}\}/g, '$labels.$1'),
+      })),
+    );
+    assertReadsExported(await realExposition(), withLegends);
+    // The label variables read metrics that exist too.
+    assertReadsExported(await realExposition(), [
+      { where: 'variable cluster', expr: 'etcd_autobackup_snapshots_total' },
+      { where: 'variable job', expr: 'etcd_autobackup_redis_up' },
+    ]);
+  });
+});
