@@ -86,6 +86,9 @@ export function valuesSchemaObject(): Json {
       image: obj("Image of both processes (the repository's Dockerfile).", {
         repository: str('Image repository.', { minLength: 1 }),
         tag: str("Image tag; empty for the chart's appVersion."),
+        digest: str('Image digest (sha256:...); pins the image, the tag is then ignored.', {
+          pattern: '^(sha256:[0-9a-f]{64})?$',
+        }),
         pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'], description: 'Image pull policy.' },
       }),
       imagePullSecrets: k8sList('Pull secrets, as [{name: ...}].'),
@@ -138,6 +141,11 @@ export function valuesSchemaObject(): Json {
         tolerations: k8sList('Tolerations.'),
         affinity: k8s('Affinity.'),
         podAnnotations: k8s('Extra pod annotations.'),
+        priorityClassName: str('PriorityClass of the pods.'),
+        topologySpreadConstraints: k8sList('Pod topology spread constraints.'),
+        extraEnv: k8sList('More env vars of the container, as [{name, value}] or valueFrom.'),
+        extraVolumes: k8sList('More pod volumes.'),
+        extraVolumeMounts: k8sList('More mounts of the webhook container.'),
       }),
       admissionWebhook: obj('The ValidatingWebhookConfiguration (a change signal; never blocks the API server).', {
         enabled: bool('Create it.'),
@@ -200,6 +208,9 @@ export function valuesSchemaObject(): Json {
         ),
         resources,
         podAnnotations: k8s('Extra pod annotations.'),
+        priorityClassName: str('PriorityClass of the pods.'),
+        topologySpreadConstraints: k8sList('Pod topology spread constraints.'),
+        extraEnv: k8sList('More env vars of the container, as [{name, value}] or valueFrom.'),
         extraVolumes: k8sList('More pod volumes.'),
         extraVolumeMounts: k8sList('More mounts of the worker container.'),
         scratch: obj("The worker's /tmp, where verify and restore write the decompressed database.", {
@@ -226,6 +237,9 @@ export function valuesSchemaObject(): Json {
         image: obj('Redis image.', {
           repository: str('Repository.', { minLength: 1 }),
           tag: str('Tag.', { minLength: 1 }),
+          digest: str('Digest (sha256:...); pins the image, the tag is then ignored.', {
+            pattern: '^(sha256:[0-9a-f]{64})?$',
+          }),
           pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
         }),
         auth: obj('Password of the built-in Redis.', {

@@ -31,7 +31,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "etcd-autobackup.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod-level settings every well-kept chart offers, for one component's values (webhook or worker):
+priorityClassName and topologySpreadConstraints. Call with the component's values.
+*/}}
+{{- define "etcd-autobackup.podScheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "etcd-autobackup.redisName" -}}{{ include "etcd-autobackup.fullname" . }}-redis{{- end -}}
@@ -215,6 +233,9 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- end -}}
 {{- $certPath := include "etcd-autobackup.etcdCertPath" . -}}
 {{- $job := dict "image" (include "etcd-autobackup.image" .) "imagePullPolicy" $v.image.pullPolicy "namespace" .Release.Namespace "configMap" $fullname -}}
+{{- $pull := list -}}
+{{- range $v.imagePullSecrets }}{{ $pull = append $pull .name }}{{ end -}}
+{{- with $pull }}{{ $_ := set $job "imagePullSecrets" . }}{{ end -}}
 {{- with (default (ternary $fullname "" $v.secrets.create) $v.secrets.existingSecret) }}{{ $_ := set $job "envFromSecret" . }}{{ end -}}
 {{- if $certPath -}}
 {{- $_ := set $job "etcdCertPath" $certPath -}}
@@ -287,6 +308,9 @@ env:
     valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
   - name: POD_NAME
     valueFrom: { fieldRef: { fieldPath: metadata.name } }
+{{- with (index $.ctx.Values $.component).extraEnv }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if $.ctx.Values.redis.enabled }}
   - name: ETCD_AUTOBACKUP_REDIS_PASSWORD
     valueFrom:
