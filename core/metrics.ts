@@ -44,6 +44,8 @@ export interface Metrics {
   readonly oldestUncoveredChange: Gauge<'cluster'>;
   /** Failed snapshot attempts that will be retried. */
   readonly snapshotRetries: Counter<'cluster'>;
+  /** Age of the oldest change in no published snapshot yet (its job still pending); 0 when none. */
+  readonly oldestPendingChange: Gauge<'cluster'>;
   /** Store steps at worker start that failed without stopping it (step=lifecycle). */
   readonly storeSetupWarnings: Counter<'cluster' | 'step'>;
   // --- delta log (docs/delta-log.md)
@@ -194,6 +196,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     snapshotRetries: new Counter({
       name: `${PREFIX}snapshot_retries_total`,
       help: 'Failed snapshot attempts that will be retried (queue.backoff doubling up to queue.backoffMax).',
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
+    oldestPendingChange: new Gauge({
+      name: `${PREFIX}oldest_pending_change_age_seconds`,
+      help: 'Age of the oldest change not yet in a published snapshot: its window or manual job is still pending, being retried or running (0 when none). Scheduled snapshots carry no change.',
       labelNames: ['cluster'] as const,
       registers,
     }),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcd-autobackup needs on a Debian/Ubuntu machine, only what is missing:
-# Debian's etcd-server, etcd-client, zstd and redis-server, then the npm packages. With --browser also
-# Debian's chromium, which the browser tests drive through playwright-core (it never downloads one).
+# Debian's etcd-server, etcd-client, zstd, age, prometheus (for promtool) and redis-server, then the npm
+# packages. With --browser also Debian's chromium, which the browser tests drive through playwright-core (it never downloads one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 # age: tests prove our objects decrypt with the reference tool, and that its files restore.
 command -v age >/dev/null 2>&1 || need+=(age)
+# promtool (in Debian's prometheus package): the chart's alert rules are checked and unit-tested with it.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}" >&2
   SUDO=""
@@ -32,7 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # The Debian packages start system-wide services on the default ports; we run our own on
   # loopback, so stop those to leave the ports free (no-op without systemd).
-  $SUDO systemctl disable --now etcd redis-server >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now etcd redis-server prometheus >/dev/null 2>&1 || true
 fi
 # The browser is optional: without it the browser tests skip and say why, so a failed install
 # only warns.

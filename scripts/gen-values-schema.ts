@@ -86,6 +86,9 @@ export function valuesSchemaObject(): Json {
       image: obj("Image of both processes (the repository's Dockerfile).", {
         repository: str('Image repository.', { minLength: 1 }),
         tag: str("Image tag; empty for the chart's appVersion."),
+        digest: str('Image digest (sha256:...); pins the image, the tag is then ignored.', {
+          pattern: '^(sha256:[0-9a-f]{64})?$',
+        }),
         pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'], description: 'Image pull policy.' },
       }),
       imagePullSecrets: k8sList('Pull secrets, as [{name: ...}].'),
@@ -138,6 +141,11 @@ export function valuesSchemaObject(): Json {
         tolerations: k8sList('Tolerations.'),
         affinity: k8s('Affinity.'),
         podAnnotations: k8s('Extra pod annotations.'),
+        priorityClassName: str('PriorityClass of the pods.'),
+        topologySpreadConstraints: k8sList('Pod topology spread constraints.'),
+        extraEnv: k8sList('More env vars of the container, as [{name, value}] or valueFrom.'),
+        extraVolumes: k8sList('More pod volumes.'),
+        extraVolumeMounts: k8sList('More mounts of the webhook container.'),
       }),
       admissionWebhook: obj('The ValidatingWebhookConfiguration (a change signal; never blocks the API server).', {
         enabled: bool('Create it.'),
@@ -211,6 +219,9 @@ export function valuesSchemaObject(): Json {
         ),
         resources,
         podAnnotations: k8s('Extra pod annotations.'),
+        priorityClassName: str('PriorityClass of the pods.'),
+        topologySpreadConstraints: k8sList('Pod topology spread constraints.'),
+        extraEnv: k8sList('More env vars of the container, as [{name, value}] or valueFrom.'),
         extraVolumes: k8sList('More pod volumes.'),
         extraVolumeMounts: k8sList('More mounts of the worker container.'),
         scratch: obj("The worker's /tmp, where verify and restore write the decompressed database.", {
@@ -237,6 +248,9 @@ export function valuesSchemaObject(): Json {
         image: obj('Redis image.', {
           repository: str('Repository.', { minLength: 1 }),
           tag: str('Tag.', { minLength: 1 }),
+          digest: str('Digest (sha256:...); pins the image, the tag is then ignored.', {
+            pattern: '^(sha256:[0-9a-f]{64})?$',
+          }),
           pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
         }),
         auth: obj('Password of the built-in Redis.', {
@@ -295,6 +309,26 @@ export function valuesSchemaObject(): Json {
         key: str('Its key.', { minLength: 1 }),
       }),
       // --- end metrics protection
+      prometheusRule: obj('Alerts: a prometheus-operator PrometheusRule (docs/monitoring.md).', {
+        enabled: bool('Create it (needs the monitoring.coreos.com CRDs).'),
+        labels: k8s('Labels your Prometheus selects rules by.'),
+        alertLabels: k8s('Labels added to every alert.'),
+        overdueWindows: int('A change in no published snapshot after this many debounce windows alerts.', 1),
+        drillMaxAge: str('No snapshot proven restorable by a drill for this long alerts; "0" turns it off.', {
+          pattern: DURATION_PATTERN,
+        }),
+        workerJob: str("The worker scrape target's job label; empty: the worker Service's name."),
+      }),
+      grafanaDashboard: obj('A Grafana dashboard in a ConfigMap for the Grafana sidecar (docs/monitoring.md).', {
+        enabled: bool('Create the ConfigMap.'),
+        label: str("The sidecar's label key (sidecar.dashboards.label).", { minLength: 1 }),
+        labelValue: str("The label's value (sidecar.dashboards.labelValue)."),
+        namespace: str('Namespace of the ConfigMap; empty: the release namespace.'),
+        folder: str('Grafana folder, set through the folder annotation; empty: none.'),
+        folderAnnotation: str("The sidecar's folder annotation key (sidecar.dashboards.folderAnnotation).", {
+          minLength: 1,
+        }),
+      }),
       serviceAccount: obj('The ServiceAccounts.', {
         annotations: k8s('Annotations (e.g. eks.amazonaws.com/role-arn for IRSA).'),
       }),

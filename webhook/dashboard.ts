@@ -21,6 +21,25 @@ export interface DashboardOptions {
   queue: Queue;
 }
 
+/**
+ * bull-board's page links IBM Plex from fonts.googleapis.com. Control planes are often air-gapped,
+ * and a page that calls out to Google from inside the cluster is a leak of its own: the link is
+ * taken out, and bull-board's CSS falls back to the system fonts it names after Plex.
+ */
+const EXTERNAL_FONTS = /<link[^>]+href="https:\/\/fonts\.(?:googleapis|gstatic)\.com[^>]*>\s*/g;
+
+/** Serves bull-board's page with nothing loaded from outside the cluster. */
+function withoutExternalFonts(_req: express.Request, res: express.Response, next: express.NextFunction): void {
+  const render = res.render.bind(res);
+  res.render = (view: string, locals?: object) => {
+    render(view, locals ?? {}, (err: Error | null, html: string) => {
+      if (err) return next(err);
+      res.type('html').send(html.replace(EXTERNAL_FONTS, ''));
+    });
+  };
+  next();
+}
+
 export function dashboardEnabled(config: Pick<Config, 'dashboard'>): boolean {
   return Boolean(config.dashboard.user && config.dashboard.password);
 }
@@ -47,6 +66,6 @@ export function dashboardRouter(options: DashboardOptions): Router {
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'etcd-autobackup' } },
   });
-  router.use(adapter.getRouter() as Router);
+  router.use(withoutExternalFonts, adapter.getRouter() as Router);
   return router;
 }

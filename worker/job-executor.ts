@@ -127,6 +127,9 @@ export function buildSnapshotJob(config: JobExecutorConfig, input: JobSpecInput)
           dnsPolicy: ex.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
           nodeSelector: ex.nodeSelector,
           tolerations: ex.tolerations,
+          ...(ex.imagePullSecrets.length > 0
+            ? { imagePullSecrets: ex.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           ...(ex.serviceAccountName
             ? { serviceAccountName: ex.serviceAccountName }
             : { automountServiceAccountToken: false }),

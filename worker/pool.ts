@@ -52,6 +52,7 @@ export type PoolMetrics = Pick<
   | 'uncoveredChanges'
   | 'oldestUncoveredChange'
   | 'snapshotRetries'
+  | 'oldestPendingChange'
 >;
 
 export interface WorkerPoolOptions {
@@ -282,6 +283,10 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       const { changes, oldestMs } = uncovered(pending, config.cluster, Date.now());
       metrics?.uncoveredChanges.set({ cluster: config.cluster }, changes);
       metrics?.oldestUncoveredChange.set({ cluster: config.cluster }, oldestMs / 1000);
+      metrics?.oldestPendingChange.set(
+        { cluster: config.cluster },
+        oldestPendingChangeMs(pending, config.cluster, Date.now()) / 1000,
+      );
     } catch {
       // Redis away: redis_up says so; keep the last counts.
     }
@@ -389,4 +394,23 @@ export function uncovered(
     oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
   }
   return { changes, oldestMs };
+}
+
+/**
+ * How long the oldest change that is in no published snapshot yet has waited: the oldest pending
+ * window or manual job of `cluster` (a job is created with its window's first change). The
+ * scheduled job waits for its time by design and carries no change, so it is left out. This is
+ * what the "change not backed up" alert compares with N debounce windows.
+ */
+export function oldestPendingChangeMs(
+  jobs: readonly (Pick<Job<SnapshotJobData>, 'data' | 'timestamp'> | undefined)[],
+  cluster: string,
+  nowMs: number,
+): number {
+  let oldestMs = 0;
+  for (const job of jobs) {
+    if (!job || job.data.cluster !== cluster || job.data.window === 'schedule') continue;
+    oldestMs = Math.max(oldestMs, nowMs - job.timestamp);
+  }
+  return oldestMs;
 }

@@ -673,6 +673,12 @@ export const executorSchema = z
       .enum(['Always', 'IfNotPresent', 'Never'])
       .default('IfNotPresent')
       .describe("Pull policy of the Job's container."),
+    imagePullSecrets: z
+      .array(dnsLabel)
+      .default([])
+      .describe(
+        'Secrets (names) the Job pods pull the image with, for a private registry; the chart sets its imagePullSecrets.',
+      ),
     command: z
       .array(z.string().min(1))
       .optional()

@@ -23,6 +23,7 @@ const NAMES = [
   'etcd_autobackup_uncovered_changes',
   'etcd_autobackup_oldest_uncovered_change_age_seconds',
   'etcd_autobackup_snapshot_retries_total',
+  'etcd_autobackup_oldest_pending_change_age_seconds',
   'etcd_autobackup_store_setup_warnings_total',
   // delta log
   'etcd_autobackup_delta_lag_seconds',

@@ -139,3 +139,38 @@ test('failed logins are rate-limited per client with 429 and Retry-After, shared
     await close();
   }
 });
+
+test('the dashboard loads nothing from outside: its page and stylesheets reference only its own assets', async () => {
+  const { url, close } = await serveRole({ 'dashboard-user': 'ops', 'dashboard-password': 's3cret' });
+  try {
+    const headers = auth('ops', 's3cret');
+    const page = await fetch(`${url}/queues`, { headers });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    // bull-board's own template links Google Fonts; the served page must not.
+    assert.doesNotMatch(html, /fonts\.(googleapis|gstatic)\.com/);
+    const base = new URL(/<base href="([^"]+)"/.exec(html)?.[1] ?? '/queues/', url);
+    const refs = [...html.matchAll(/(?:href|src)="([^"]+)"/g)].map((m) => m[1] as string);
+    assert.ok(
+      refs.some((r) => r.endsWith('.css')),
+      `the page links no stylesheet: ${refs.join(', ')}`,
+    );
+    const external = (ref: string) => new URL(ref, base).origin !== new URL(url).origin;
+    assert.deepEqual(refs.filter(external), [], 'the page loads from another origin');
+    for (const ref of refs.filter((r) => r.endsWith('.css'))) {
+      const sheet = await fetch(new URL(ref, base), { headers });
+      assert.equal(sheet.status, 200, `${ref} is not served`);
+      const css = await sheet.text();
+      const loads = [...css.matchAll(/url\(\s*['"]?([^'")]+)|@import\s+['"]([^'"]+)/g)].map(
+        (m) => (m[1] ?? m[2]) as string,
+      );
+      assert.deepEqual(
+        loads.filter((l) => !l.startsWith('data:') && external(new URL(l, new URL(ref, base)).href)),
+        [],
+        `${ref} loads from another origin`,
+      );
+    }
+  } finally {
+    await close();
+  }
+});

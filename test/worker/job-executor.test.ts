@@ -211,6 +211,14 @@ describe('the Job spec', () => {
     assert.equal(custom.spec?.template.spec?.volumes?.find((v) => v.name === 'tmp')?.emptyDir?.sizeLimit, '1Gi');
   });
 
+  test('a private registry: the Job pods pull with executor.imagePullSecrets, and none are set by default', () => {
+    const input = { name: 'n', namespace: NS, jobId: 'j', cause: { source: 'manual' as const }, nonce: 'abc' };
+    assert.equal(buildSnapshotJob(configFor(), input).spec?.template.spec?.imagePullSecrets, undefined);
+    const executor = { mode: 'job', image: 'r/e:1', envFromSecret: 'eab-store', imagePullSecrets: ['regcred'] };
+    const job = buildSnapshotJob(configFor({ executor } as ConfigInput), input);
+    assert.deepEqual(job.spec?.template.spec?.imagePullSecrets, [{ name: 'regcred' }]);
+  });
+
   test('the Job name is stable per queue job and fits a label value', () => {
     const a = snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123');
     assert.equal(a, snapshotJobName('a-very-long-cluster-name-that-goes-on-and-on-and-on-for-ever', 'repeat:abc:123'));

@@ -31,7 +31,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "etcd-autobackup.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod-level settings every well-kept chart offers, for one component's values (webhook or worker):
+priorityClassName and topologySpreadConstraints. Call with the component's values.
+*/}}
+{{- define "etcd-autobackup.podScheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "etcd-autobackup.redisName" -}}{{ include "etcd-autobackup.fullname" . }}-redis{{- end -}}
@@ -235,6 +253,9 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- end -}}
 {{- $certPath := include "etcd-autobackup.etcdCertPath" . -}}
 {{- $job := dict "image" (include "etcd-autobackup.image" .) "imagePullPolicy" $v.image.pullPolicy "namespace" .Release.Namespace "configMap" $fullname -}}
+{{- $pull := list -}}
+{{- range $v.imagePullSecrets }}{{ $pull = append $pull .name }}{{ end -}}
+{{- with $pull }}{{ $_ := set $job "imagePullSecrets" . }}{{ end -}}
 {{- with (default (ternary $fullname "" $v.secrets.create) $v.secrets.existingSecret) }}{{ $_ := set $job "envFromSecret" . }}{{ end -}}
 {{- if $certPath -}}
 {{- $_ := set $job "etcdCertPath" $certPath -}}
@@ -316,6 +337,9 @@ env:
   # The worker listens on it (worker.listenAddress): on the host network that is the node's address.
   - name: POD_IP
     valueFrom: { fieldRef: { fieldPath: status.podIP } }
+{{- with (index $.ctx.Values $.component).extraEnv }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if $.ctx.Values.redis.enabled }}
   - name: ETCD_AUTOBACKUP_REDIS_PASSWORD
     valueFrom:
@@ -358,5 +382,32 @@ checksum/secret: {{ (include "etcd-autobackup.effective" . | fromYaml).secretEnv
   secret:
     secretName: {{ include "etcd-autobackup.metricsTokenSecret" . }}
     items: [{ key: {{ .Values.metricsAuth.key | quote }}, path: token }]
+{{- end }}
+{{- end -}}
+
+{{/* Seconds in a config duration (500ms, 30s, 5m, 1h30m, 7d; "0" is 0), rounded up. */}}
+{{- define "etcd-autobackup.seconds" -}}
+{{- $total := 0.0 -}}
+{{- $units := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)" (toString . | trim) -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d)$" . -}}
+{{- $total = addf $total (mulf (trimSuffix $unit . | float64) (get $units $unit)) -}}
+{{- end -}}
+{{- $total | ceil | int -}}
+{{- end -}}
+
+{{/*
+PromQL: a counter (with labels only on events, so it starts at its first event) went up within
+`range`. increase() alone misses the first event: the series did not exist before it.
+*/}}
+{{- define "etcd-autobackup.increased" -}}
+sum by ({{ .by }}) (increase({{ .series }}[{{ .range }}])) > 0 or sum by ({{ .by }}) ({{ .series }} unless {{ .series }} offset {{ .range }}) > 0
+{{- end -}}
+
+{{/* Labels of one alert: its severity and prometheusRule.alertLabels. */}}
+{{- define "etcd-autobackup.alertLabels" -}}
+severity: {{ .severity }}
+{{- with .r.alertLabels }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
