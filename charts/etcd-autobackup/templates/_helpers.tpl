@@ -215,6 +215,11 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- if $v.encryption.ageRecipientsSecret }}{{ $_ := set $age "recipientsFile" (printf "%s/age/%s" $confDir $v.encryption.ageRecipientsKey) }}{{ end -}}
 {{- $_ := set $cfg "encryption" $age -}}
 {{- end -}}
+{{- if $v.encryption.ageIdentitySecret -}}
+{{- $enc := (get $cfg "encryption") | default dict -}}
+{{- $_ := set $enc "identityFiles" (list (printf "%s/age-identity/%s" $confDir $v.encryption.ageIdentityKey)) -}}
+{{- $_ := set $cfg "encryption" $enc -}}
+{{- end -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" -}}
