@@ -13,7 +13,8 @@
  * flags for our runner, space-separated, e.g. --max-semi-space-size=2), BENCH_FLAGS (JSON object of
  * extra config flags for our runner, e.g. {"s3-part-size-mib":"5"}), BENCH_RUNNER_JS (our runner compiled to JS; without it the runner runs under tsx, whose
  * loader adds ~50 MiB of RSS that production does not have), BENCH_RESTORE (0: skip the restore
- * benchmark), BENCH_RESTORE_CODEC (default zstd), BENCH_CLI_JS (the CLI compiled to JS, for restore).
+ * benchmark), BENCH_RESTORE_CODEC (default zstd), BENCH_CLI_JS (the CLI compiled to JS, for restore),
+ * BENCH_STAGES (0: skip timing the encryption stages alone, which runs when an -enc/-age variant does).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +24,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
 import { tempDir } from '../test/support/tmp.js';
+import { benchEncryptionStages } from './encryption-stages.js';
 import { fillEtcd } from './fill.js';
 import type { RunResult } from './run-ours.js';
 import { startLocalOci, type LocalOci } from './oci.js';
@@ -294,6 +296,21 @@ async function main(): Promise<void> {
           failures.push(`${variant} (${round < 1 ? 'warm-up' : `round ${round}`}): ${msg}`);
           console.log(`round ${round} ${variant.padEnd(16)} FAILED: ${msg.split('\n')[0] ?? ''}`);
         }
+      }
+    }
+    // The encryption stages alone, against this run's floor (see bench/encryption-stages.ts).
+    const floorRuns = samples.get(FLOOR) ?? [];
+    if (process.env.BENCH_STAGES !== '0' && floorRuns.length > 0 && variants.some((v) => /-(enc|age)$/.test(v))) {
+      try {
+        const file = join(out.path, 'stages.db');
+        await runChild('etcdctl', ['--endpoints', etcd.endpoint, 'snapshot', 'save', file], {
+          ...process.env,
+          ETCDCTL_API: '3',
+        });
+        await benchEncryptionStages(file, median(floorRuns.map((s) => s.ms)), rounds);
+        await rm(file, { force: true });
+      } catch (err) {
+        failures.push(`encryption stages: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
     if (process.env.BENCH_RESTORE !== '0') {

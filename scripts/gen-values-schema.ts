@@ -202,6 +202,10 @@ export function valuesSchemaObject(): Json {
         ageRecipientsFile: str(
           'Text of a recipients file, e.g. helm install --set-file encryption.ageRecipientsFile=recipients.txt.',
         ),
+        ageIdentitySecret: str(
+          "Secret with an age identity file for the worker's own drills of age snapshots; weakens 'the cluster cannot read its backups'.",
+        ),
+        ageIdentityKey: str('Key of the identity file in ageIdentitySecret.', { minLength: 1 }),
       }),
       worker: obj('The worker Deployment on the control-plane nodes: takes the snapshots.', {
         replicas: int('Replicas; snapshots never overlap, more replicas only add standby.', 1),

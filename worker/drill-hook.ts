@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import type { Metrics } from '../core/metrics.js';
+import { loadIdentities } from './crypto/age.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
 import type { Manifest } from './manifest.js';
@@ -35,6 +36,7 @@ export function drillAfterSnapshot(options: {
       manifest,
       log,
       keys: await loadKeyRing(config.encryption),
+      identities: await loadIdentities(config.encryption.identityFiles),
     });
     if (metrics) recordDrillMetrics(metrics, record);
     await saveDrillRecord(store, record);

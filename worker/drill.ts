@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
+import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import { restoreArgv, runTool, findEtcdTools, type SnapshotTool } from './etcd-tools.js';
 import { hashKV } from './hash-kv.js';
@@ -61,6 +62,8 @@ export interface DrillOptions {
   startTimeoutMs: number;
   freeSpaceMargin: number;
   keys?: KeyRing;
+  /** age identities (loadIdentities), for snapshots written to age recipients (docs/encryption.md). */
+  identities?: AgeIdentities | undefined;
   log: Logger;
   signal?: AbortSignal;
   now?: () => Date;

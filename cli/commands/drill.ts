@@ -1,6 +1,7 @@
 /** `etcd-autobackup drill [<id>|latest]`: prove a snapshot restores into an etcd that starts (docs/drills.md). */
 import type { Command } from 'commander';
 import { findSnapshot, LATEST } from '../../worker/catalog.js';
+import { loadIdentities } from '../../worker/crypto/age.js';
 import { loadKeyRing } from '../../worker/crypto/keys.js';
 import { drillSettings, runDrill, saveDrillRecord, type DrillRecord } from '../../worker/drill.js';
 import { openStore } from '../../worker/stores/open.js';
@@ -27,6 +28,7 @@ export function registerDrill(program: Command, context: CliContext): void {
         log,
         signal: context.signal,
         keys: await loadKeyRing(config.encryption),
+        identities: await loadIdentities(config.encryption.identityFiles),
       });
       await saveDrillRecord(store, record);
       context.print(opts.json ? JSON.stringify(record, null, 2) : describeDrill(record));

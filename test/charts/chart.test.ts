@@ -1,11 +1,12 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../core/config/index.js';
-import { loadRecipients } from '../../worker/crypto/age.js';
+import { loadIdentities, loadRecipients } from '../../worker/crypto/age.js';
 import { createHealthApp } from '../../core/http/health.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics } from '../../core/metrics.js';
@@ -736,7 +737,39 @@ describe('chart: age recipients reach the worker', () => {
     } finally {
       await dir.remove();
     }
+  });
 
+  test("identity for the worker's drills: encryption.ageIdentitySecret is mounted in the worker only (0440) and named as encryption.identityFiles", async () => {
+    const { objects, worker, kc, config } = await workerWith([
+      `encryption.ageRecipients[0]=${AGE_EXAMPLE}`,
+      'encryption.ageIdentitySecret=etcd-autobackup-drill-identity',
+    ]);
+    assert.deepEqual(config.encryption.recipients, [AGE_EXAMPLE]);
+    assert.deepEqual(config.encryption.identityFiles, ['/etc/etcd-autobackup/age-identity/identity.txt']);
+    const file = config.encryption.identityFiles[0] ?? '';
+    const mount = (kc.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath}/`));
+    assert.ok(mount, 'the identity is mounted in the worker');
+    const volume = worker.pod.volumes?.find((v) => v.name === mount.name) as
+      { secret?: { secretName: string; defaultMode?: number } } | undefined;
+    assert.equal(volume?.secret?.secretName, 'etcd-autobackup-drill-identity');
+    assert.equal(volume?.secret?.defaultMode, 0o440);
+    const webhook = deployment(objects, 'webhook');
+    assert.ok(
+      !(webhook.pod.volumes ?? []).some((v) => v.secret?.secretName === 'etcd-autobackup-drill-identity'),
+      'the webhook does not mount it',
+    );
+    const dir = await tempDir('chart-age-identity');
+    try {
+      const local = join(dir.path, 'identity.txt');
+      execFileSync('age-keygen', ['-o', local], { stdio: 'ignore' });
+      const identities = await loadIdentities([local]);
+      assert.equal(identities?.count, 1);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('job executor: a recipients Secret is refused (the Job would not mount it)', async () => {
     const job = await helm([
       'template',
       RELEASE,

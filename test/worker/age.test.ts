@@ -349,3 +349,22 @@ test('cli: an object that age -r encrypted restores with --identity, and the boo
   const out = await sh(`age -d -i ${key.a} ${join(dir, key2)} | base64 -w0`);
   assert.ok(gunzipSync(Buffer.from(out, 'base64')).includes(MARKER));
 });
+
+test('drill: an age snapshot drills with --identity (restored, booted, revision and HashKV match); without one the drill fails saying so', async () => {
+  const dir = join(work.path, 'drill-store');
+  const common = ['--endpoints', etcd.endpoint, '--store', `file://${dir}`, '--cluster', 'agedrill'];
+  const snap = await runCliOk(['snapshot', ...common, '--age-recipients', recipient.a, '--json']);
+  assert.match((JSON.parse(snap.stdout) as Manifest).key, /\.age$/);
+
+  const drilled = await runCliOk(['drill', 'latest', ...common, '--identity', key.a, '--json']);
+  const record = JSON.parse(drilled.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[] };
+  assert.equal(record.ok, true);
+  for (const name of ['download', 'restore', 'revision', 'hashkv'])
+    assert.ok(record.checks.find((c) => c.name === name)?.ok, `${name} passed`);
+
+  const blind = await runCli(['drill', 'latest', ...common, '--json']);
+  assert.equal(blind.code, 1);
+  const failed = JSON.parse(blind.stdout) as { ok: boolean; failure: string };
+  assert.equal(failed.ok, false);
+  assert.match(failed.failure, /identity/);
+});

@@ -237,6 +237,11 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- end -}}
 {{- /* Kubernetes Events are about the worker Deployment (docs/events.md). */ -}}
 {{- $_ := set $cfg "events" (dict "deployment" (printf "%s-worker" $fullname) "namespace" .Release.Namespace) -}}
+{{- if $v.encryption.ageIdentitySecret -}}
+{{- $enc := (get $cfg "encryption") | default dict -}}
+{{- $_ := set $enc "identityFiles" (list (printf "%s/age-identity/%s" $confDir $v.encryption.ageIdentityKey)) -}}
+{{- $_ := set $cfg "encryption" $enc -}}
+{{- end -}}
 {{- $cfg = mustMergeOverwrite $cfg (include "etcd-autobackup.legacyStore" . | fromYaml) -}}
 {{- $cfg = mustMergeOverwrite $cfg (deepCopy ($v.config | default dict)) -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" -}}
