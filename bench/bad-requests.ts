@@ -90,6 +90,48 @@ export function badCases(smoke: boolean): Case[] {
       add({ name: `content type "${type}"`, path, headers: { 'content-type': type }, body: g });
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
       add({ name: `method ${method}`, path, method, body: method === 'GET' ? undefined : g });
+    // Malformed JSON text a parser must refuse without throwing past the route.
+    for (const [name, body] of [
+      ['empty body', Buffer.alloc(0)],
+      ['whitespace only', Buffer.from(' \n\t ')],
+      ['UTF-8 BOM before valid JSON', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), g])],
+      [
+        'invalid UTF-8 in a string',
+        Buffer.concat([
+          g.subarray(0, g.indexOf('"', 2) + 1),
+          Buffer.from([0xc3, 0x28, 0xff]),
+          g.subarray(g.indexOf('"', 2) + 1),
+        ]),
+      ],
+      ['trailing garbage', Buffer.concat([g, Buffer.from('}}garbage')])],
+      ['two JSON documents', Buffer.concat([g, Buffer.from('\n'), g])],
+      ['NaN literal', Buffer.from('{"kind":NaN}')],
+      ['number 1e400', Buffer.from('{"kind":1e400,"apiVersion":1e400}')],
+      ['lone surrogate escape', Buffer.from('{"kind":"\\ud800","apiVersion":"\\udfff"}')],
+      [
+        'duplicate keys',
+        Buffer.from(`{"kind":"x","kind":${JSON.stringify((JSON.parse(text) as { kind: string }).kind)}}`),
+      ],
+      ['nested objects 10000', Buffer.from(`${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`)],
+      [
+        '100000 keys in one object',
+        Buffer.from(`{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":${i}`).join(',')}}`),
+      ],
+      ['a 2 MB key', Buffer.from(`{"${'k'.repeat(2 * MB)}":1}`)],
+    ] as const)
+      add({ name, path, body });
+    // Well-formed envelopes whose inner fields have the wrong types.
+    const inner =
+      path === '/audit'
+        ? (v: Record<string, unknown>) => ({
+            ...BATCH,
+            items: [{ ...(BATCH.items[0] as Record<string, unknown>), ...v }],
+          })
+        : (v: Record<string, unknown>) => ({ ...REVIEW, request: { ...REVIEW.request, ...v } });
+    for (const v of path === '/audit'
+      ? [{ objectRef: 'x' }, { verb: 5 }, { stage: [] }, { requestReceivedTimestamp: { a: 1 } }]
+      : [{ object: 'x' }, { operation: 7 }, { resource: [] }, { uid: 12 }])
+      add({ name: `inner ${JSON.stringify(v)}`, path, body: json(inner(v)) });
   }
   if (!smoke) return cases;
   const pick = ['truncated at 10', 'nested 1500000', '1500000 items', 'encoding gzip (4 bytes)', 'method PUT'];
