@@ -321,6 +321,9 @@ export function valuesSchemaObject(): Json {
         drillMaxAge: str('No snapshot proven restorable by a drill for this long alerts; "0" turns it off.', {
           pattern: DURATION_PATTERN,
         }),
+        deltaMaxLag: str('With config.delta.enabled: the delta log this far behind alerts.', {
+          pattern: DURATION_PATTERN,
+        }),
         workerJob: str("The worker scrape target's job label; empty: the worker Service's name."),
       }),
       grafanaDashboard: obj('A Grafana dashboard in a ConfigMap for the Grafana sidecar (docs/monitoring.md).', {

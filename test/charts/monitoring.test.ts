@@ -25,6 +25,8 @@ const TEST_VALUES = [
   'config.queue.debounceWindow=1m',
   'config.queue.maxInterval=1h',
   'prometheusRule.drillMaxAge=2h',
+  'config.delta.enabled=true',
+  'prometheusRule.deltaMaxLag=2m',
 ];
 const WORKER_JOB = `${RELEASE}-etcd-autobackup-worker`;
 const WEBHOOK_JOB = `${RELEASE}-etcd-autobackup-webhook`;
@@ -288,6 +290,38 @@ export const CASES: readonly Case[] = [
     fires: [],
   },
   {
+    name: 'the delta log 5 minutes behind',
+    alert: 'EtcdAutobackupDeltaLogLagging',
+    series: [w('etcd_autobackup_delta_lag_seconds', cluster, '0 0 0 60+60x20')],
+    at: '10m',
+    fires: [cluster],
+    value: '8m 0s',
+  },
+  {
+    name: 'the delta log keeping up',
+    alert: 'EtcdAutobackupDeltaLogLagging',
+    series: [w('etcd_autobackup_delta_lag_seconds', cluster, '0 5 0 8 0 3 0 9 0 0 0 0 0 0')],
+    at: '12m',
+    fires: [],
+  },
+  {
+    name: 'no worker holding the delta writer lock',
+    alert: 'EtcdAutobackupDeltaLogNoWriter',
+    series: [w('etcd_autobackup_delta_writer_leader', cluster, '1 1 0x20')],
+    at: '10m',
+    fires: [cluster],
+  },
+  {
+    name: 'one of two workers writing the delta log',
+    alert: 'EtcdAutobackupDeltaLogNoWriter',
+    series: [
+      w('etcd_autobackup_delta_writer_leader', cluster, '0x20'),
+      { ...w('etcd_autobackup_delta_writer_leader', cluster, '1x20'), pod: 1 },
+    ],
+    at: '10m',
+    fires: [],
+  },
+  {
     name: 'the worker target down for 5 minutes',
     alert: 'EtcdAutobackupWorkerDown',
     series: [{ metric: 'up', labels: workerTarget, process: 'target', values: '1 1 0 0 0 0 0 0 0' }],
@@ -369,6 +403,12 @@ describe('PrometheusRule', () => {
       !off.includes('EtcdAutobackupNoProvenRestorableSnapshot'),
       'drillMaxAge 0s still has the drill age alert',
     );
+    assert.ok(
+      !(await renderedGroups(['prometheusRule.enabled=true']))
+        .flatMap((g) => g.rules)
+        .some((r) => r.alert?.startsWith('EtcdAutobackupDeltaLog')),
+      'delta-log alerts without config.delta.enabled',
+    );
     const mixed = (await renderedGroups([...TEST_VALUES, 'config.queue.debounceWindow=1m30s'])).flatMap((g) => g.rules);
     assert.match(mixed.find((r) => r.alert === 'EtcdAutobackupChangeNotBackedUp')?.expr ?? '', /> 270$/);
   });
@@ -377,13 +417,17 @@ describe('PrometheusRule', () => {
     if (!needPromtool(t)) return;
     const dir = await tempDir('promrule');
     try {
-      for (const set of [['prometheusRule.enabled=true', 'prometheusRule.alertLabels.team=platform'], TEST_VALUES]) {
+      // The test values turn the delta log on, which adds its two alerts.
+      for (const [set, count] of [
+        [['prometheusRule.enabled=true', 'prometheusRule.alertLabels.team=platform'], 10],
+        [TEST_VALUES, 12],
+      ] as const) {
         const groups = await renderedGroups(set);
         const file = join(dir.path, 'rules.yaml');
         await writeFile(file, stringify({ groups }));
         const r = await promtool(['check', 'rules', file]);
         assert.equal(r.code, 0, r.out);
-        assert.match(r.out, /SUCCESS: 10 rules found/);
+        assert.match(r.out, new RegExp(`SUCCESS: ${count} rules found`));
       }
     } finally {
       await dir.remove();

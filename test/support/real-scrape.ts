@@ -1,7 +1,7 @@
 /**
  * The /metrics of real `serve` processes (webhook + worker in one registry), after they have done
- * what the alert rules and the dashboard watch: one healthy service took a snapshot, drilled it and
- * pruned; one whose store does not answer failed its lifecycle step and its snapshots. Their
+ * what the alert rules and the dashboard watch: one healthy service took a snapshot, drilled it,
+ * pruned and writes the delta log; one whose store does not answer failed its lifecycle step and its snapshots. Their
  * series, merged, show every metric with the labels and label values it really carries.
  */
 import { writeFile } from 'node:fs/promises';
@@ -20,7 +20,7 @@ export async function scrapeRealService(): Promise<Exposition> {
   };
   try {
     const healthyConfig = join(dir.path, 'healthy.yaml');
-    await writeFile(healthyConfig, 'drill:\n  afterSnapshot: 1\n');
+    await writeFile(healthyConfig, 'drill:\n  afterSnapshot: 1\ndelta:\n  enabled: true\n  flushInterval: 500ms\n');
     const brokenConfig = join(dir.path, 'broken.yaml');
     // Its own queue keys, so the healthy worker never takes its jobs.
     await writeFile(brokenConfig, 'redis:\n  prefix: broken\n');
@@ -60,7 +60,8 @@ export async function scrapeRealService(): Promise<Exposition> {
         return (
           has(t, 'etcd_autobackup_drills_total', { result: 'success' }) &&
           has(t, 'etcd_autobackup_prune_runs_total', { result: 'success' }) &&
-          has(t, 'etcd_autobackup_queue_jobs', { state: 'completed' })
+          has(t, 'etcd_autobackup_queue_jobs', { state: 'completed' }) &&
+          has(t, 'etcd_autobackup_delta_writer_leader')
         );
       },
       120_000,
