@@ -18,6 +18,7 @@ import {
   connectRedis,
   drillScheduleId,
   keepClusterLock,
+  releaseClusterLock,
   tryLock,
   DRILL_QUEUE_NAME,
 } from '../core/queue/index.js';
@@ -144,11 +145,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
     } finally {
       clearInterval(renewal);
       current = undefined;
-      await lock
-        .release()
-        .catch((err: unknown) =>
-          jobLog.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'),
-        );
+      await releaseClusterLock(lock, jobLog);
     }
   };
 

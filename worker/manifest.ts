@@ -20,6 +20,23 @@ import { CODEC_NAMES, codecOf } from './codecs.js';
 export const MANIFEST_FORMAT = 'etcd-autobackup/v1';
 export const MANIFEST_SUFFIX = '.manifest.json';
 
+/** The `encryption` field of snapshot and delta-log manifests (AES-GCM, docs/encryption.md). */
+export const encryptionFieldSchema = z.object({
+  /** Version of the stream format, e.g. "etcd-autobackup-enc/1". */
+  format: z.string(),
+  algorithm: z.string(),
+  /** Hex id of the key that encrypted the object (see keyIdOf). */
+  keyId: z.string().regex(/^[0-9a-f]{16}$/),
+  /** Plaintext bytes per chunk. */
+  chunkSize: z.number().int().positive(),
+});
+
+/** The `age` field of snapshot and delta-log manifests (a standard age file). */
+export const ageFieldSchema = z.object({
+  format: z.literal('age-encryption.org/v1'),
+  recipients: z.array(z.string()).min(1),
+});
+
 export const manifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
   id: z.string(),
@@ -53,27 +70,12 @@ export const manifestSchema = z.object({
    * Present when the object is encrypted (docs/encryption.md). Names the key by its id, never the
    * key itself; manifests written before encryption existed have no such field.
    */
-  encryption: z
-    .object({
-      /** Version of the stream format, e.g. "etcd-autobackup-enc/1". */
-      format: z.string(),
-      algorithm: z.string(),
-      /** Hex id of the key that encrypted the object (see keyIdOf). */
-      keyId: z.string().regex(/^[0-9a-f]{16}$/),
-      /** Plaintext bytes per chunk. */
-      chunkSize: z.number().int().positive(),
-    })
-    .optional(),
+  encryption: encryptionFieldSchema.optional(),
   /**
    * Present when the object is a standard age file (transform "age", name ending in `.age`). The
    * recipients are public keys; whoever holds one of their identities can decrypt.
    */
-  age: z
-    .object({
-      format: z.literal('age-encryption.org/v1'),
-      recipients: z.array(z.string()).min(1),
-    })
-    .optional(),
+  age: ageFieldSchema.optional(),
   /** Hex SHA-256 of the stored bytes, so that verify can check an age object without an identity. */
   storedSha256: z
     .string()

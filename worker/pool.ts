@@ -19,6 +19,7 @@ import {
   createSnapshotQueue,
   foldEnded,
   keepClusterLock,
+  releaseClusterLock,
   retryDelay,
   takerOf,
   MAX_SAMPLES,
@@ -212,11 +213,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
     } finally {
       clearInterval(renewal);
       current = undefined;
-      await lock
-        .release()
-        .catch((err: unknown) =>
-          jobLog.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'),
-        );
+      await releaseClusterLock(lock, jobLog);
     }
   };
 

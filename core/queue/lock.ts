@@ -85,3 +85,12 @@ export function keepClusterLock(
     (err) => log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed'),
   );
 }
+
+/** Releases the cluster lock after work; a failure is logged, never thrown (the lock expires by itself). */
+export async function releaseClusterLock(lock: HeldLock, log: Logger): Promise<void> {
+  await lock
+    .release()
+    .catch((err: unknown) =>
+      log.warn({ err: messageOf(err) }, 'releasing the cluster lock failed; it expires by itself'),
+    );
+}

@@ -19,6 +19,7 @@
  */
 import { z } from 'zod';
 import { CODEC_NAMES, codecOf, type CodecName } from '../codecs.js';
+import { ageFieldSchema, encryptionFieldSchema } from '../manifest.js';
 
 export const DELTA_FORMAT = 'etcd-autobackup-delta/v1';
 export const DELTA_MANIFEST_SUFFIX = '.manifest.json';
@@ -172,21 +173,9 @@ export const deltaManifestSchema = z.object({
   /** The stream stages in order, as in snapshot manifests (e.g. ["zstd", "age"]). */
   transforms: z.array(z.string()),
   /** As in snapshot manifests: present when AES-GCM encrypted. */
-  encryption: z
-    .object({
-      format: z.string(),
-      algorithm: z.string(),
-      keyId: z.string().regex(/^[0-9a-f]{16}$/),
-      chunkSize: z.number().int().positive(),
-    })
-    .optional(),
+  encryption: encryptionFieldSchema.optional(),
   /** As in snapshot manifests: present for a standard age file. */
-  age: z
-    .object({
-      format: z.literal('age-encryption.org/v1'),
-      recipients: z.array(z.string()).min(1),
-    })
-    .optional(),
+  age: ageFieldSchema.optional(),
   etcd: z.object({
     endpoint: z.string(),
     memberId: z.string(),

@@ -10,28 +10,10 @@ import {
   type DeltaEvent,
   type DeltaManifest,
 } from '../../../worker/delta/segment.js';
+import { fakeDeltaManifest } from '../../support/manifests.js';
 
 function manifest(first: number, last: number, follows = 'snap-a', startRevision = 101): DeltaManifest {
-  return {
-    format: 'etcd-autobackup-delta/v1',
-    cluster: 'c',
-    key: segmentObjectKey('c', first, last, 'zstd', false),
-    firstRevision: first,
-    lastRevision: last,
-    eventCount: last - first + 1,
-    firstEventAt: new Date(first * 1000).toISOString(),
-    lastEventAt: new Date(last * 1000).toISOString(),
-    createdAt: new Date(last * 1000).toISOString(),
-    chain: { follows, startRevision },
-    bodySize: 1,
-    sha256: '0'.repeat(64),
-    storedSize: 1,
-    storedSha256: '0'.repeat(64),
-    compression: 'zstd',
-    transforms: ['zstd'],
-    etcd: { endpoint: 'http://127.0.0.1:2379', memberId: '1', clusterId: '2', version: '3.4.30' },
-    tool: { name: 'etcd-autobackup', version: 'test' },
-  };
+  return fakeDeltaManifest(first, last, { follows, startRevision }, (r) => new Date(r * 1000).toISOString());
 }
 
 describe('delta segment format', () => {

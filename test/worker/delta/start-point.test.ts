@@ -1,32 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideStart } from '../../../worker/delta/start-point.js';
-import { segmentObjectKey, type DeltaGap, type DeltaManifest } from '../../../worker/delta/segment.js';
+import type { DeltaGap, DeltaManifest } from '../../../worker/delta/segment.js';
 import type { Manifest } from '../../../worker/manifest.js';
+import { fakeDeltaManifest } from '../../support/manifests.js';
 
 const NOW = '2026-12-02T02:00:00.000Z';
 
 function segment(first: number, last: number, follows = 'snap-100', startRevision = 101): DeltaManifest {
-  return {
-    format: 'etcd-autobackup-delta/v1',
-    cluster: 'c',
-    key: segmentObjectKey('c', first, last, 'zstd', false),
-    firstRevision: first,
-    lastRevision: last,
-    eventCount: last - first + 1,
-    firstEventAt: NOW,
-    lastEventAt: NOW,
-    createdAt: NOW,
-    chain: { follows, startRevision },
-    bodySize: 1,
-    sha256: '0'.repeat(64),
-    storedSize: 1,
-    storedSha256: '0'.repeat(64),
-    compression: 'zstd',
-    transforms: ['zstd'],
-    etcd: { endpoint: 'e', memberId: '1', clusterId: '2', version: '3.4.30' },
-    tool: { name: 'etcd-autobackup', version: 'test' },
-  };
+  return fakeDeltaManifest(first, last, { follows, startRevision }, () => NOW);
 }
 
 function snapshot(id: string, revision: number, createdAt = '2026-12-02T01:00:00.000Z'): Manifest {

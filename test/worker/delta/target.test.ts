@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Manifest } from '../../../worker/manifest.js';
+import { fakeDeltaManifest } from '../../support/manifests.js';
 import { resourceKey } from '../../../worker/delta/resource-key.js';
 import {
   beforeChangeTarget,
@@ -11,7 +12,7 @@ import {
   revisionAtTime,
   TargetError,
 } from '../../../worker/delta/target.js';
-import { buildChains, segmentObjectKey, type DeltaGap, type DeltaManifest } from '../../../worker/delta/segment.js';
+import { buildChains, type DeltaGap, type DeltaManifest } from '../../../worker/delta/segment.js';
 
 const T0 = Date.parse('2026-12-01T10:00:00Z');
 /** Revision r was received at T0 + r seconds in these examples. */
@@ -39,26 +40,7 @@ function snapshot(id: string, revision: number, currentRevision = revision): Man
 }
 
 function segment(first: number, last: number, follows: string, startRevision: number): DeltaManifest {
-  return {
-    format: 'etcd-autobackup-delta/v1',
-    cluster: 'c',
-    key: segmentObjectKey('c', first, last, 'zstd', false),
-    firstRevision: first,
-    lastRevision: last,
-    eventCount: last - first + 1,
-    firstEventAt: at(first),
-    lastEventAt: at(last),
-    createdAt: at(last),
-    chain: { follows, startRevision },
-    bodySize: 1,
-    sha256: '0'.repeat(64),
-    storedSize: 1,
-    storedSha256: '0'.repeat(64),
-    compression: 'zstd',
-    transforms: ['zstd'],
-    etcd: { endpoint: 'e', memberId: '1', clusterId: '2', version: '3.4.30' },
-    tool: { name: 'etcd-autobackup', version: 'test' },
-  };
+  return fakeDeltaManifest(first, last, { follows, startRevision }, at);
 }
 
 // snapA@100, chain 101..200 (two segments); gap 201..259; snapB@259, chain 260..300; snapC@280 inside it.
