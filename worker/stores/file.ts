@@ -3,10 +3,11 @@
  * Atomic publish is write-to-temp, fsync, rename, fsync the directory: after a crash a reader
  * finds either the whole object or none (temp files are ignored by list and swept by retention).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { messageOf } from '../../core/errors.js';
@@ -28,13 +29,14 @@ export class FileStore implements Store {
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<{ size: number }> {
     let temp: string | undefined;
+    let out: WriteStream | undefined;
     try {
       const target = this.path(key);
       // A snapshot is the whole cluster's data, Secrets included: owner-only, as etcdctl writes it.
       await mkdir(dirname(target), { recursive: true, mode: 0o700 });
       temp = `${target}${TEMP_MARK}${randomBytes(4).toString('hex')}`;
       // A 1 MiB buffer batches the 32 KiB chunks etcd sends into fewer, larger writes.
-      const out = createWriteStream(temp, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 });
+      out = createWriteStream(temp, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 });
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       await fsyncPath(temp);
       const { size } = await stat(temp);
@@ -44,6 +46,9 @@ export class FileStore implements Store {
     } catch (err) {
       // Every failure, the directory or key included, must stop the producer.
       body.destroy(err instanceof Error ? err : new Error(String(err)));
+      // The stream may still be opening its file when the input fails first: removing the temp
+      // file before that open completes would leave it behind, so wait for the stream to close.
+      if (out && !out.closed) await once(out, 'close').catch(() => undefined);
       // A failed clean-up must not hide why the write failed; list ignores temp files anyway.
       if (temp !== undefined) await rm(temp, { force: true }).catch(() => undefined);
       throw new Error(`writing "${key}" to ${this.location} failed: ${messageOf(err)}${hint(err)}`, { cause: err });
