@@ -29,6 +29,14 @@ export {
   type OpenWindow,
   type Taken,
 } from './ledger.js';
-export { clusterLockKey, deltaLockKey, keepClusterLock, keepLock, releaseClusterLock, tryLock, type HeldLock } from './lock.js';
+export {
+  clusterLockKey,
+  deltaLockKey,
+  keepClusterLock,
+  keepLock,
+  releaseClusterLock,
+  tryLock,
+  type HeldLock,
+} from './lock.js';
 export { windowOf, windowId, windowJobId, windowJobDelay, type DebounceWindow } from './window.js';
 export { readQueueStatus, type FailedAttempt, type PendingJob, type QueueStatus } from './status.js';
