@@ -1,15 +1,16 @@
 /**
  * The conventions of well-kept charts, through the real helm: every namespaced object names its
  * namespace; both pods take priorityClassName, topologySpreadConstraints, extraEnv, extraVolumes and
- * extraVolumeMounts; every pod (and the snapshot Jobs) pulls with imagePullSecrets; images pin by digest.
+ * extraVolumeMounts; every pod (and the snapshot Jobs) pulls with imagePullSecrets; images pin by digest; the chart
+ * carries its own icon.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { workloads, type Container, type PodSpec } from '../support/chart-checks.js';
-import { CHART, chartTools, NAMESPACE, renderChart, type K8sObject } from '../support/helm.js';
+import { CHART, chartTools, helm, NAMESPACE, renderChart, type K8sObject } from '../support/helm.js';
 import { tempDir } from '../support/tmp.js';
 
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'ValidatingWebhookConfiguration']);
@@ -123,4 +124,19 @@ test('priorityClassName, topologySpreadConstraints, extraEnv/extraVolumes/extraV
   } finally {
     await dir.remove();
   }
+});
+
+test('Chart.yaml carries the icon itself (no fetch from an air-gapped cluster), equal to assets/icon.svg', async () => {
+  const shown = await helm(['show', 'chart', CHART]);
+  assert.equal(shown.code, 0, shown.stderr);
+  const chart = parse(shown.stdout) as { icon?: string };
+  const prefix = 'data:image/svg+xml;base64,';
+  assert.ok(chart.icon?.startsWith(prefix), `icon is ${String(chart.icon).slice(0, 60)}`);
+  const svg = await readFile(join(CHART, 'assets/icon.svg'), 'utf8');
+  assert.equal(Buffer.from(chart.icon.slice(prefix.length), 'base64').toString('utf8'), svg);
+  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  // helm lint reports a missing or malformed icon ("icon is recommended", "invalid icon URL").
+  const lint = await helm(['lint', CHART, '--namespace', NAMESPACE]);
+  assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+  assert.doesNotMatch(lint.stdout, /icon/i);
 });
