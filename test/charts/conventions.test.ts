@@ -131,9 +131,10 @@ test('Chart.yaml carries the icon itself (no fetch from an air-gapped cluster), 
   assert.equal(shown.code, 0, shown.stderr);
   const chart = parse(shown.stdout) as { icon?: string };
   const prefix = 'data:image/svg+xml;base64,';
-  assert.ok(chart.icon?.startsWith(prefix), `icon is ${String(chart.icon).slice(0, 60)}`);
+  const icon = chart.icon ?? '';
+  assert.ok(icon.startsWith(prefix), `icon is ${icon.slice(0, 60)}`);
   const svg = await readFile(join(CHART, 'assets/icon.svg'), 'utf8');
-  assert.equal(Buffer.from(chart.icon.slice(prefix.length), 'base64').toString('utf8'), svg);
+  assert.equal(Buffer.from(icon.slice(prefix.length), 'base64').toString('utf8'), svg);
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   // helm lint reports a missing or malformed icon ("icon is recommended", "invalid icon URL").
   const lint = await helm(['lint', CHART, '--namespace', NAMESPACE]);
