@@ -20,4 +20,6 @@ fi
 
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi
 echo "== tests (${#files[@]} files)" >&2
-exec node --import tsx --test --test-reporter=spec --test-timeout=300000 "${files[@]}"
+# Two files at a time: most of a file's time is spent waiting on etcd fsyncs and process starts, not CPU (node's
+# default is one fewer than the cores: one on CI's two). Ports are reserved across files (test/support/ports.ts).
+exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-reporter=spec --test-timeout=300000 "${files[@]}"
