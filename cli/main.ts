@@ -26,6 +26,8 @@ const COMMANDS: readonly (readonly [string, () => Promise<Register>])[] = [
   ['restore', async () => (await import('./commands/restore.js')).registerRestore],
   ['history', async () => (await import('./commands/history.js')).registerHistory],
   ['drill', async () => (await import('./commands/drill.js')).registerDrill],
+  ['drill-prepare', async () => (await import('./commands/drill-pod.js')).registerDrillPrepare],
+  ['drill-check', async () => (await import('./commands/drill-pod.js')).registerDrillCheck],
   ['status', async () => (await import('./commands/status.js')).registerStatus],
   ['audit-config', async () => (await import('./commands/audit-config.js')).registerAuditConfig],
   ['prune', async () => (await import('./commands/prune.js')).registerPrune],

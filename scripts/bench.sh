@@ -2,16 +2,16 @@
 # The benchmarks: the snapshot (ours against `etcdctl snapshot save` on a real etcd), then the
 # webhook (audit ingestion, admission latency, Redis commands per window, on real Redis), then the
 # delta log's recovery point and writer cost (bench/delta.ts), then point-in-time replay speed
-# (bench/replay.ts).
+# (bench/replay.ts), then a restore drill against `etcdctl snapshot restore` + etcd start (bench/drill.ts).
 # Our runner and the CLI are compiled to plain JS first so that they run as in production, without
-# the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta|replay (default all); snapshot: BENCH_SIZE_MIB
+# the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta|replay|drill (default all); snapshot: BENCH_SIZE_MIB
 # (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS; webhook: see bench/webhook.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|snapshot|webhook|delta|replay) ;;
-  *) echo "bench: BENCH_ONLY must be snapshot, webhook, delta or replay (got \"$only\")" >&2; exit 2 ;;
+  ""|snapshot|webhook|delta|replay|drill) ;;
+  *) echo "bench: BENCH_ONLY must be snapshot, webhook, delta, replay or drill (got \"$only\")" >&2; exit 2 ;;
 esac
 bash scripts/bootstrap.sh
 
@@ -22,7 +22,7 @@ cat >"$build/tsconfig.json" <<'JSON'
 {
   "extends": "../../tsconfig.json",
   "compilerOptions": { "outDir": ".", "noEmit": false, "sourceMap": false, "noEmitOnError": false },
-  "files": ["../../bench/run-ours.ts", "../../cli/main.ts"],
+  "files": ["../../bench/run-ours.ts", "../../bench/run-drill.ts", "../../cli/main.ts"],
   "include": []
 }
 JSON
@@ -30,7 +30,7 @@ echo "== compiling the runner and the CLI" >&2
 # Type errors elsewhere in the tree must not block a benchmark: tsc still emits, and a missing
 # output is caught just below.
 npx tsc -p "$build/tsconfig.json" >"$build/tsc.log" 2>&1 || echo "bench: tsc reported errors (see $build/tsc.log); running what it emitted" >&2
-for out in bench/run-ours.js cli/main.js; do
+for out in bench/run-ours.js bench/run-drill.js cli/main.js; do
   if [ ! -f "$build/$out" ]; then
     echo "bench: compiling produced no $build/$out; see $build/tsc.log" >&2
     exit 1
@@ -53,5 +53,10 @@ fi
 if [ -z "$only" ] || [ "$only" = replay ]; then
   [ "$only" = replay ] || echo
   node --import tsx bench/replay.ts || status=$?
+fi
+# restore drill (issue 9): drill time and peak RSS against restore + etcd start of the same file
+if [ -z "$only" ] || [ "$only" = drill ]; then
+  [ "$only" = drill ] || echo
+  BENCH_DRILL_JS="$PWD/$build/bench/run-drill.js" node --import tsx bench/drill.ts || status=$?
 fi
 exit "$status"

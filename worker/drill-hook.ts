@@ -5,11 +5,9 @@
  * every Nth, which keeps the rate near 1/N without shared state.
  */
 import type { Logger } from 'pino';
-import type { Config } from '../core/config/index.js';
 import type { Metrics } from '../core/metrics.js';
-import { loadIdentities } from './crypto/age.js';
-import { loadKeyRing } from './crypto/keys.js';
-import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
+import { recordDrillMetrics, saveDrillRecord } from './drill.js';
+import { drillRunnerFor, type DrillRunnerConfig } from './drill-runner.js';
 import type { Manifest } from './manifest.js';
 import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
@@ -20,24 +18,18 @@ export function isDrillDue(count: number, every: number): boolean {
 }
 
 export function drillAfterSnapshot(options: {
-  config: Pick<Config, 'drill' | 'etcd' | 'encryption'>;
+  config: DrillRunnerConfig;
   store: Store;
   metrics?: Pick<Metrics, 'drillLastSuccess' | 'drillDuration' | 'drills'>;
   notifier?: Notifier;
 }): (manifest: Manifest, log: Logger) => Promise<void> {
   const { config, store, metrics, notifier } = options;
   let published = 0;
+  const drill = drillRunnerFor(config, store);
   return async (manifest, log) => {
     published++;
     if (!isDrillDue(published, config.drill.afterSnapshot)) return;
-    const record = await runDrill({
-      ...drillSettings(config),
-      store,
-      manifest,
-      log,
-      keys: await loadKeyRing(config.encryption),
-      identities: await loadIdentities(config.encryption.identityFiles),
-    });
+    const record = await drill(manifest, log);
     if (metrics) recordDrillMetrics(metrics, record);
     await saveDrillRecord(store, record);
     notifier?.drillFinished(record);

@@ -23,8 +23,8 @@ import {
   DRILL_QUEUE_NAME,
 } from '../core/queue/index.js';
 import { listSnapshots } from './catalog.js';
-import { loadKeyRing } from './crypto/keys.js';
-import { drillSettings, recordDrillMetrics, runDrill, saveDrillRecord } from './drill.js';
+import { recordDrillMetrics, saveDrillRecord } from './drill.js';
+import { drillRunnerFor, type DrillRunnerConfig } from './drill-runner.js';
 import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
@@ -72,7 +72,7 @@ export async function syncDrillSchedule(queue: DrillQueue, config: Pick<Config, 
 }
 
 export interface DrillSchedulerOptions {
-  config: Pick<Config, 'cluster' | 'drill' | 'etcd' | 'encryption' | 'redis' | 'queue'>;
+  config: DrillRunnerConfig & Pick<Config, 'redis' | 'queue'>;
   store: Store;
   log: Logger;
   metrics?: Pick<Metrics, 'drillLastSuccess' | 'drillDuration' | 'drills'>;
@@ -97,6 +97,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
   redis.on('error', () => undefined);
   const queue = createDrillQueue(config, redis);
   let current: AbortController | undefined;
+  const drill = drillRunnerFor(config, store);
 
   const processor = async (job: Job<DrillJobData, DrillJobResult>, token?: string): Promise<DrillJobResult> => {
     const jobLog = log.child({ drillJobId: job.id });
@@ -120,14 +121,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
         jobLog.info('scheduled drill: no snapshots of this cluster yet');
         return { skipped: 'no snapshots yet' };
       }
-      const record = await runDrill({
-        ...drillSettings(config),
-        store,
-        manifest: newest,
-        log: jobLog,
-        signal: controller.signal,
-        keys: await loadKeyRing(config.encryption),
-      });
+      const record = await drill(newest, jobLog, controller.signal);
       if (controller.signal.aborted) {
         // Stopped by a shutdown or a lost lock: says nothing about the snapshot, so no record.
         throw new Error(`scheduled drill of ${newest.id} interrupted: ${messageOf(controller.signal.reason)}`);

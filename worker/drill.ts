@@ -50,6 +50,8 @@ export interface DrillRecord {
   tool?: Pick<SnapshotTool, 'name' | 'version'>;
   /** The first failed check's detail. */
   failure?: string;
+  /** `local`, or `job` with the Job's name and run label (drill.executor: job). */
+  executor?: { kind: 'local' } | { kind: 'job'; job: string; run: string; etcdImage: string };
 }
 
 export interface DrillOptions {
@@ -189,7 +191,6 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     if (!restored) return record;
 
     etcd = startEtcd(options.etcd, dataDir, clientPort, peer);
-    const client = etcd.client;
     const up = await attempt(checks, 'start', async () => {
       await etcd?.waitReady(options.startTimeoutMs);
       return { value: true, detail: `etcd ${version} answered on 127.0.0.1:${clientPort}` };
@@ -197,40 +198,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     if (!up) return record;
     await options.onEtcdReady?.(etcd.child);
 
-    const running = etcd;
-    const revision = await attempt(checks, 'linearizable-read', async () => {
-      // A range without `serializable` goes through the leader's read index: a real quorum read.
-      const r = await running.during(client.kv.range({ key: Buffer.from([0]), limit: 1, keys_only: true }));
-      return { value: Number(r.header.revision), detail: `quorum read at revision ${r.header.revision}` };
-    });
-    if (revision === undefined) return record;
-    push(checks, revisionCheck(revision, manifest));
-
-    if (manifest.hashKV) {
-      const expected = manifest.hashKV;
-      await attempt(checks, 'hashkv', async () => {
-        const h = await running.during(hashKV(client, expected.revision));
-        if (h.hash !== expected.hash)
-          throw new Error(`HashKV(${expected.revision}) is ${h.hash}, the source's was ${expected.hash}`);
-        return { value: true, detail: `HashKV(${expected.revision}) = ${h.hash}, as on the source` };
-      });
-    } else {
-      checks.push({ name: 'hashkv', ok: true, detail: 'not recorded in this manifest (older version); skipped' });
-    }
-    if (manifest.keyCounts) {
-      const expected = manifest.keyCounts;
-      await attempt(checks, 'key-counts', async () => {
-        const actual = await running.during(countKeys(client, expected.revision));
-        const problems = compareCounts(expected, actual);
-        if (problems.length > 0) throw new Error(`key counts differ: ${problems.slice(0, 10).join('; ')}`);
-        return {
-          value: true,
-          detail: `${actual.total} keys in ${Object.keys(actual.prefixes).length} prefixes, as on the source`,
-        };
-      });
-    } else {
-      checks.push({ name: 'key-counts', ok: true, detail: 'not recorded in this manifest (older version); skipped' });
-    }
+    await checkRestoredEtcd(etcd, manifest, checks);
     return record;
   } catch (err) {
     checks.push({ name: 'drill', ok: false, detail: messageOf(err) });
@@ -239,9 +207,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     await etcd?.stop();
     if (work) await rm(work, { recursive: true, force: true });
     record.durationMs = now().getTime() - started.getTime();
-    record.ok = checks.length > 0 && checks.every((c) => c.ok);
-    const failed = checks.find((c) => !c.ok);
-    if (failed) record.failure = `${failed.name}: ${failed.detail}`;
+    settleRecord(record);
     log[record.ok ? 'info' : 'error'](
       {
         id: manifest.id,
@@ -253,6 +219,60 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
       record.ok ? 'drill passed: snapshot restores' : 'drill failed',
     );
   }
+}
+
+/**
+ * The checks on an etcd booted from the restored snapshot: a linearizable read, the revision,
+ * HashKV and per-prefix key counts against the manifest. Shared by the local drill and the drill
+ * Job's `drill-check` container (worker/drill-pod.ts).
+ */
+export async function checkRestoredEtcd(
+  running: Pick<RunningEtcd, 'client' | 'during'>,
+  manifest: Manifest,
+  checks: DrillCheck[],
+): Promise<void> {
+  const client = running.client;
+  const revision = await attempt(checks, 'linearizable-read', async () => {
+    // A range without `serializable` goes through the leader's read index: a real quorum read.
+    const r = await running.during(client.kv.range({ key: Buffer.from([0]), limit: 1, keys_only: true }));
+    return { value: Number(r.header.revision), detail: `quorum read at revision ${r.header.revision}` };
+  });
+  if (revision === undefined) return;
+  push(checks, revisionCheck(revision, manifest));
+
+  if (manifest.hashKV) {
+    const expected = manifest.hashKV;
+    await attempt(checks, 'hashkv', async () => {
+      const h = await running.during(hashKV(client, expected.revision));
+      if (h.hash !== expected.hash)
+        throw new Error(`HashKV(${expected.revision}) is ${h.hash}, the source's was ${expected.hash}`);
+      return { value: true, detail: `HashKV(${expected.revision}) = ${h.hash}, as on the source` };
+    });
+  } else {
+    checks.push({ name: 'hashkv', ok: true, detail: 'not recorded in this manifest (older version); skipped' });
+  }
+  if (manifest.keyCounts) {
+    const expected = manifest.keyCounts;
+    await attempt(checks, 'key-counts', async () => {
+      const actual = await running.during(countKeys(client, expected.revision));
+      const problems = compareCounts(expected, actual);
+      if (problems.length > 0) throw new Error(`key counts differ: ${problems.slice(0, 10).join('; ')}`);
+      return {
+        value: true,
+        detail: `${actual.total} keys in ${Object.keys(actual.prefixes).length} prefixes, as on the source`,
+      };
+    });
+  } else {
+    checks.push({ name: 'key-counts', ok: true, detail: 'not recorded in this manifest (older version); skipped' });
+  }
+}
+
+/** Sets `ok` and `failure` from the checks: passed only with checks, all of them ok. */
+export function settleRecord(record: DrillRecord): void {
+  record.ok = record.checks.length > 0 && record.checks.every((c) => c.ok);
+  const failed = record.checks.find((c) => !c.ok);
+  if (failed) record.failure = `${failed.name}: ${failed.detail}`;
+  else delete record.failure;
 }
 
 /** Writes the record beside the manifest. */
@@ -275,12 +295,12 @@ export async function readDrillRecord(store: Store, cluster: string, id: string)
   }
 }
 
-function push(checks: DrillCheck[], check: DrillCheck): boolean {
+export function push(checks: DrillCheck[], check: DrillCheck): boolean {
   checks.push(check);
   return check.ok;
 }
 
-async function attempt<T>(
+export async function attempt<T>(
   checks: DrillCheck[],
   name: string,
   run: () => Promise<{ value: T; detail: string }>,

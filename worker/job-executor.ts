@@ -194,19 +194,20 @@ export function stageFromLog(text: string): SnapshotStage | undefined {
   return SNAPSHOT_STAGES.find((s) => s === m);
 }
 
-function finished(job: V1Job): 'Complete' | 'Failed' | undefined {
+export function finished(job: V1Job): 'Complete' | 'Failed' | undefined {
   const c = job.status?.conditions?.find((x) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True');
   return c?.type as 'Complete' | 'Failed' | undefined;
 }
 
-class JobGone extends Error {}
+export class JobGone extends Error {}
 
 /**
- * Runs snapshots as Jobs. Kubernetes API failures are SnapshotErrors of stage `kubernetes` (an RBAC
+ * Runs snapshots as Jobs (its Job reading, watching and pod-log methods are shared with the drill
+ * Jobs, worker/drill-job.ts). Kubernetes API failures are SnapshotErrors of stage `kubernetes` (an RBAC
  * 403 is not an etcd connect failure); a Job that failed without naming a snapshot stage, or vanished,
  * is stage `job`.
  */
-class JobExecutor {
+export class JobExecutor {
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
   private readonly retryDelayMs: number;
@@ -227,7 +228,7 @@ class JobExecutor {
     return `Job ${this.namespace}/${name}`;
   }
 
-  private async readJob(name: string): Promise<V1Job | undefined> {
+  async readJob(name: string): Promise<V1Job | undefined> {
     try {
       return await this.batch.readNamespacedJob({ name, namespace: this.namespace });
     } catch (err) {
@@ -278,7 +279,7 @@ class JobExecutor {
     });
   }
 
-  private async waitFinished(name: string, signal: AbortSignal, log: Logger): Promise<V1Job> {
+  async waitFinished(name: string, signal: AbortSignal, log: Logger): Promise<V1Job> {
     for (;;) {
       signal.throwIfAborted();
       const job = await this.readJob(name);
@@ -378,7 +379,7 @@ class JobExecutor {
     }
   }
 
-  private async podOf(job: V1Job): Promise<V1Pod | undefined> {
+  async podOf(job: V1Job): Promise<V1Pod | undefined> {
     const nonce = job.spec?.template.metadata?.labels?.[LABELS.run];
     if (!nonce) return undefined;
     const pods = await this.core.listNamespacedPod({
@@ -390,13 +391,13 @@ class JobExecutor {
     )[0];
   }
 
-  private async podLog(pod: V1Pod | undefined, tailLines: number): Promise<string> {
+  async podLog(pod: V1Pod | undefined, tailLines: number, container = CONTAINER): Promise<string> {
     if (!pod?.metadata?.name) return '';
     try {
       return await this.core.readNamespacedPodLog({
         name: pod.metadata.name,
         namespace: this.namespace,
-        container: CONTAINER,
+        container,
         tailLines,
       });
     } catch {

@@ -1,9 +1,8 @@
 /** `etcd-autobackup drill [<id>|latest]`: prove a snapshot restores into an etcd that starts (docs/drills.md). */
 import type { Command } from 'commander';
 import { findSnapshot, LATEST } from '../../worker/catalog.js';
-import { loadIdentities } from '../../worker/crypto/age.js';
-import { loadKeyRing } from '../../worker/crypto/keys.js';
-import { drillSettings, runDrill, saveDrillRecord, type DrillRecord } from '../../worker/drill.js';
+import { saveDrillRecord, type DrillRecord } from '../../worker/drill.js';
+import { drillRunnerFor } from '../../worker/drill-runner.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 
@@ -14,6 +13,10 @@ export function registerDrill(program: Command, context: CliContext): void {
       .description(
         'restore a snapshot into a throwaway etcd on loopback and compare its revision, HashKV and key counts with the manifest',
       )
+      .addHelpText(
+        'after',
+        '\nWith --drill-executor job the drill runs as a Kubernetes Job in executor.namespace (docs/drills.md).',
+      )
       .argument('[id]', 'snapshot id from "etcd-autobackup list", or "latest"', LATEST)
       .option('--json', 'print the drill record as JSON'),
   ).action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
@@ -21,15 +24,8 @@ export function registerDrill(program: Command, context: CliContext): void {
     const store = await openStore(config);
     try {
       const manifest = await findSnapshot(store, config.cluster, id);
-      const record = await runDrill({
-        ...drillSettings(config),
-        store,
-        manifest,
-        log,
-        signal: context.signal,
-        keys: await loadKeyRing(config.encryption),
-        identities: await loadIdentities(config.encryption.identityFiles),
-      });
+      // --drill-executor job runs it as a Kubernetes Job (docs/drills.md), from the kubeconfig's context.
+      const record = await drillRunnerFor(config, store)(manifest, log, context.signal);
       await saveDrillRecord(store, record);
       context.print(opts.json ? JSON.stringify(record, null, 2) : describeDrill(record));
       if (!record.ok) throw new Error(`drill of ${record.id} failed: ${record.failure ?? 'see the checks above'}`);

@@ -795,6 +795,60 @@ export const drillSchema = z.strictObject({
     .describe(
       "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, under the cluster's snapshot lock; 0 turns this off.",
     ),
+  executor: z
+    .enum(['local', 'job'])
+    .default('local')
+    .describe(
+      "local: the worker boots drill.etcd itself. job: each drill runs as a Kubernetes Job with the upstream etcd image of the snapshot's etcd version (drill.etcdImage) beside this image (executor.image); see docs/drills.md.",
+    ),
+  etcdImage: z
+    .string()
+    .min(1)
+    .refine((s) => s.includes('{version}'), 'expected an image reference containing {version}')
+    .default('gcr.io/etcd-development/etcd:v{version}')
+    .describe(
+      "Image of etcd for drill Jobs; {version} becomes the snapshot's etcd version (e.g. 3.6.4). Point it at a mirror for air-gapped clusters.",
+    ),
+  job: z
+    .strictObject({
+      nodeSelector: z.record(z.string(), z.string()).default({}).describe('Node labels the drill Job pods must match.'),
+      tolerations: z.array(toleration).default([]).describe('Tolerations of the drill Job pods.'),
+      runAsUser: z
+        .number()
+        .int()
+        .min(1)
+        .default(65532)
+        .describe('Non-root user (and fsGroup) of every container of the drill pod; it needs no host access.'),
+      scratchSizeLimit: z
+        .string()
+        .regex(/^[0-9]+(\.[0-9]+)?([EPTGMK]i?)?$/, 'expected a Kubernetes quantity like 2Gi')
+        .default('4Gi')
+        .describe(
+          "Size limit of the drill pod's scratch emptyDir: the snapshot file plus the restored data dir, about twice the etcd database.",
+        ),
+      resources: z
+        .strictObject({
+          requests: z.record(z.string(), z.string()).optional(),
+          limits: z.record(z.string(), z.string()).optional(),
+        })
+        .default({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } })
+        .describe(
+          "Resources of each container of the drill pod; etcd maps the database, so its memory is about the database's size (docs/drills.md, Cost).",
+        ),
+      timeout: duration('drill.job.timeout')
+        .prefault('30m')
+        .describe(
+          "The drill Job's whole run, image pulls included (its activeDeadlineSeconds); the worker waits this long plus a minute, then records a failed drill.",
+        ),
+      ttlSecondsAfterFinished: z
+        .number()
+        .int()
+        .min(0)
+        .default(3600)
+        .describe('Kubernetes deletes a finished drill Job (and its pod) after this many seconds.'),
+    })
+    .prefault({})
+    .describe('The drill Job (drill.executor: job). Image pull settings, namespace and our image come from executor.'),
 });
 // --- end drills
 
@@ -879,35 +933,41 @@ export const notifySchema = z.strictObject({
 });
 // --- end notifications
 
-export const configSchema = z.strictObject({
-  cluster: z
-    .string()
-    .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'expected a lowercase DNS-style name like prod-eu-1')
-    .default('default')
-    .describe('Name of the cluster; snapshots are stored under this prefix so clusters can share a bucket.'),
-  etcd: etcdSchema.default(etcdSchema.parse({})),
-  store: storeSchema.default(storeSchema.parse({})),
-  snapshot: snapshotSchema.default(snapshotSchema.parse({})),
-  encryption: encryptionSchema.default(encryptionSchema.parse({})),
-  log: logSchema.default(logSchema.parse({})),
-  redis: redisSchema.default(redisSchema.parse({})),
-  queue: queueSchema.default(queueSchema.parse({})),
-  webhook: webhookSchema.default(webhookSchema.parse({})),
-  filters: filtersSchema.default(filtersSchema.parse({})),
-  watch: watchSchema.default(watchSchema.parse({})),
-  dashboard: dashboardSchema.default(dashboardSchema.parse({})),
-  certs: certsSchema.default(certsSchema.parse({})),
-  auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
-  admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
-  metricsAuth: metricsAuthSchema.default(metricsAuthSchema.parse({})),
-  executor: executorSchema.default(executorSchema.parse({})),
-  retention: retentionSchema.default(retentionSchema.parse({})),
-  lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
-  drill: drillSchema.default(drillSchema.parse({})),
-  delta: deltaSchema.default(deltaSchema.parse({})),
-  events: eventsSchema.default(eventsSchema.parse({})),
-  notify: notifySchema.default(notifySchema.parse({})),
-});
+export const configSchema = z
+  .strictObject({
+    cluster: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'expected a lowercase DNS-style name like prod-eu-1')
+      .default('default')
+      .describe('Name of the cluster; snapshots are stored under this prefix so clusters can share a bucket.'),
+    etcd: etcdSchema.default(etcdSchema.parse({})),
+    store: storeSchema.default(storeSchema.parse({})),
+    snapshot: snapshotSchema.default(snapshotSchema.parse({})),
+    encryption: encryptionSchema.default(encryptionSchema.parse({})),
+    log: logSchema.default(logSchema.parse({})),
+    redis: redisSchema.default(redisSchema.parse({})),
+    queue: queueSchema.default(queueSchema.parse({})),
+    webhook: webhookSchema.default(webhookSchema.parse({})),
+    filters: filtersSchema.default(filtersSchema.parse({})),
+    watch: watchSchema.default(watchSchema.parse({})),
+    dashboard: dashboardSchema.default(dashboardSchema.parse({})),
+    certs: certsSchema.default(certsSchema.parse({})),
+    auditAuth: auditAuthSchema.default(auditAuthSchema.parse({})),
+    admissionAuth: admissionAuthSchema.default(admissionAuthSchema.parse({})),
+    metricsAuth: metricsAuthSchema.default(metricsAuthSchema.parse({})),
+    executor: executorSchema.default(executorSchema.parse({})),
+    retention: retentionSchema.default(retentionSchema.parse({})),
+    lifecycle: lifecycleSchema.default(lifecycleSchema.parse({})),
+    drill: drillSchema.default(drillSchema.parse({})),
+    delta: deltaSchema.default(deltaSchema.parse({})),
+    events: eventsSchema.default(eventsSchema.parse({})),
+    notify: notifySchema.default(notifySchema.parse({})),
+  })
+  .refine((c) => c.drill.executor !== 'job' || c.executor.image !== undefined, {
+    message:
+      'executor.image is required when drill.executor is job (the etcd-autobackup image beside etcd in the drill pod)',
+    path: ['executor', 'image'],
+  });
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

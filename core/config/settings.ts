@@ -395,6 +395,18 @@ export const SETTINGS: readonly Setting[] = [
   },
   { flag: 'executor-image', path: 'executor.image', kind: 'string', help: 'image of the snapshot Jobs (executor job)' },
   {
+    flag: 'drill-executor',
+    path: 'drill.executor',
+    kind: 'string',
+    help: "local (default) or job: run drills as Kubernetes Jobs with the snapshot's etcd version",
+  },
+  {
+    flag: 'drill-etcd-image',
+    path: 'drill.etcdImage',
+    kind: 'string',
+    help: 'etcd image of drill Jobs, {version} replaced (default gcr.io/etcd-development/etcd:v{version})',
+  },
+  {
     flag: 'executor-namespace',
     path: 'executor.namespace',
     kind: 'string',

@@ -229,6 +229,12 @@ export class FakeKubeApi {
     return this.store(resource, obj, 'MODIFIED');
   }
 
+  /** Deletes an object as a person or a controller would (watchers see DELETED). */
+  remove(resource: string, namespace: string | undefined, name: string): void {
+    const o = this.objects.get(key(resource, namespace, name));
+    if (o) this.removeObject(resource, o);
+  }
+
   setLog(namespace: string, pod: string, text: string): void {
     this.logs.set(`${namespace}/${pod}`, text);
   }
@@ -241,7 +247,7 @@ export class FakeKubeApi {
     return clone(obj);
   }
 
-  private remove(resource: string, obj: KubeObject): void {
+  private removeObject(resource: string, obj: KubeObject): void {
     this.rv++;
     this.objects.delete(key(resource, obj.metadata.namespace, obj.metadata.name));
     const gone = clone(obj);
@@ -503,7 +509,7 @@ export class FakeKubeApi {
       const kind = (body as { kind?: unknown }).kind;
       if (kind !== 'DeleteOptions') this.problems.push(`delete ${r.resource}: body is not a DeleteOptions`);
     }
-    this.remove(r.resource, current);
+    this.removeObject(r.resource, current);
     this.json(res, 200, {
       kind: 'Status',
       apiVersion: 'v1',

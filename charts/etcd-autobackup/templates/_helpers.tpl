@@ -271,6 +271,19 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- end -}}
 {{- $_ := set $cfg "executor" (mustMergeOverwrite $job $cfg.executor) -}}
 {{- end -}}
+{{- if and (eq (toString (dig "drill" "executor" "" $cfg)) "job") (ne (toString (dig "executor" "mode" "" $cfg)) "job") -}}
+{{- /* Drill Jobs run this image beside etcd's with this config and Secret (docs/drills.md); no host access. */ -}}
+{{- $url := toString $cfg.store.url -}}
+{{- if or (hasPrefix "file://" $url) (not (contains "://" $url)) -}}
+{{- fail "config.drill.executor is job but the store is a local folder: the drill Job has no volume for it; use an s3://, ncp:// or oci:// store" -}}
+{{- end -}}
+{{- $job := dict "image" (include "etcd-autobackup.image" .) "imagePullPolicy" $v.image.pullPolicy "namespace" .Release.Namespace "configMap" $fullname -}}
+{{- $pull := list -}}
+{{- range $v.imagePullSecrets }}{{ $pull = append $pull .name }}{{ end -}}
+{{- with $pull }}{{ $_ := set $job "imagePullSecrets" . }}{{ end -}}
+{{- with (default (ternary $fullname "" $v.secrets.create) $v.secrets.existingSecret) }}{{ $_ := set $job "envFromSecret" . }}{{ end -}}
+{{- $_ := set $cfg "executor" (mustMergeOverwrite $job ($cfg.executor | default dict)) -}}
+{{- end -}}
 {{- $secretEnv := dict -}}
 {{- /* Store credentials are for the worker (and its Jobs) only: the webhook never opens the store. */ -}}
 {{- $storeEnv := list "ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID" -}}
@@ -306,6 +319,12 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- define "etcd-autobackup.jobExecutor" -}}
 {{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
 {{- if eq (toString (dig "executor" "mode" "" $cfg)) "job" }}true{{ end -}}
+{{- end -}}
+
+{{/* Whether the worker creates Jobs at all: snapshot Jobs or drill Jobs (drill.executor: job). */}}
+{{- define "etcd-autobackup.kubeJobs" -}}
+{{- $cfg := (include "etcd-autobackup.effective" . | fromYaml).config -}}
+{{- if or (eq (toString (dig "executor" "mode" "" $cfg)) "job") (eq (toString (dig "drill" "executor" "" $cfg)) "job") }}true{{ end -}}
 {{- end -}}
 
 {{/* Whether the worker creates Kubernetes Events (it then reads its own Deployment's uid). */}}

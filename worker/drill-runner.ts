@@ -1,0 +1,32 @@
+/**
+ * The one place that picks how a drill runs (drill.executor): `local` boots drill.etcd in this
+ * process's machine (worker/drill.ts), `job` runs it as a Kubernetes Job with the snapshot's etcd
+ * version (worker/drill-job.ts). The worker's hook and scheduler and the CLI all drill through it,
+ * so both executors record, alert and notify alike.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../core/config/index.js';
+import { loadIdentities } from './crypto/age.js';
+import { loadKeyRing } from './crypto/keys.js';
+import { drillSettings, runDrill, type DrillRecord } from './drill.js';
+import { drillJobRunnerFor, type DrillJobConfig } from './drill-job.js';
+import type { Manifest } from './manifest.js';
+import type { Store } from './stores/store.js';
+
+export type DrillRunnerConfig = DrillJobConfig & Pick<Config, 'encryption'>;
+
+export type DrillRunner = (manifest: Manifest, log: Logger, signal?: AbortSignal) => Promise<DrillRecord>;
+
+export function drillRunnerFor(config: DrillRunnerConfig, store: Store): DrillRunner {
+  if (config.drill.executor === 'job') return drillJobRunnerFor(config, store);
+  return async (manifest, log, signal) =>
+    runDrill({
+      ...drillSettings(config),
+      store,
+      manifest,
+      log,
+      ...(signal ? { signal } : {}),
+      keys: await loadKeyRing(config.encryption),
+      identities: await loadIdentities(config.encryption.identityFiles),
+    });
+}
