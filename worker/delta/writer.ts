@@ -37,7 +37,7 @@ import { listSnapshots } from '../catalog.js';
 import { chooseMember } from '../etcd-members.js';
 import type { Manifest } from '../manifest.js';
 import type { Store } from '../stores/store.js';
-import { readDeltaCatalog } from './catalog.js';
+import { readDeltaLogEnd } from './catalog.js';
 import { isCompacted, KeyspaceWatch } from './keyspace-watch.js';
 import { DELTA_FORMAT, type DeltaEvent, type DeltaGap, type DeltaManifest } from './segment.js';
 import { SegmentBuilder, writeGap, writeSegment, type SegmentContent } from './segment-write.js';
@@ -235,13 +235,12 @@ class Session {
   async run(): Promise<void> {
     const { config, store, log } = this.options;
     const cluster = config.cluster;
-    const catalog = await readDeltaCatalog(store, cluster, {
+    const end = await readDeltaLogEnd(store, cluster, {
       onInvalid: (key, problem) => log.warn({ key, problem }, 'delta log: unusable record left out'),
     });
     const snapshots = await listSnapshots(store, cluster);
     let start: StartPoint = decideStart({
-      manifests: catalog.manifests,
-      gaps: catalog.gaps,
+      ...end,
       snapshots,
       now: new Date().toISOString(),
     });
