@@ -469,6 +469,7 @@ class Follower {
     this.pending = content;
     this.writing = this.store(content).then(
       () => {
+        content.release();
         this.pending = undefined;
         this.writing = undefined;
         if (this.abort.signal.aborted) return;
