@@ -15,8 +15,12 @@ export function registerDrill(program: Command, context: CliContext): void {
         'restore a snapshot into a throwaway etcd on loopback and compare its revision, HashKV and key counts with the manifest',
       )
       .argument('[id]', 'snapshot id from "etcd-autobackup list", or "latest"', LATEST)
-      .option('--json', 'print the drill record as JSON'),
-  ).action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      .option('--json', 'print the drill record as JSON')
+      .option(
+        '--replay-log',
+        "also replay the delta log from an older snapshot to this one's revision and compare HashKV and key counts (docs/drills.md)",
+      ),
+  ).action(async (id: string, opts: { json?: boolean; replayLog?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
@@ -29,6 +33,7 @@ export function registerDrill(program: Command, context: CliContext): void {
         signal: context.signal,
         keys: await loadKeyRing(config.encryption),
         identities: await loadIdentities(config.encryption.identityFiles),
+        ...(opts.replayLog ? { replayLog: true } : {}),
       });
       await saveDrillRecord(store, record);
       context.print(opts.json ? JSON.stringify(record, null, 2) : describeDrill(record));
