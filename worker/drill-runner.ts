@@ -17,8 +17,22 @@ export type DrillRunnerConfig = DrillJobConfig & Pick<Config, 'encryption'>;
 
 export type DrillRunner = (manifest: Manifest, log: Logger, signal?: AbortSignal) => Promise<DrillRecord>;
 
-export function drillRunnerFor(config: DrillRunnerConfig, store: Store): DrillRunner {
-  if (config.drill.executor === 'job') return drillJobRunnerFor(config, store);
+/** What a caller may add to the configured drill. */
+export interface DrillRunnerOptions {
+  /**
+   * Also replay the delta log from an older snapshot to this one and compare (worker/delta/drill-replay.ts).
+   * Local executor only: the drill Job's pod has no scratch etcd to replay into.
+   * @defaultValue false
+   */
+  replayLog?: boolean;
+}
+
+export function drillRunnerFor(config: DrillRunnerConfig, store: Store, options: DrillRunnerOptions = {}): DrillRunner {
+  if (config.drill.executor === 'job') {
+    if (options.replayLog)
+      throw new Error('--replay-log runs only with the local drill executor: add --drill-executor local');
+    return drillJobRunnerFor(config, store);
+  }
   return async (manifest, log, signal) =>
     runDrill({
       ...drillSettings(config),
@@ -28,5 +42,6 @@ export function drillRunnerFor(config: DrillRunnerConfig, store: Store): DrillRu
       ...(signal ? { signal } : {}),
       keys: await loadKeyRing(config.encryption),
       identities: await loadIdentities(config.encryption.identityFiles),
+      ...(options.replayLog ? { replayLog: true } : {}),
     });
 }

@@ -69,6 +69,12 @@ export interface DrillOptions {
   log: Logger;
   signal?: AbortSignal;
   now?: () => Date;
+  /**
+   * Also replay the delta log from an older snapshot to this one's revision and compare HashKV and
+   * key counts with this manifest (delta/drill-replay.ts), when the log covers it.
+   * @defaultValue false
+   */
+  replayLog?: boolean;
   /** Called once the throwaway etcd answers, before the checks: for tests that kill it mid-drill. */
   onEtcdReady?: (child: ChildProcess) => Promise<void> | void;
 }
@@ -199,6 +205,21 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     await options.onEtcdReady?.(etcd.child);
 
     await checkRestoredEtcd(etcd, manifest, checks);
+    if (options.replayLog) {
+      await etcd.stop();
+      etcd = undefined;
+      const { replayCheck } = await import('./delta/drill-replay.js');
+      const replayed = await replayCheck(options);
+      checks.push(
+        replayed ?? {
+          name: 'delta-replay',
+          ok: true,
+          detail: manifest.hashKV
+            ? 'the delta log does not reach this snapshot from an older one; skipped'
+            : 'no HashKV recorded in this manifest; skipped',
+        },
+      );
+    }
     return record;
   } catch (err) {
     checks.push({ name: 'drill', ok: false, detail: messageOf(err) });

@@ -18,14 +18,22 @@ export function registerDrill(program: Command, context: CliContext): void {
         '\nWith --drill-executor job the drill runs as a Kubernetes Job in executor.namespace (docs/drills.md).',
       )
       .argument('[id]', 'snapshot id from "etcd-autobackup list", or "latest"', LATEST)
-      .option('--json', 'print the drill record as JSON'),
-  ).action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      .option('--json', 'print the drill record as JSON')
+      .option(
+        '--replay-log',
+        "also replay the delta log from an older snapshot to this one's revision and compare HashKV and key counts (docs/drills.md)",
+      ),
+  ).action(async (id: string, opts: { json?: boolean; replayLog?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
       const manifest = await findSnapshot(store, config.cluster, id);
       // --drill-executor job runs it as a Kubernetes Job (docs/drills.md), from the kubeconfig's context.
-      const record = await drillRunnerFor(config, store)(manifest, log, context.signal);
+      const record = await drillRunnerFor(config, store, opts.replayLog ? { replayLog: true } : {})(
+        manifest,
+        log,
+        context.signal,
+      );
       await saveDrillRecord(store, record);
       context.print(opts.json ? JSON.stringify(record, null, 2) : describeDrill(record));
       if (!record.ok) throw new Error(`drill of ${record.id} failed: ${record.failure ?? 'see the checks above'}`);

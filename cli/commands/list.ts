@@ -9,7 +9,7 @@ import { mapLimit } from '../../worker/map-limit.js';
 import { openStore } from '../../worker/stores/open.js';
 import { setup, withConfigOptions, type CliContext } from '../options.js';
 import { formatTable } from '../table.js';
-import { describeDeltaLog } from './delta-coverage.js';
+import { describeDeltaLog, readDeltaCoverage } from './delta-coverage.js';
 
 export function registerList(program: Command, context: CliContext): void {
   withConfigOptions(
@@ -21,8 +21,12 @@ export function registerList(program: Command, context: CliContext): void {
       .option(
         '--include-legacy',
         "also list the original chart's objects (<YYYY-MM-DD>/etcd-backup-<time>.db, no manifest); with --json the output becomes {snapshots, legacy}",
+      )
+      .option(
+        '--include-deltas',
+        'with --json, the output becomes {snapshots, deltas} (and legacy with --include-legacy): the delta log coverage beside the snapshots',
       ),
-  ).action(async (opts: { json?: boolean; includeLegacy?: boolean }, cmd: Command) => {
+  ).action(async (opts: { json?: boolean; includeLegacy?: boolean; includeDeltas?: boolean }, cmd: Command) => {
     const { config, log } = setup(cmd);
     const store = await openStore(config);
     try {
@@ -33,13 +37,19 @@ export function registerList(program: Command, context: CliContext): void {
       const legacy = opts.includeLegacy ? await listLegacy(store) : undefined;
       if (opts.json) {
         const listed = snapshots.map((m, i) => ({ ...m, lastDrill: drills[i] ?? null }));
-        context.print(
-          JSON.stringify(
-            legacy ? { snapshots: listed, legacy: legacy.map((o) => ({ ...o, legacy: true })) } : listed,
-            null,
-            2,
-          ),
-        );
+        // A plain array unless asked for more: scripts read `list --json` as the snapshots.
+        if (!legacy && !opts.includeDeltas) {
+          context.print(JSON.stringify(listed, null, 2));
+          return;
+        }
+        const out: Record<string, unknown> = { snapshots: listed };
+        if (opts.includeDeltas) {
+          const coverage = await readDeltaCoverage(store, config.cluster, snapshots, log);
+          if ('error' in coverage) throw new Error(`the delta log cannot be read: ${coverage.error}`);
+          out.deltas = coverage;
+        }
+        if (legacy) out.legacy = legacy.map((o) => ({ ...o, legacy: true }));
+        context.print(JSON.stringify(out, null, 2));
         return;
       }
       if (snapshots.length === 0) {
@@ -48,10 +58,8 @@ export function registerList(program: Command, context: CliContext): void {
         context.print(table(snapshots, drills));
       }
       if (legacy) context.print(legacyTable(legacy, store.location));
-      if (!opts.json) {
-        const deltas = await describeDeltaLog(store, config.cluster, snapshots, log);
-        if (deltas) context.print(`\n${deltas}`);
-      }
+      const deltas = describeDeltaLog(await readDeltaCoverage(store, config.cluster, snapshots, log));
+      if (deltas) context.print(`\n${deltas}`);
     } finally {
       await store.close();
     }

@@ -15,9 +15,11 @@ import {
   deltasPrefix,
   parseDeltaManifest,
   parseSegmentKey,
+  segmentManifestKey,
   DELTA_MANIFEST_SUFFIX,
   type DeltaGap,
   type DeltaManifest,
+  type SegmentRange,
 } from './segment.js';
 
 export interface DeltaCatalogOptions {
@@ -123,6 +125,96 @@ export async function listDeltaGaps(
   options: DeltaCatalogOptions = {},
 ): Promise<DeltaGap[]> {
   return (await readDeltaCatalog(store, cluster, options)).gaps;
+}
+
+/** What a writer needs to know where the log ends (start-point.ts): read by name, not whole. */
+export interface DeltaLogEnd {
+  /** Every segment whose object and manifest are both listed, by name (never read). */
+  segments: SegmentRange[];
+  /** The newest usable segment's manifest (highest last revision): the chain a writer continues. */
+  newest: DeltaManifest | undefined;
+  /** The newest usable gap record (highest first missing revision), if any. */
+  gaps: DeltaGap[];
+}
+
+/**
+ * The end of the log from one listing and the fewest reads: segment names carry their revision
+ * ranges, so only the newest manifest and the newest gap record are read (and older ones only
+ * while the newer are unusable: those are left out, as readDeltaCatalog leaves them out). The
+ * segments between are taken by name: a writer resuming a chain needs where it ends and whether
+ * its names run without a hole back to its start, not what every manifest says.
+ */
+export async function readDeltaLogEnd(
+  store: Store,
+  cluster: string,
+  options: Pick<DeltaCatalogOptions, 'onInvalid'> = {},
+): Promise<DeltaLogEnd> {
+  const prefix = deltasPrefix(cluster);
+  const objects = await store.list(prefix);
+  const objectRanges = new Set<string>();
+  const manifestRanges: SegmentRange[] = [];
+  const gapKeys: string[] = [];
+  for (const o of objects) {
+    const rest = o.key.slice(prefix.length);
+    if (rest.startsWith(GAPS_INFIX)) {
+      if (rest.endsWith('.json')) gapKeys.push(o.key);
+      continue;
+    }
+    if (rest.includes('/')) continue;
+    const named = parseSegmentKey(o.key);
+    if (!named) continue;
+    if (named.kind === 'object') objectRanges.add(`${named.firstRevision}-${named.lastRevision}`);
+    else manifestRanges.push({ firstRevision: named.firstRevision, lastRevision: named.lastRevision });
+  }
+  const present = new Set(objects.map((o) => o.key));
+  let segments = manifestRanges.filter((r) => objectRanges.has(`${r.firstRevision}-${r.lastRevision}`));
+  // Newest first: the highest last revision, then the longest.
+  segments.sort((a, b) => b.lastRevision - a.lastRevision || a.firstRevision - b.firstRevision);
+  const reject = (key: string, problem: string): void => options.onInvalid?.(key, problem);
+
+  let newest: DeltaManifest | undefined;
+  for (const r of [...segments]) {
+    const key = segmentManifestKey(cluster, r.firstRevision, r.lastRevision);
+    const text = await readText(store, key);
+    let problem: string | undefined;
+    if (text !== undefined) {
+      try {
+        const m = parseDeltaManifest(text, key);
+        problem = manifestProblem(m, key, cluster, prefix, present);
+        if (problem === undefined) newest = m;
+      } catch (err) {
+        problem = messageOf(err);
+      }
+    }
+    if (newest) break;
+    if (problem !== undefined) reject(key, problem);
+    segments = segments.filter((s) => s !== r);
+  }
+
+  gapKeys.sort().reverse(); // names carry the zero-padded first missing revision
+  const gaps: DeltaGap[] = [];
+  for (const key of gapKeys) {
+    const text = await readText(store, key);
+    if (text === undefined) continue;
+    const gap = parseGap(text, key, cluster);
+    if (typeof gap === 'string') reject(key, gap);
+    else {
+      gaps.push(gap);
+      break;
+    }
+  }
+  segments.sort((a, b) => a.firstRevision - b.firstRevision || b.lastRevision - a.lastRevision);
+  return { segments, newest, gaps };
+}
+
+/** A record's text; undefined when deleted since the listing (retention). */
+async function readText(store: Store, key: string): Promise<string | undefined> {
+  try {
+    return await readStoredText(store, key);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw new Error(`reading ${key} from ${store.location} failed: ${messageOf(err)}`, { cause: err });
+  }
 }
 
 function manifestProblem(

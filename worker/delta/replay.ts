@@ -23,7 +23,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { IRequestOp } from 'etcd3';
+import type { Etcd3, IRequestOp } from 'etcd3';
 import type { Logger } from 'pino';
 import { IntegrityError, messageOf } from '../../core/errors.js';
 import type { AgeIdentities } from '../crypto/age.js';
@@ -66,6 +66,12 @@ export interface ReplayOptions {
   progressEveryMs?: number;
   /** Called once the scratch etcd is up, before any event is applied: for tests that delay the replay. */
   onScratchReady?: () => Promise<void>;
+  /**
+   * Called with the scratch etcd once the log is applied, before it is snapshotted: the drill's
+   * replay check compares it with a later snapshot's HashKV here. A rejection fails the replay.
+   * @defaultValue none
+   */
+  inspect?: (client: Etcd3) => Promise<void>;
 }
 
 export interface ReplayReport {
@@ -174,6 +180,9 @@ export async function replayToRevision(options: ReplayOptions): Promise<ReplayRe
       'replay: events applied, taking the snapshot of the scratch etcd',
     );
 
+    const inspect = options.inspect;
+    if (inspect) await etcd.during(inspect(etcd.client));
+
     const replayed = join(work, 'replayed.db');
     await saveSnapshot(etcd, replayed, options.signal);
     await etcd.stop();
@@ -229,7 +238,8 @@ async function chooseSource(
       keys: options.keys,
       identities: options.identities,
     });
-    const revision = report.status.revision;
+    // A database no key was ever written to has no revision in it (status says 0); etcd boots it at 1.
+    const revision = Math.max(1, report.status.revision);
     if (revision <= options.plan.target) return { source, file: report.file, revision };
     passed.push(`${source.snapshot.id} holds revision ${revision}`);
     options.log.info(

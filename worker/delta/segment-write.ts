@@ -26,33 +26,65 @@ import {
 
 /** A segment's body as the writer buffers it: encoded lines and what the manifest says about them. */
 export interface SegmentContent {
-  /** NDJSON lines (each ends in a newline), in revision order, whole revisions only. */
-  lines: readonly Buffer[];
+  /**
+   * The NDJSON body (one line per event, in revision order, whole revisions only) as consecutive
+   * pieces of the builder's reused chunks: a line may span two pieces.
+   */
+  chunks: readonly Buffer[];
   firstRevision: number;
   lastRevision: number;
   eventCount: number;
   /** Receive times (ms since the epoch) of the first and last event. */
   firstEventAt: number;
   lastEventAt: number;
-  /** Sum of the lines' lengths: the body's size before compression and encryption. */
+  /** Sum of the chunks' lengths: the body's size before compression and encryption. */
   bytes: number;
+  /**
+   * Gives the chunks back to the builder for the next segments, once the body is stored (never
+   * while a write may still read them). Not calling it only leaves them to the garbage collector.
+   */
+  release(): void;
 }
 
-/** Accumulates events into a segment's content; the writer's buffer. */
+export interface SegmentBuilderOptions {
+  /**
+   * Size of the chunks lines are copied into.
+   * @defaultValue 64 KiB
+   */
+  chunkBytes?: number;
+}
+
+/**
+ * Accumulates events into a segment's content; the writer's buffer. Lines are copied into a few
+ * large chunks that come back (release()) once their segment is stored, instead of one small
+ * Buffer per event: those live for seconds, so they reach the old generation and their memory
+ * returns only at a full GC, long after their segment is stored; at a high write rate that lag,
+ * not the buffer, was most of the writer's memory. With chunks the buffer's memory is allocated
+ * once (up to the writer's bound: one segment filling, one being stored) and reused.
+ */
 export class SegmentBuilder {
-  private lines: Buffer[] = [];
+  private readonly chunkBytes: number;
+  private readonly free: Buffer[] = [];
+  private filled: Buffer[] = [];
+  private current: Buffer | undefined;
+  private used = 0;
+  private count = 0;
   private first = 0;
   private last = 0;
   private firstAt = 0;
   private lastAt = 0;
   private size = 0;
 
+  constructor(options: SegmentBuilderOptions = {}) {
+    this.chunkBytes = options.chunkBytes ?? 64 * 1024;
+  }
+
   get bytes(): number {
     return this.size;
   }
 
   get eventCount(): number {
-    return this.lines.length;
+    return this.count;
   }
 
   /** The revision of the newest event added, 0 when empty. */
@@ -62,39 +94,65 @@ export class SegmentBuilder {
 
   /** Receive time of the oldest event held, undefined when empty. */
   get oldestReceivedAt(): number | undefined {
-    return this.lines.length === 0 ? undefined : this.firstAt;
+    return this.count === 0 ? undefined : this.firstAt;
   }
 
   add(event: DeltaEvent): void {
-    if (this.lines.length > 0 && event.revision < this.last) {
+    if (this.count > 0 && event.revision < this.last) {
       throw new Error(`event of revision ${event.revision} after revision ${this.last}: events must come in order`);
     }
-    const line = Buffer.from(encodeEvent(event));
-    if (this.lines.length === 0) {
+    // ASCII only (base64, digits, fixed names): one byte per character.
+    let line = encodeEvent(event);
+    if (this.count === 0) {
       this.first = event.revision;
       this.firstAt = event.receivedAt;
     }
     this.last = event.revision;
     this.lastAt = Math.max(this.lastAt, event.receivedAt);
-    this.lines.push(line);
+    this.count++;
     this.size += line.length;
+    for (;;) {
+      if (!this.current || this.used === this.current.length) this.nextChunk();
+      const chunk = this.current as Buffer;
+      const written = chunk.write(line, this.used, 'latin1');
+      this.used += written;
+      if (written === line.length) return;
+      line = line.slice(written);
+    }
   }
 
   /** The content so far (undefined when empty), and a fresh empty builder state. */
   take(): SegmentContent | undefined {
-    if (this.lines.length === 0) return undefined;
+    if (this.count === 0) return undefined;
+    const owned = this.current ? [...this.filled, this.current] : this.filled;
+    const chunks = this.current ? [...this.filled, this.current.subarray(0, this.used)] : this.filled;
+    let released = false;
     const content: SegmentContent = {
-      lines: this.lines,
+      chunks,
       firstRevision: this.first,
       lastRevision: this.last,
-      eventCount: this.lines.length,
+      eventCount: this.count,
       firstEventAt: this.firstAt,
       lastEventAt: this.lastAt,
       bytes: this.size,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.free.push(...owned);
+      },
     };
-    this.lines = [];
+    this.filled = [];
+    this.current = undefined;
+    this.used = this.count = 0;
     this.first = this.last = this.firstAt = this.lastAt = this.size = 0;
     return content;
+  }
+
+  private nextChunk(): void {
+    if (this.current) this.filled.push(this.current);
+    // Not from Buffer's shared pool: each chunk is its own memory, reused as a whole.
+    this.current = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+    this.used = 0;
   }
 }
 
@@ -138,8 +196,8 @@ export interface WriteSegmentOptions {
 export async function writeSegment(store: Store, options: WriteSegmentOptions): Promise<DeltaManifest> {
   const { config, content } = options;
   const now = options.now ?? (() => new Date());
-  if (content.eventCount < 1 || content.lines.length !== content.eventCount) {
-    throw new Error('a delta segment is never empty and holds one line per event');
+  if (content.eventCount < 1 || content.chunks.reduce((n, c) => n + c.length, 0) !== content.bytes) {
+    throw new Error('a delta segment is never empty and its chunks hold its bytes');
   }
   const prepared = await prepareStoreStages({ config, hashStored: true });
   const failures = firstFailure<SnapshotStage>();
@@ -152,10 +210,10 @@ export async function writeSegment(store: Store, options: WriteSegmentOptions): 
     stages.age !== undefined,
   );
   const bodyHash = createHash('sha256');
-  for (const line of content.lines) bodyHash.update(line);
+  for (const chunk of content.chunks) bodyHash.update(chunk);
   const body = failures.tag(new PassThrough(), 'upload');
   const signal = options.signal;
-  const flowing = pipeline([Readable.from(content.lines), ...stages.stages, body], signal ? { signal } : {});
+  const flowing = pipeline([Readable.from(content.chunks), ...stages.stages, body], signal ? { signal } : {});
   const uploading = store.put(key, body, { contentType: 'application/octet-stream', ...(signal ? { signal } : {}) });
   const [flow, upload] = await Promise.allSettled([flowing, uploading]);
   if (flow.status === 'rejected' || upload.status === 'rejected') {

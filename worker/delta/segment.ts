@@ -226,6 +226,12 @@ export function gapKey(cluster: string, fromRevision: number): string {
   return `${deltasPrefix(cluster)}gaps/${padRevision(fromRevision)}.json`;
 }
 
+/** A segment's revision range, as its name tells it. */
+export interface SegmentRange {
+  firstRevision: number;
+  lastRevision: number;
+}
+
 /** A run of segments without a gap, as `list` shows it and restore walks it. */
 export interface DeltaChain {
   /** Id of the full snapshot the chain follows. */

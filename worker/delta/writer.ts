@@ -37,7 +37,7 @@ import { listSnapshots } from '../catalog.js';
 import { chooseMember } from '../etcd-members.js';
 import type { Manifest } from '../manifest.js';
 import type { Store } from '../stores/store.js';
-import { readDeltaCatalog } from './catalog.js';
+import { readDeltaLogEnd } from './catalog.js';
 import { isCompacted, KeyspaceWatch } from './keyspace-watch.js';
 import { DELTA_FORMAT, type DeltaEvent, type DeltaGap, type DeltaManifest } from './segment.js';
 import { SegmentBuilder, writeGap, writeSegment, type SegmentContent } from './segment-write.js';
@@ -154,6 +154,8 @@ class Writer implements DeltaWriter {
     const retryMs = this.options.lockRetryMs ?? Math.max(250, Math.floor(this.lockMs / 3));
     metrics?.deltaLeader.set({ cluster }, 0);
     metrics?.deltaLag.set({ cluster }, 0);
+    let term = 0;
+    let previousEnd: string | undefined;
     while (!this.stopping.signal.aborted) {
       let lock: HeldLock | undefined;
       try {
@@ -167,8 +169,14 @@ class Writer implements DeltaWriter {
       }
       const session = new Session(this.options, this.requestSnapshot, this.stopping.signal, this.stats);
       this.session = session;
+      term++;
       metrics?.deltaLeader.set({ cluster }, 1);
-      log.info({ owner: this.owner }, 'delta log: this worker is the writer');
+      // A term after the first says why the previous one ended: two "start point" lines in one
+      // process are then explained by the line before them.
+      log.info(
+        { owner: this.owner, term, ...(previousEnd ? { after: previousEnd } : {}) },
+        'delta log: this worker is the writer',
+      );
       const renewal = keepLock(
         lock,
         this.lockMs,
@@ -189,6 +197,7 @@ class Writer implements DeltaWriter {
         metrics?.deltaLag.set({ cluster }, 0);
         if (session.stopReason !== 'lock-lost') await lock.release().catch(() => undefined);
       }
+      previousEnd = failed && session.stopReason === undefined ? 'failed' : (session.stopReason ?? 'ended');
       if (session.stopReason === 'lock-lost') log.warn('delta log: lost the writer lock; another worker may write now');
       if (failed || session.stopReason === 'lock-lost') await this.pause(retryMs);
     }
@@ -235,13 +244,12 @@ class Session {
   async run(): Promise<void> {
     const { config, store, log } = this.options;
     const cluster = config.cluster;
-    const catalog = await readDeltaCatalog(store, cluster, {
+    const end = await readDeltaLogEnd(store, cluster, {
       onInvalid: (key, problem) => log.warn({ key, problem }, 'delta log: unusable record left out'),
     });
     const snapshots = await listSnapshots(store, cluster);
     let start: StartPoint = decideStart({
-      manifests: catalog.manifests,
-      gaps: catalog.gaps,
+      ...end,
       snapshots,
       now: new Date().toISOString(),
     });
@@ -470,6 +478,7 @@ class Follower {
     this.pending = content;
     this.writing = this.store(content).then(
       () => {
+        content.release();
         this.pending = undefined;
         this.writing = undefined;
         if (this.abort.signal.aborted) return;

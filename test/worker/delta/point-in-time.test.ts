@@ -5,6 +5,7 @@
  * revisions and instants are booted for real and compared key by key with `get --rev` on the
  * source (value, create and mod revision, version), and their revision with the target.
  */
+import type { DeltaCoverage } from '../../../cli/commands/delta-coverage.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -512,6 +513,24 @@ describe('point-in-time restore', () => {
         `${snapA.id}\\s+${snapA.etcd.revision + 1}\\s+${finalRevision}\\s+\\S+Z\\s+${segments.length}\\s+${snapA.etcd.revision}\\.\\.${finalRevision}`,
       ),
     );
+
+    // Scripts keep their array; the coverage comes as an object only when asked for.
+    assert.ok(Array.isArray(JSON.parse((await runCliOk(['list', '--json', ...flags])).stdout)));
+    const covered = JSON.parse((await runCliOk(['list', '--json', '--include-deltas', ...flags])).stdout) as {
+      snapshots: { id: string }[];
+      deltas: DeltaCoverage;
+    };
+    assert.ok(covered.snapshots.some((m) => m.id === snapA.id));
+    const chain = covered.deltas.chains.find((c) => c.follows === snapA.id);
+    assert.deepEqual(chain && { ...chain, newestEventAt: typeof chain.newestEventAt }, {
+      follows: snapA.id,
+      startRevision: snapA.etcd.revision + 1,
+      endRevision: finalRevision,
+      newestEventAt: 'string',
+      segments: segments.length,
+      restorable: { fromRevision: snapA.etcd.revision, toRevision: finalRevision },
+    });
+    assert.deepEqual(covered.deltas.problems, []);
 
     const both = await runCli(['restore', 'latest', '--to-revision', '5', '--data-dir', dataDir, ...flags]);
     assert.equal(both.code, 2);

@@ -7,7 +7,7 @@ import { configSchema } from '../../../core/config/index.js';
 import { retentionSchema } from '../../../core/config/schema.js';
 import { createLogger } from '../../../core/logger.js';
 import { listSnapshots } from '../../../worker/catalog.js';
-import { readDeltaCatalog } from '../../../worker/delta/catalog.js';
+import { readDeltaCatalog, readDeltaLogEnd } from '../../../worker/delta/catalog.js';
 import { gapKey, segmentManifestKey, segmentObjectKey, type DeltaEvent } from '../../../worker/delta/segment.js';
 import { segmentContent, writeGap, writeSegment } from '../../../worker/delta/segment-write.js';
 import { decideStart } from '../../../worker/delta/start-point.js';
@@ -183,7 +183,7 @@ test('prune deletes delta segments no kept snapshot needs, old gap records and o
     );
     // What is left is whole from the oldest kept snapshot: a writer resumes it without a gap.
     const start = decideStart({
-      manifests: after.manifests,
+      ...(await readDeltaLogEnd(store, CLUSTER)),
       gaps: [],
       snapshots: await listSnapshots(store, CLUSTER),
       now: new Date().toISOString(),

@@ -60,13 +60,14 @@ describe('readSegment', () => {
     });
     const lines = [Buffer.from(encodeEvent(event(30))), Buffer.from('{"r":31,"t":"put"}\n')];
     const bad: SegmentContent = {
-      lines,
+      chunks: lines,
       firstRevision: 30,
       lastRevision: 31,
       eventCount: 2,
       firstEventAt: 1,
       lastEventAt: 2,
       bytes: lines[0]!.length + lines[1]!.length,
+      release: () => undefined,
     };
     await assert.rejects(readAll(await publish(bad)), /delta segment r0*30-r0*31 .* line 2: not a delta event/);
   });
@@ -80,7 +81,8 @@ describe('readSegment', () => {
     );
     await assert.rejects(readAll({ ...m, lastRevision: 40 }), /line 2: revision 41 is outside the segment's 40\.\.40/);
     const swapped = segmentContent([event(50), event(51)]);
-    const out: SegmentContent = { ...swapped, lines: [...swapped.lines].reverse(), firstRevision: 50 };
+    const reversed = [event(51), event(50)].map((e) => Buffer.from(encodeEvent(e)));
+    const out: SegmentContent = { ...swapped, chunks: reversed, firstRevision: 50 };
     await assert.rejects(readAll(await publish(out)), /line 1: the first event is at revision 51/);
   });
 

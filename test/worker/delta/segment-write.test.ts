@@ -214,13 +214,14 @@ describe('writeSegment and the delta catalog', () => {
         writeSegment(store, {
           config,
           content: {
-            lines: [],
+            chunks: [],
             firstRevision: 1,
             lastRevision: 1,
             eventCount: 0,
             firstEventAt: 0,
             lastEventAt: 0,
             bytes: 0,
+            release: () => undefined,
           },
           chain: { follows: 's', startRevision: 1 },
           etcd: ETCD,

@@ -10,6 +10,7 @@ import {
   type DeltaEvent,
   type DeltaManifest,
 } from '../../../worker/delta/segment.js';
+import { SegmentBuilder } from '../../../worker/delta/segment-write.js';
 import { fakeDeltaManifest } from '../../support/manifests.js';
 
 function manifest(first: number, last: number, follows = 'snap-a', startRevision = 101): DeltaManifest {
@@ -34,6 +35,48 @@ describe('delta segment format', () => {
     const del: DeltaEvent = { ...put, type: 'delete', value: Buffer.alloc(0), createRevision: 0, version: 0 };
     assert.doesNotMatch(encodeEvent(del), /"v"/);
     assert.deepEqual(decodeEvent(encodeEvent(del), 'seg:2'), del);
+  });
+
+  it('the builder copies lines into reused chunks: bodies are exact, lines may span chunks, released chunks serve the next segment', () => {
+    const builder = new SegmentBuilder({ chunkBytes: 100 });
+    const event = (revision: number, size: number): DeltaEvent => ({
+      revision,
+      type: 'put',
+      key: Buffer.from(`/registry/k${revision}`),
+      value: Buffer.alloc(size, revision),
+      createRevision: revision,
+      version: 1,
+      lease: '0',
+      receivedAt: 1764633600000 + revision,
+    });
+    const first = [event(1, 10), event(2, 150), event(3, 0), event(3, 40)];
+    for (const e of first) builder.add(e);
+    const a = builder.take();
+    assert.ok(a);
+    const body = Buffer.concat(a.chunks).toString('latin1');
+    assert.equal(body, first.map(encodeEvent).join(''));
+    assert.equal(a.bytes, body.length);
+    assert.deepEqual([a.firstRevision, a.lastRevision, a.eventCount], [1, 3, 4]);
+    assert.deepEqual(
+      body
+        .trimEnd()
+        .split('\n')
+        .map((l, i) => decodeEvent(l, `line ${i}`)),
+      first,
+    );
+    assert.ok(a.chunks.length >= 3, 'a line longer than a chunk spans chunks');
+    const memory = new Set(a.chunks.map((c) => c.buffer));
+    a.release();
+    const second = [event(4, 60), event(5, 60)];
+    for (const e of second) builder.add(e);
+    const b = builder.take();
+    assert.ok(b);
+    assert.equal(Buffer.concat(b.chunks).toString('latin1'), second.map(encodeEvent).join(''));
+    assert.ok(
+      b.chunks.every((c) => memory.has(c.buffer)),
+      'the next segment reuses the released chunks',
+    );
+    assert.equal(builder.take(), undefined, 'empty after take');
   });
 
   it('names the segment in a decode error', () => {

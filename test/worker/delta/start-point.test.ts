@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideStart } from '../../../worker/delta/start-point.js';
+import { decideStart, type StartInputs } from '../../../worker/delta/start-point.js';
 import type { DeltaGap, DeltaManifest } from '../../../worker/delta/segment.js';
 import type { Manifest } from '../../../worker/manifest.js';
 import { fakeDeltaManifest } from '../../support/manifests.js';
@@ -27,10 +27,16 @@ function gap(fromRevision: number, toRevision?: number, detectedAt = '2026-12-02
   };
 }
 
+/** What readDeltaLogEnd tells the writer of these segments: their names and the newest manifest. */
+function logOf(manifests: DeltaManifest[]): Pick<StartInputs, 'segments' | 'newest'> {
+  const newest = [...manifests].sort((a, b) => b.lastRevision - a.lastRevision)[0];
+  return { segments: manifests.map((m) => ({ firstRevision: m.firstRevision, lastRevision: m.lastRevision })), newest };
+}
+
 describe('where a new delta-log writer starts', () => {
   it('continues a whole chain right after its last segment, whatever newer snapshots exist', () => {
     const start = decideStart({
-      manifests: [segment(101, 150), segment(151, 200)],
+      ...logOf([segment(101, 150), segment(151, 200)]),
       gaps: [],
       snapshots: [snapshot('snap-100', 100), snapshot('snap-180', 180)],
       now: NOW,
@@ -43,7 +49,7 @@ describe('where a new delta-log writer starts', () => {
 
   it('without a log starts after the newest snapshot (revision + 1)', () => {
     const start = decideStart({
-      manifests: [],
+      ...logOf([]),
       gaps: [],
       snapshots: [snapshot('a', 50), snapshot('b', 90), snapshot('c', 70)],
       now: NOW,
@@ -56,7 +62,7 @@ describe('where a new delta-log writer starts', () => {
   });
 
   it('without a log or a snapshot asks for a snapshot, recording no gap', () => {
-    const start = decideStart({ manifests: [], gaps: [], snapshots: [], now: NOW });
+    const start = decideStart({ segments: [], newest: undefined, gaps: [], snapshots: [], now: NOW });
     assert.deepEqual(start.kind === 'snapshot' && { notBefore: start.notBefore, gap: start.gap }, {
       notBefore: NOW,
       gap: undefined,
@@ -65,7 +71,7 @@ describe('where a new delta-log writer starts', () => {
 
   it('a missing segment in the newest chain is a gap to record, never skipped', () => {
     const start = decideStart({
-      manifests: [segment(101, 150), segment(171, 200)],
+      ...logOf([segment(101, 150), segment(171, 200)]),
       gaps: [],
       snapshots: [snapshot('snap-100', 100)],
       now: NOW,
@@ -82,7 +88,7 @@ describe('where a new delta-log writer starts', () => {
   it('a gap an earlier writer recorded starts the new chain after its snapshot, or waits for one', () => {
     const manifests = [segment(101, 150)];
     const closed = decideStart({
-      manifests,
+      ...logOf(manifests),
       gaps: [gap(151, 400)],
       snapshots: [
         snapshot('snap-100', 100),
@@ -94,7 +100,12 @@ describe('where a new delta-log writer starts', () => {
     assert.equal(closed.kind === 'watch' && closed.chain.follows, 'snap-400', 'taken after the gap was found');
     assert.equal(closed.kind === 'watch' && closed.next, 401);
 
-    const open = decideStart({ manifests, gaps: [gap(151)], snapshots: [snapshot('snap-100', 100)], now: NOW });
+    const open = decideStart({
+      ...logOf(manifests),
+      gaps: [gap(151)],
+      snapshots: [snapshot('snap-100', 100)],
+      now: NOW,
+    });
     assert.equal(open.kind, 'snapshot');
     if (open.kind === 'snapshot') {
       assert.equal(open.notBefore, '2026-12-02T01:30:00.000Z', 'a snapshot taken after the gap was found');
@@ -104,7 +115,7 @@ describe('where a new delta-log writer starts', () => {
 
   it('an old gap behind the newest chain changes nothing', () => {
     const start = decideStart({
-      manifests: [segment(101, 150), segment(501, 600, 'snap-500', 501)],
+      ...logOf([segment(101, 150), segment(501, 600, 'snap-500', 501)]),
       gaps: [gap(151, 500)],
       snapshots: [snapshot('snap-500', 500)],
       now: NOW,
@@ -117,10 +128,10 @@ describe('where a new delta-log writer starts', () => {
 describe('after retention removed the oldest segments', () => {
   it('a chain reaching back to a kept snapshot continues; one that does not is a gap', () => {
     const pruned = [segment(201, 250), segment(251, 320)];
-    const kept = decideStart({ manifests: pruned, gaps: [], snapshots: [snapshot('snap-200', 200)], now: NOW });
+    const kept = decideStart({ ...logOf(pruned), gaps: [], snapshots: [snapshot('snap-200', 200)], now: NOW });
     assert.equal(kept.kind === 'watch' && kept.next, 321);
     assert.deepEqual(kept.kind === 'watch' && kept.chain, { follows: 'snap-100', startRevision: 101 });
-    const lost = decideStart({ manifests: pruned, gaps: [], snapshots: [snapshot('snap-150', 150)], now: NOW });
+    const lost = decideStart({ ...logOf(pruned), gaps: [], snapshots: [snapshot('snap-150', 150)], now: NOW });
     assert.equal(lost.kind === 'snapshot' && lost.gap?.reason, 'segment-missing');
   });
 });

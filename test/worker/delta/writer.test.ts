@@ -11,11 +11,12 @@ import { createMetrics, type Metrics } from '../../../core/metrics.js';
 import { takeBackup } from '../../../worker/backup.js';
 import { listSnapshots } from '../../../worker/catalog.js';
 import { readDeltaCatalog } from '../../../worker/delta/catalog.js';
-import { buildChains, type DeltaChain } from '../../../worker/delta/segment.js';
+import { buildChains, segmentManifestKey, type DeltaChain } from '../../../worker/delta/segment.js';
 import { startDeltaWriter, type DeltaWriter } from '../../../worker/delta/writer.js';
 import { startWorkerPool } from '../../../worker/pool.js';
 import { openStore } from '../../../worker/stores/open.js';
 import type { Store } from '../../../worker/stores/store.js';
+import { CountingStore } from '../../support/counting-store.js';
 import { comparable, currentRevision, readSegmentEvents, sourceEvents, writeLoad } from '../../support/delta.js';
 import { startEtcd, type EtcdServer } from '../../support/etcd.js';
 import { waitFor } from '../../support/ports.js';
@@ -135,12 +136,22 @@ describe('delta-log writer (real etcd, Redis, stores)', () => {
       await writer.close();
       writer = undefined;
 
-      // While no writer runs, etcd goes on; the next writer resumes after the last segment.
+      // While no writer runs, etcd goes on; the next writer resumes after the last segment,
+      // reading only the newest segment manifest: the others are known by their names.
+      const logged = (await readDeltaCatalog(store, cluster)).manifests;
+      const newestLogged = logged[logged.length - 1];
+      assert.ok(newestLogged && logged.length >= 5, `several segments to resume after (${logged.length})`);
       await writeLoad(etcd.client, { ops: 500, prefix: '/registry/exact2' });
-      writer = startDeltaWriter({ config, store, log, metrics });
+      const counting = new CountingStore(store);
+      writer = startDeltaWriter({ config, store: counting, log, metrics });
       const chains = await caughtUp(store, cluster);
       await writer.close();
       writer = undefined;
+      assert.deepEqual(
+        counting.gets.filter((k) => k.startsWith(`${cluster}/deltas/`)),
+        [segmentManifestKey(cluster, newestLogged.firstRevision, newestLogged.lastRevision)],
+        `one manifest read to resume, not all ${logged.length}`,
+      );
 
       const { problems } = await chainsOf(store, cluster);
       assert.deepEqual(problems, [], 'no gap, no overlap');
