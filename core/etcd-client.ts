@@ -24,7 +24,7 @@ export function etcdClientOptions(etcd: EtcdConfig, endpoints: readonly string[]
   // round trip per window; etcdctl (Go) grows its window. The window is also what sits in memory
   // while storage backpressures the stream (an S3 part in flight): those chunks outlive a
   // scavenge, and once promoted they wait for a full GC, which V8 runs only ~64 MiB of external
-  // memory later. 4 MiB kept an S3 upload at ~130 MiB RSS where 16 MiB reached ~200 MiB (with
+  // memory later. 4 MiB kept an S3 upload at ~123 MiB RSS where 16 MiB reached ~189 MiB (with
   // core/young-generation.ts; README > Performance), and still covers a 1 GB/s link at 4 ms RTT.
   options.grpcOptions = { 'grpc-node.flow_control_window': 4 * 1024 * 1024 };
   if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
