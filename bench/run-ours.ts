@@ -4,11 +4,8 @@
  * JSON line: the time of takeBackup itself, the peak and starting RSS, and the sizes. The objects
  * it wrote are deleted afterwards so the next run starts from an empty store.
  */
-import { loadConfig } from '../core/config/index.js';
-import { createLogger } from '../core/logger.js';
-import { takeBackup } from '../worker/backup.js';
-import { openStore } from '../worker/stores/open.js';
-import { manifestKey } from '../worker/manifest.js';
+// As in production: cli/main.ts imports it first and loads the worker's modules only after it.
+import '../core/young-generation.js';
 
 export interface RunResult {
   /** Wall time of takeBackup, from just before the call to just after it resolved. */
@@ -44,6 +41,13 @@ function memorySampler(): { stop: () => RunResult['peaks'] } {
 
 async function main(): Promise<void> {
   const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string | boolean>;
+  const [{ loadConfig }, { createLogger }, { takeBackup }, { openStore }, { manifestKey }] = await Promise.all([
+    import('../core/config/index.js'),
+    import('../core/logger.js'),
+    import('../worker/backup.js'),
+    import('../worker/stores/open.js'),
+    import('../worker/manifest.js'),
+  ]);
   const startRss = process.memoryUsage.rss();
   const config = loadConfig({ env: {}, flags });
   const store = await openStore(config);

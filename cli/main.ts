@@ -4,6 +4,8 @@
  * itself; adding one is a new file and one line in COMMANDS. Exit codes: 0 ok, 1 failure,
  * 2 wrong usage or configuration, 130 interrupted twice.
  */
+// First: it must apply before other modules allocate (see the module).
+import '../core/young-generation.js';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, messageOf } from '../core/errors.js';
 import { VERSION } from '../core/version.js';

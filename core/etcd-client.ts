@@ -21,9 +21,12 @@ export function etcdClientOptions(etcd: EtcdConfig, endpoints: readonly string[]
     };
   }
   // grpc-js's default 64 KiB HTTP/2 window leaves the snapshot stream idle half the time on a
-  // round trip per window; etcdctl (Go) grows its window. 16 MiB bounds what may sit in memory
-  // beyond the pipeline's backpressure and brought our snapshot to within ~1.1x of etcdctl.
-  options.grpcOptions = { 'grpc-node.flow_control_window': 16 * 1024 * 1024 };
+  // round trip per window; etcdctl (Go) grows its window. The window is also what sits in memory
+  // while storage backpressures the stream (an S3 part in flight): those chunks outlive a
+  // scavenge, and once promoted they wait for a full GC, which V8 runs only ~64 MiB of external
+  // memory later. 4 MiB kept an S3 upload at ~123 MiB RSS where 16 MiB reached ~189 MiB (with
+  // core/young-generation.ts; README > Performance), and still covers a 1 GB/s link at 4 ms RTT.
+  options.grpcOptions = { 'grpc-node.flow_control_window': 4 * 1024 * 1024 };
   if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
   // Streams have no deadline (a large snapshot takes minutes, a watch lives for days); unary
   // calls get the dial timeout.

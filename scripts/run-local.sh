@@ -56,8 +56,6 @@ export ETCD_AUTOBACKUP_WATCH=true
 # The delta log (docs/delta-log.md): every change stored within 10s, for point-in-time restore.
 export ETCD_AUTOBACKUP_DELTA=true
 export ETCD_AUTOBACKUP_LOG_FORMAT=pretty
-# As in the image: a small young generation keeps the snapshot stream's memory low (see Dockerfile).
-export NODE_OPTIONS="${NODE_OPTIONS:-} --max-semi-space-size=2"
 
 cli="node $PWD/dist/cli/main.js"
 cat <<EOT
