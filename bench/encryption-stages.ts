@@ -14,10 +14,9 @@ import { Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { AgeEncryptStream, newHeader } from '../worker/crypto/age.js';
+import { AgeEncryptStream, newHeader, Sha256Meter } from '../worker/crypto/age.js';
 import { EncryptStream } from '../worker/crypto/encrypt.js';
 import { MasterKey } from '../worker/crypto/keys.js';
-import { OffloadedSha256 } from '../worker/sha256-offload.js';
 
 const MiB = 1024 * 1024;
 
@@ -28,8 +27,7 @@ interface StageSample {
 }
 
 // `age` is the stage as backup.ts runs it: the STREAM cipher and the SHA-256 of the stored bytes
-// (recorded so that verify can check an object without the identity; in a worker thread, whose CPU
-// process.cpuUsage counts too); `age-cipher` is the first alone.
+// (recorded so that verify can check an object without the identity); `age-cipher` is the first alone.
 const STAGES = ['read', 'aes-gcm', 'age-cipher', 'age'] as const;
 type Stage = (typeof STAGES)[number];
 
@@ -44,7 +42,7 @@ async function makeStage(stage: Stage, recipient: string): Promise<Transform[]> 
   if (stage === 'age' || stage === 'age-cipher') {
     const { header, fileKey } = await newHeader([recipient]);
     const cipher = new AgeEncryptStream(header, fileKey);
-    return stage === 'age' ? [cipher, new OffloadedSha256()] : [cipher];
+    return stage === 'age' ? [cipher, new Sha256Meter()] : [cipher];
   }
   return [];
 }
