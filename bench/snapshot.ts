@@ -6,7 +6,10 @@
  *
  * Before every run the page cache is flushed (`sync`, outside the timing): both sides fsync their
  * output, and dirty pages left by the previous run or the fill would otherwise be paid by whoever
- * runs next. One untimed warm-up round settles etcd and the page cache first.
+ * runs next. One untimed warm-up round settles etcd and the page cache first. Every other round
+ * runs the variants in reverse order. What encryption adds is taken pair by pair: each encrypted
+ * run less its plain twin of the same round, over that round's floor, in wall time, CPU time (our
+ * process, all threads) and peak RSS, printed as the median and range of the pairs.
  *
  * Env: BENCH_SIZE_MIB (default 256), BENCH_ROUNDS (default 3), BENCH_WARMUP (warm-up rounds,
  * default 1, 0 for none), BENCH_VARIANTS (comma list, default all), BENCH_NODE_ARGS (extra node
