@@ -233,7 +233,10 @@ export class AgeEncryptStream extends Transform {
 
   private seal(plain: Buffer, last: boolean): void {
     const c = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter++, last), { authTagLength: TAG });
-    this.push(Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]));
+    // Pushed apart rather than concatenated: one 64 KiB copy and allocation less per chunk.
+    this.push(c.update(plain));
+    c.final();
+    this.push(c.getAuthTag());
   }
 }
 
