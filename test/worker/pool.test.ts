@@ -15,50 +15,6 @@ async function filesUnder(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
-test('two worker processes never snapshot the same cluster at once', async () => {
-  await withStack(async (stack, cleanup) => {
-    const config = stack.config();
-    const tracker = { running: 0, maxRunning: 0 };
-    const storeA = new GatedStore(stack.store, tracker);
-    const storeB = new GatedStore(stack.store, tracker);
-    const held = storeA.hold();
-    const held2 = storeB.hold();
-    const a = await startWorkerPool({ config, store: storeA, log: stack.log, lockRetryMs: 200 });
-    cleanup(() => a.close());
-    const b = await startWorkerPool({ config, store: storeB, log: stack.log, lockRetryMs: 200 });
-    cleanup(() => b.close());
-    const recorder = createQueueRecorder({ config });
-    cleanup(() => recorder.close());
-
-    for (let i = 0; i < 3; i++) await recorder.enqueueNow({ resource: `cli-${i}` });
-    const first = await Promise.race([held.started.then(() => held), held2.started.then(() => held2)]);
-    // The other pool takes the next job, finds the cluster locked and parks it without spending an attempt.
-    await waitFor('a job parked behind the lock', async () => (await recorder.queue.getJobs(['delayed'])).length > 0);
-    assert.equal(tracker.running, 1);
-    first.release();
-    held.release();
-    held2.release();
-
-    const manifests = await waitManifests(stack, 3);
-    await waitIdle(recorder.queue);
-    assert.equal(manifests.length, 3);
-    assert.equal(tracker.maxRunning, 1, 'one upload at a time');
-    for (let i = 1; i < manifests.length; i++) {
-      const prev = manifests[i - 1]!;
-      assert.ok(
-        Date.parse(manifests[i]!.createdAt) >= Date.parse(prev.createdAt) + prev.durationMs,
-        'snapshots do not overlap',
-      );
-    }
-    const completed = await recorder.queue.getJobs(['completed']);
-    assert.equal(completed.length, 3);
-    assert.ok(
-      completed.every((j) => j.attemptsMade <= 1),
-      'waiting for the lock spends no attempt',
-    );
-  });
-});
-
 test('a failed attempt is retried with backoff; a job out of attempts is kept failed with its error, nothing published', async () => {
   await withStack(async (stack, cleanup) => {
     const metrics = createMetrics({ defaultMetrics: false });
