@@ -5,7 +5,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMetrics } from '../../core/metrics.js';
-import { createQueueRecorder, scheduleId, syncSchedule } from '../../core/queue/index.js';
+import { pino } from 'pino';
+import { clusterLockKey, connectRedis, createQueueRecorder, scheduleId, syncSchedule } from '../../core/queue/index.js';
 import { startWorkerPool } from '../../worker/pool.js';
 import { waitFor } from '../support/ports.js';
 import { GatedStore, waitIdle, waitManifests, withStack } from '../support/queue-stack.js';
@@ -156,6 +157,61 @@ test('a worker process SIGKILLed mid-upload: the stalled job runs again and one 
     assert.deepEqual(
       listed.map((o) => o.key).sort(),
       [m!.key, m!.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
+    );
+  });
+});
+
+test('losing the cluster lock mid-snapshot: the snapshot stops unpublished, the new holder keeps the lock, the job runs again once it is free', async () => {
+  await withStack(async (stack, cleanup) => {
+    const lines: { msg?: string; err?: string }[] = [];
+    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg?: string }) });
+    const config = stack.config({ attempts: 0, backoff: 100 });
+    const store = new GatedStore(stack.store);
+    const held = store.hold();
+    const pool = await startWorkerPool({ config, store, log, lockDurationMs: 1_500, lockRetryMs: 200 });
+    cleanup(() => pool.close());
+    const recorder = createQueueRecorder({ config });
+    cleanup(() => recorder.close());
+    const redis = connectRedis(config.redis, 'producer');
+    cleanup(() => Promise.resolve(redis.disconnect()));
+
+    const id = await recorder.enqueueNow();
+    await held.started;
+    // As if a Redis stall had let the lock expire and another worker had taken it.
+    const key = clusterLockKey(config.redis.prefix, config.cluster);
+    await redis.set(key, 'other-worker/1', 'PX', 60_000);
+    const failed = await waitFor('the attempt to stop', () =>
+      Promise.resolve(lines.find((l) => l.msg === 'snapshot job attempt failed; retrying')),
+    );
+    assert.match(
+      failed.err ?? '',
+      /lost the cluster lock \(it expired or another worker holds it now\).*nothing was published/,
+    );
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.msg === 'lost the cluster lock (it expired or another worker holds it now); stopping the work under it',
+      ),
+      JSON.stringify(lines),
+    );
+    assert.equal(await redis.get(key), 'other-worker/1', "the new holder's lock is left alone");
+    assert.deepEqual(await stack.store.list(''), [], 'nothing published, nothing partial left');
+    held.release();
+
+    // The retry waits for the other holder, then takes the snapshot.
+    await waitFor(
+      'the retry to wait for the lock',
+      async () => (await (await recorder.queue.getJob(id))?.getState()) === 'delayed',
+    );
+    assert.equal((await stack.manifests()).length, 0);
+    await redis.del(key);
+    const [m] = await waitManifests(stack, 1);
+    await waitIdle(recorder.queue);
+    assert.equal(await (await recorder.queue.getJob(id))?.getState(), 'completed');
+    assert.deepEqual(
+      (await stack.store.list('')).map((o) => o.key).sort(),
+      [m!.key, m!.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
+      'one snapshot: the stopped attempt published nothing',
     );
   });
 });
