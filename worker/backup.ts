@@ -178,7 +178,7 @@ function failure(
       'stream',
       timedOut
         ? `timed out after ${timeoutMs} ms (snapshot.timeout); nothing was published`
-        : 'aborted; nothing was published',
+        : `aborted (${messageOf(reason)}); nothing was published`,
       {
         cause: reason,
       },

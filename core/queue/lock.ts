@@ -47,7 +47,7 @@ export async function tryLock(redis: Redis, key: string, ttlMs: number, owner: s
 export function keepLock(
   lock: HeldLock,
   ttlMs: number,
-  onLost: () => void,
+  onLost: (why: 'gone' | 'unreachable') => void,
   onRenewError: (err: unknown) => void,
 ): NodeJS.Timeout {
   let renewed = Date.now();
@@ -56,11 +56,11 @@ export function keepLock(
       lock.renew().then(
         (held) => {
           if (held) renewed = Date.now();
-          else onLost();
+          else onLost('gone');
         },
         (err: unknown) => {
           onRenewError(err);
-          if (Date.now() - renewed > ttlMs * 0.8) onLost();
+          if (Date.now() - renewed > ttlMs * 0.8) onLost('unreachable');
         },
       );
     },
@@ -81,7 +81,15 @@ export function keepClusterLock(
   return keepLock(
     lock,
     lockMs,
-    () => controller.abort(new Error('lost the cluster lock (Redis unreachable for too long); nothing was published')),
+    (why) => {
+      if (controller.signal.aborted) return;
+      const reason =
+        why === 'gone'
+          ? 'lost the cluster lock (it expired or another worker holds it now)'
+          : 'lost the cluster lock (Redis unreachable for too long)';
+      log.warn(`${reason}; stopping the work under it`);
+      controller.abort(new Error(reason));
+    },
     (err) => log.warn({ err: messageOf(err) }, 'renewing the cluster lock failed'),
   );
 }

@@ -15,7 +15,7 @@ import { parseLegacyKey } from '../../worker/legacy.js';
 import { FileStore } from '../../worker/stores/file.js';
 import { openS3Store } from '../../worker/stores/s3.js';
 import type { Store } from '../../worker/stores/store.js';
-import { runCli, runCliOk } from '../support/cli.js';
+import { keepLastOnly, runCli, runCliOk } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { freePort } from '../support/ports.js';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../support/s3rver.js';
@@ -194,23 +194,7 @@ for (const c of CASES) {
       // still every one of the original's objects stays.
       const keys = async () => (await store.list('')).map((o) => o.key).sort();
       const originals = (await keys()).filter((k) => !k.startsWith('prod/'));
-      const pruned = await runCliOk([
-        'prune',
-        ...common,
-        '--keep-last',
-        '1',
-        '--keep-hourly',
-        '0',
-        '--keep-daily',
-        '0',
-        '--keep-weekly',
-        '0',
-        '--keep-monthly',
-        '0',
-        '--orphan-age',
-        '0s',
-        '--json',
-      ]);
+      const pruned = await runCliOk(['prune', ...common, ...keepLastOnly(1), '--orphan-age', '0s', '--json']);
       const report = JSON.parse(pruned.stdout) as { deleted: unknown[] };
       assert.equal(report.deleted.length, 1, 'prune deleted one of our snapshots');
       const left = await keys();

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { manifestKey, type Manifest } from '../../worker/manifest.js';
 import type { PruneReport } from '../../worker/prune.js';
 import { FileStore } from '../../worker/stores/file.js';
-import { runCli, runCliOk } from '../support/cli.js';
+import { keepLastOnly, runCli, runCliOk } from '../support/cli.js';
 import { fakeManifest, publishFake } from '../support/manifests.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -35,18 +35,7 @@ test('etcd-autobackup prune: --dry-run prints the plan and deletes nothing; prun
       ETCD_AUTOBACKUP_CLUSTER: 'prod',
       ETCD_AUTOBACKUP_LOG_LEVEL: 'error',
     };
-    const counts = [
-      '--keep-last',
-      '2',
-      '--keep-hourly',
-      '0',
-      '--keep-daily',
-      '0',
-      '--keep-weekly',
-      '0',
-      '--keep-monthly',
-      '0',
-    ];
+    const counts = keepLastOnly(2);
 
     const dry = await runCliOk(['prune', '--dry-run', ...counts], { env });
     const lines = dry.stdout.trimEnd().split('\n');

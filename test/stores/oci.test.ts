@@ -4,15 +4,11 @@ import { createHash, sign } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { gunzipSync } from 'node:zlib';
 import * as common from 'oci-common';
 import { ObjectStorageClient } from 'oci-objectstorage';
 import { loadConfig } from '../../core/config/index.js';
 import { ociSchema } from '../../core/config/schema.js';
 import { ConfigError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
-import { takeBackup } from '../../worker/backup.js';
-import { manifestKey, parseManifest } from '../../worker/manifest.js';
 import { openOciStore, parseOciUrl } from '../../worker/stores/oci.js';
 import { openStore } from '../../worker/stores/open.js';
 import { NotFoundError } from '../../worker/stores/store.js';
@@ -20,7 +16,15 @@ import { fillEtcd, startEtcd } from '../support/etcd.js';
 import { makeApiKey, ociConfigFor, type TestApiKey } from '../support/oci-keys.js';
 import { startOciServer, type OciServer } from '../support/oci-server.js';
 import { waitFor } from '../support/ports.js';
-import { failingStream, MIB, quiet, randomStream, readAll, sha256 } from '../support/store-helpers.js';
+import {
+  backupAndReadBack,
+  failingStream,
+  MIB,
+  quiet,
+  randomStream,
+  readAll,
+  sha256,
+} from '../support/store-helpers.js';
 import { tempDir } from '../support/tmp.js';
 
 const NS = 'axtestns';
@@ -502,19 +506,7 @@ test('oci: takeBackup from a real etcd through openStore writes the object and i
     });
     const store = await openStore(config);
     try {
-      const manifest = await takeBackup({
-        config,
-        store,
-        log: createLogger({ level: 'warn' }),
-        cause: { source: 'manual' },
-      });
-      const mKey = manifestKey(config.cluster, manifest.id);
-      assert.deepEqual((await store.list('')).map((o) => o.key).sort(), [manifest.key, mKey].sort());
-      assert.deepEqual(parseManifest((await readAll((await store.get(mKey)).body)).toString('utf8'), mKey), manifest);
-      const stored = await readAll((await store.get(manifest.key)).body);
-      assert.equal(stored.length, manifest.storedSize);
-      const snapshot = gunzipSync(stored);
-      assert.equal(sha256(snapshot.subarray(0, manifest.dbSize)), manifest.sha256);
+      await backupAndReadBack(config, store);
     } finally {
       await store.close();
     }

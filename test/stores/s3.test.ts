@@ -1,19 +1,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { gunzipSync } from 'node:zlib';
 import { loadConfig } from '../../core/config/index.js';
 import { ConfigError, SnapshotError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { takeBackup } from '../../worker/backup.js';
-import { manifestKey, parseManifest } from '../../worker/manifest.js';
 import { openStore } from '../../worker/stores/open.js';
 import { openS3Store } from '../../worker/stores/s3.js';
 import { NotFoundError } from '../../worker/stores/store.js';
 import { fillEtcd, startEtcd } from '../support/etcd.js';
 import { s3Call, startRecordingProxy, type RecordingProxy } from '../support/recording-proxy.js';
 import { startS3rver, S3RVER_CREDENTIALS, type S3rverServer } from '../support/s3rver.js';
-import { MIB, randomStream, readAll, s3rverConfig, sha256 } from '../support/store-helpers.js';
+import { backupAndReadBack, MIB, randomStream, readAll, s3rverConfig, sha256 } from '../support/store-helpers.js';
 
 let server: S3rverServer;
 let proxy: RecordingProxy;
@@ -180,21 +178,7 @@ test('s3: takeBackup from a real etcd writes the object and its manifest; the ob
     });
     const store = await openStore(config);
     try {
-      const manifest = await takeBackup({
-        config,
-        store,
-        log: createLogger({ level: 'warn' }),
-        cause: { source: 'manual' },
-      });
-      const mKey = manifestKey(config.cluster, manifest.id);
-      assert.deepEqual((await store.list('')).map((o) => o.key).sort(), [manifest.key, mKey].sort());
-      assert.deepEqual(parseManifest((await readAll((await store.get(mKey)).body)).toString('utf8'), mKey), manifest);
-
-      const stored = await readAll((await store.get(manifest.key)).body);
-      assert.equal(stored.length, manifest.storedSize);
-      const snapshot = gunzipSync(stored);
-      assert.equal(snapshot.length, manifest.snapshotSize);
-      assert.equal(sha256(snapshot.subarray(0, manifest.dbSize)), manifest.sha256);
+      const { manifest, snapshot } = await backupAndReadBack(config, store);
       assert.equal(
         snapshot.subarray(manifest.dbSize).toString('hex'),
         manifest.sha256,

@@ -54,3 +54,19 @@ export async function runCliOk(args: readonly string[], options: CliOptions = {}
     throw new Error(`etcd-autobackup ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;
 }
+
+/** The retention flags of a policy that keeps only the newest `n` snapshots (every other rule 0). */
+export function keepLastOnly(n: number): string[] {
+  return [
+    '--keep-last',
+    String(n),
+    '--keep-hourly',
+    '0',
+    '--keep-daily',
+    '0',
+    '--keep-weekly',
+    '0',
+    '--keep-monthly',
+    '0',
+  ];
+}

@@ -113,18 +113,14 @@ export async function waitManifests(stack: Stack, n: number, timeoutMs = 30_000)
 
 /**
  * A store whose snapshot uploads (not manifests) can be held: `hold()` makes the next upload
- * wait, resolves when it has started, and returns the function that lets it go on. Also counts
- * uploads running at once, across every wrapper sharing one `tracker`.
+ * wait, resolves when it has started, and returns the function that lets it go on.
  */
 export class GatedStore implements Store {
   readonly location: string;
   private held: { started: () => void; release: Promise<void> } | undefined;
   failNext = 0;
 
-  constructor(
-    private readonly inner: Store,
-    readonly tracker: { running: number; maxRunning: number } = { running: 0, maxRunning: 0 },
-  ) {
+  constructor(private readonly inner: Store) {
     this.location = inner.location;
   }
 
@@ -139,38 +135,32 @@ export class GatedStore implements Store {
 
   async put(key: string, body: Readable, options?: PutOptions): Promise<{ size: number }> {
     if (key.endsWith(MANIFEST_SUFFIX)) return this.inner.put(key, body, options);
-    this.tracker.running += 1;
-    this.tracker.maxRunning = Math.max(this.tracker.maxRunning, this.tracker.running);
-    try {
-      if (this.failNext > 0) {
-        this.failNext -= 1;
-        const err = new Error('injected store failure');
-        body.destroy(err);
-        throw err;
-      }
-      const held = this.held;
-      if (held) {
-        this.held = undefined;
-        held.started();
-        // Like every real store, give up when the upload is aborted.
-        const signal = options?.signal;
-        await new Promise<void>((resolve, reject) => {
-          const onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-          if (signal?.aborted) return onAbort();
-          signal?.addEventListener('abort', onAbort, { once: true });
-          void held.release.then(() => {
-            signal?.removeEventListener('abort', onAbort);
-            resolve();
-          });
-        }).catch((err: unknown) => {
-          body.destroy(err instanceof Error ? err : new Error(String(err)));
-          throw err;
-        });
-      }
-      return await this.inner.put(key, body, options);
-    } finally {
-      this.tracker.running -= 1;
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      const err = new Error('injected store failure');
+      body.destroy(err);
+      throw err;
     }
+    const held = this.held;
+    if (held) {
+      this.held = undefined;
+      held.started();
+      // Like every real store, give up when the upload is aborted.
+      const signal = options?.signal;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+        if (signal?.aborted) return onAbort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        void held.release.then(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      }).catch((err: unknown) => {
+        body.destroy(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      });
+    }
+    return this.inner.put(key, body, options);
   }
 
   list(prefix: string): Promise<ObjectInfo[]> {

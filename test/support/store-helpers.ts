@@ -1,8 +1,14 @@
 /**
  * Small helpers shared by the store tests.
  */
+import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import { createLogger } from '../../core/logger.js';
+import { takeBackup, type BackupOptions } from '../../worker/backup.js';
+import { manifestKey, parseManifest, type Manifest } from '../../worker/manifest.js';
+import type { Store } from '../../worker/stores/store.js';
 import { s3Schema, type S3Config } from '../../core/config/schema.js';
 import { S3RVER_CREDENTIALS } from './s3rver.js';
 
@@ -67,4 +73,30 @@ export function failingStream(
  */
 export function quiet<S extends Readable>(stream: S): S {
   return stream.on('error', () => undefined);
+}
+
+/**
+ * takeBackup (gzip) into `store`, then what every provider must show of it: exactly the object and
+ * its manifest listed, the manifest read back as written, the object `storedSize` bytes that
+ * gunzip to `snapshotSize` bytes with the manifest's sha256. Returns the manifest and the snapshot.
+ */
+export async function backupAndReadBack(
+  config: BackupOptions['config'],
+  store: Store,
+): Promise<{ manifest: Manifest; snapshot: Buffer }> {
+  const manifest = await takeBackup({
+    config,
+    store,
+    log: createLogger({ level: 'warn' }),
+    cause: { source: 'manual' },
+  });
+  const mKey = manifestKey(config.cluster, manifest.id);
+  assert.deepEqual((await store.list('')).map((o) => o.key).sort(), [manifest.key, mKey].sort());
+  assert.deepEqual(parseManifest((await readAll((await store.get(mKey)).body)).toString('utf8'), mKey), manifest);
+  const stored = await readAll((await store.get(manifest.key)).body);
+  assert.equal(stored.length, manifest.storedSize);
+  const snapshot = gunzipSync(stored);
+  assert.equal(snapshot.length, manifest.snapshotSize);
+  assert.equal(sha256(snapshot.subarray(0, manifest.dbSize)), manifest.sha256);
+  return { manifest, snapshot };
 }

@@ -3,7 +3,6 @@
  * kubeconfig: client certificate or bearer token), over real TLS on loopback; off by default.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -14,6 +13,7 @@ import { listen, type Listening } from '../../core/http/listen.js';
 import { createMetrics } from '../../core/metrics.js';
 import { createWebhookApp } from '../../webhook/app.js';
 import { fixture, RecordingRecorder } from './harness.js';
+import { postJsonTls, type TlsAnswer } from '../support/https-post.js';
 import { tempDir } from '../support/tmp.js';
 
 const TOKEN = 'a7b8c9d0e1f2a3b4c5f3b1c0a2d4e5f6';
@@ -26,30 +26,8 @@ let serving: Pem;
 let auditCa: Pem;
 let admissionCa: Pem;
 
-function post(url: string, path: string, body: unknown, opts: { cert?: Pem; token?: string } = {}) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(
-      `${url}${path}`,
-      {
-        method: 'POST',
-        ca: serverCa.cert,
-        agent: false,
-        ...(opts.cert ? { cert: opts.cert.cert, key: opts.cert.key } : {}),
-        headers: {
-          'content-type': 'application/json',
-          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-        },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
+function post(url: string, path: string, body: unknown, opts: { cert?: Pem; token?: string } = {}): Promise<TlsAnswer> {
+  return postJsonTls(url, path, body, { ca: serverCa.cert, ...opts });
 }
 
 async function serve(config: ConfigInput, clientCa?: string): Promise<Listening> {

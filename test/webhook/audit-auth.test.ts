@@ -3,7 +3,6 @@
  * from certs/pki.ts checked against auditAuth.clientCaFile, or a bearer token; everything else 401.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,17 +13,12 @@ import { listen, type Listening } from '../../core/http/listen.js';
 import { createMetrics } from '../../core/metrics.js';
 import { createWebhookApp } from '../../webhook/app.js';
 import { fixture, RecordingRecorder } from './harness.js';
+import { postJsonTls, type TlsAnswer } from '../support/https-post.js';
 import { tempDir } from '../support/tmp.js';
 
 const TOKEN = 'f3b1c0a2d4e5f6a7b8c9d0e1f2a3b4c5';
 const EVENTS = fixture('audit-eventlist-mixed.json');
 const ADMISSION = fixture('admission-review-update.json');
-
-interface Answer {
-  status: number;
-  body: string;
-  headers: Record<string, string | string[] | undefined>;
-}
 
 let dir: { path: string; remove: () => Promise<void> };
 let serverCa: Pem;
@@ -32,30 +26,8 @@ let serving: Pem;
 let clientCa: Pem;
 let goodClient: Pem;
 
-function post(url: string, path: string, body: unknown, opts: { cert?: Pem; token?: string } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${url}${path}`,
-      {
-        method: 'POST',
-        ca: serverCa.cert,
-        agent: false,
-        ...(opts.cert ? { cert: opts.cert.cert, key: opts.cert.key } : {}),
-        headers: {
-          'content-type': 'application/json',
-          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-        },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
+function post(url: string, path: string, body: unknown, opts: { cert?: Pem; token?: string } = {}): Promise<TlsAnswer> {
+  return postJsonTls(url, path, body, { ca: serverCa.cert, ...opts });
 }
 
 async function serve(auditAuth: {

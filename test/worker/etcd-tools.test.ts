@@ -2,18 +2,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { loadConfig } from '../../core/config/index.js';
-import { createLogger } from '../../core/logger.js';
-import { takeBackup } from '../../worker/backup.js';
 import { findEtcdTools, parseToolVersion, restoreArgv, statusArgv } from '../../worker/etcd-tools.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { restoreSnapshot } from '../../worker/restore.js';
 import { FileStore } from '../../worker/stores/file.js';
 import { verifySnapshot } from '../../worker/verify.js';
-import { fillEtcd, startEtcd, type EtcdServer } from '../support/etcd.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { FAKE_ETCDUTL_VERSION, writeEtcdutlWrapper } from '../support/etcdutl-wrapper.js';
 import { freePort } from '../support/ports.js';
-import { tempDir } from '../support/tmp.js';
+import { startSnapshotFixture } from '../support/snapshot-fixture.js';
 
 const KEYS = 300;
 let etcd: EtcdServer;
@@ -22,12 +19,7 @@ let store: FileStore;
 let manifest: Manifest;
 
 before(async () => {
-  etcd = await startEtcd();
-  work = await tempDir('etcd-tools');
-  store = new FileStore(join(work.path, 'store'));
-  await fillEtcd(etcd.client, KEYS, 16);
-  const config = loadConfig({ env: {}, flags: { endpoints: etcd.endpoint } });
-  manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+  ({ etcd, work, store, manifest } = await startSnapshotFixture('etcd-tools', KEYS, 16));
 });
 
 after(async () => {

@@ -5,7 +5,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMetrics } from '../../core/metrics.js';
-import { createQueueRecorder, scheduleId, syncSchedule } from '../../core/queue/index.js';
+import { pino } from 'pino';
+import { clusterLockKey, connectRedis, createQueueRecorder, scheduleId, syncSchedule } from '../../core/queue/index.js';
 import { startWorkerPool } from '../../worker/pool.js';
 import { waitFor } from '../support/ports.js';
 import { GatedStore, waitIdle, waitManifests, withStack } from '../support/queue-stack.js';
@@ -14,50 +15,6 @@ async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
-
-test('two worker processes never snapshot the same cluster at once', async () => {
-  await withStack(async (stack, cleanup) => {
-    const config = stack.config();
-    const tracker = { running: 0, maxRunning: 0 };
-    const storeA = new GatedStore(stack.store, tracker);
-    const storeB = new GatedStore(stack.store, tracker);
-    const held = storeA.hold();
-    const held2 = storeB.hold();
-    const a = await startWorkerPool({ config, store: storeA, log: stack.log, lockRetryMs: 200 });
-    cleanup(() => a.close());
-    const b = await startWorkerPool({ config, store: storeB, log: stack.log, lockRetryMs: 200 });
-    cleanup(() => b.close());
-    const recorder = createQueueRecorder({ config });
-    cleanup(() => recorder.close());
-
-    for (let i = 0; i < 3; i++) await recorder.enqueueNow({ resource: `cli-${i}` });
-    const first = await Promise.race([held.started.then(() => held), held2.started.then(() => held2)]);
-    // The other pool takes the next job, finds the cluster locked and parks it without spending an attempt.
-    await waitFor('a job parked behind the lock', async () => (await recorder.queue.getJobs(['delayed'])).length > 0);
-    assert.equal(tracker.running, 1);
-    first.release();
-    held.release();
-    held2.release();
-
-    const manifests = await waitManifests(stack, 3);
-    await waitIdle(recorder.queue);
-    assert.equal(manifests.length, 3);
-    assert.equal(tracker.maxRunning, 1, 'one upload at a time');
-    for (let i = 1; i < manifests.length; i++) {
-      const prev = manifests[i - 1]!;
-      assert.ok(
-        Date.parse(manifests[i]!.createdAt) >= Date.parse(prev.createdAt) + prev.durationMs,
-        'snapshots do not overlap',
-      );
-    }
-    const completed = await recorder.queue.getJobs(['completed']);
-    assert.equal(completed.length, 3);
-    assert.ok(
-      completed.every((j) => j.attemptsMade <= 1),
-      'waiting for the lock spends no attempt',
-    );
-  });
-});
 
 test('a failed attempt is retried with backoff; a job out of attempts is kept failed with its error, nothing published', async () => {
   await withStack(async (stack, cleanup) => {
@@ -200,6 +157,61 @@ test('a worker process SIGKILLed mid-upload: the stalled job runs again and one 
     assert.deepEqual(
       listed.map((o) => o.key).sort(),
       [m!.key, m!.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
+    );
+  });
+});
+
+test('losing the cluster lock mid-snapshot: the snapshot stops unpublished, the new holder keeps the lock, the job runs again once it is free', async () => {
+  await withStack(async (stack, cleanup) => {
+    const lines: { msg?: string; err?: string }[] = [];
+    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg?: string }) });
+    const config = stack.config({ attempts: 0, backoff: 100 });
+    const store = new GatedStore(stack.store);
+    const held = store.hold();
+    const pool = await startWorkerPool({ config, store, log, lockDurationMs: 1_500, lockRetryMs: 200 });
+    cleanup(() => pool.close());
+    const recorder = createQueueRecorder({ config });
+    cleanup(() => recorder.close());
+    const redis = connectRedis(config.redis, 'producer');
+    cleanup(() => Promise.resolve(redis.disconnect()));
+
+    const id = await recorder.enqueueNow();
+    await held.started;
+    // As if a Redis stall had let the lock expire and another worker had taken it.
+    const key = clusterLockKey(config.redis.prefix, config.cluster);
+    await redis.set(key, 'other-worker/1', 'PX', 60_000);
+    const failed = await waitFor('the attempt to stop', () =>
+      Promise.resolve(lines.find((l) => l.msg === 'snapshot job attempt failed; retrying')),
+    );
+    assert.match(
+      failed.err ?? '',
+      /lost the cluster lock \(it expired or another worker holds it now\).*nothing was published/,
+    );
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.msg === 'lost the cluster lock (it expired or another worker holds it now); stopping the work under it',
+      ),
+      JSON.stringify(lines),
+    );
+    assert.equal(await redis.get(key), 'other-worker/1', "the new holder's lock is left alone");
+    assert.deepEqual(await stack.store.list(''), [], 'nothing published, nothing partial left');
+    held.release();
+
+    // The retry waits for the other holder, then takes the snapshot.
+    await waitFor(
+      'the retry to wait for the lock',
+      async () => (await (await recorder.queue.getJob(id))?.getState()) === 'delayed',
+    );
+    assert.equal((await stack.manifests()).length, 0);
+    await redis.del(key);
+    const [m] = await waitManifests(stack, 1);
+    await waitIdle(recorder.queue);
+    assert.equal(await (await recorder.queue.getJob(id))?.getState(), 'completed');
+    assert.deepEqual(
+      (await stack.store.list('')).map((o) => o.key).sort(),
+      [m!.key, m!.key.replace(/\.db(\.gz|\.zst)?$/, '.manifest.json')].sort(),
+      'one snapshot: the stopped attempt published nothing',
     );
   });
 });

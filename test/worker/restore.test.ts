@@ -2,15 +2,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadConfig } from '../../core/config/index.js';
 import { IntegrityError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
-import { takeBackup } from '../../worker/backup.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { restoreNextSteps, restoreSnapshot, RestoreTargetError } from '../../worker/restore.js';
 import { FileStore } from '../../worker/stores/file.js';
-import { fillEtcd, startEtcd, type EtcdServer } from '../support/etcd.js';
-import { tempDir } from '../support/tmp.js';
+import type { EtcdServer } from '../support/etcd.js';
+import { startSnapshotFixture } from '../support/snapshot-fixture.js';
 
 let etcd: EtcdServer;
 let work: { path: string; remove: () => Promise<void> };
@@ -18,12 +15,7 @@ let store: FileStore;
 let manifest: Manifest;
 
 before(async () => {
-  etcd = await startEtcd();
-  work = await tempDir('restore');
-  store = new FileStore(join(work.path, 'store'));
-  await fillEtcd(etcd.client, 200, 32);
-  const config = loadConfig({ env: {}, flags: { endpoints: etcd.endpoint } });
-  manifest = await takeBackup({ config, store, log: createLogger({ level: 'warn' }), cause: { source: 'manual' } });
+  ({ etcd, work, store, manifest } = await startSnapshotFixture('restore', 200, 32));
 });
 
 after(async () => {
