@@ -80,10 +80,14 @@ test('restoreSnapshot: when snapshot status rejects the database, the restore be
   // over a restore that would succeed, stop it, and leave the target as it was.
   const fake = join(work.path, 'etcdctl-status-fails');
   const marker = join(work.path, 'restore-was-stopped');
+  // status fails only once restore has set its TERM trap: under load a fixed sleep let the SIGTERM
+  // arrive before the trap, and the test saw no marker although the restore was stopped.
+  const ready = join(work.path, 'restore-trap-set');
   await writeFile(
     fake,
-    `#!/bin/sh\nif [ "$2" = status ]; then sleep 0.2; echo "Error: invalid database" >&2; exit 1; fi\n` +
-      `if [ "$2" = restore ]; then trap 'kill $!; touch ${marker}; exit 143' TERM; sleep 30 & wait; exit 0; fi\nexec etcdctl "$@"\n`,
+    `#!/bin/sh\nif [ "$2" = status ]; then i=0; while [ ! -e ${ready} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; ` +
+      `echo "Error: invalid database" >&2; exit 1; fi\n` +
+      `if [ "$2" = restore ]; then trap 'kill $!; touch ${marker}; exit 143' TERM; touch ${ready}; sleep 30 & wait; exit 0; fi\nexec etcdctl "$@"\n`,
   );
   await chmod(fake, 0o755);
   const parent = join(work.path, 'status-fails');
