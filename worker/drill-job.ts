@@ -25,10 +25,9 @@ import type { Logger } from 'pino';
 import { envName, type Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import { apiFailure, defaultKubeConfig, describeApiError, resolveNamespace } from '../core/kube.js';
-import { DRILL_FORMAT, readDrillRecord, settleRecord, type DrillRecord } from './drill.js';
-import { majorMinor } from './drill.js';
+import { DRILL_FORMAT, drillEtcdArgs, majorMinor, readDrillRecord, settleRecord, type DrillRecord } from './drill.js';
 import { restoreArgv } from './etcd-tools.js';
-import { finished, forwardedEnv, JobExecutor, JobGone, LABELS } from './job-executor.js';
+import { finished, forwardedEnv, JobExecutor, JobGone, jobPodAccess, LABELS } from './job-executor.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
 
@@ -153,12 +152,7 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
           hostNetwork: false,
           nodeSelector: job.nodeSelector,
           tolerations: job.tolerations,
-          ...(ex.imagePullSecrets.length > 0
-            ? { imagePullSecrets: ex.imagePullSecrets.map((name) => ({ name })) }
-            : {}),
-          ...(ex.serviceAccountName
-            ? { serviceAccountName: ex.serviceAccountName }
-            : { automountServiceAccountToken: false }),
+          ...jobPodAccess(ex),
           securityContext: {
             seccompProfile: { type: 'RuntimeDefault' },
             runAsNonRoot: true,
@@ -185,24 +179,7 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
               image: etcdImage,
               restartPolicy: 'Always',
               command: [`${ETCD_BIN}/etcd`],
-              args: [
-                '--name',
-                'drill',
-                '--data-dir',
-                `${SCRATCH}/data`,
-                '--listen-client-urls',
-                client,
-                '--advertise-client-urls',
-                client,
-                '--listen-peer-urls',
-                peer,
-                '--initial-advertise-peer-urls',
-                peer,
-                '--initial-cluster',
-                `drill=${peer}`,
-                '--log-level',
-                'error',
-              ],
+              args: drillEtcdArgs(`${SCRATCH}/data`, client, peer),
             }),
           ],
           containers: [

@@ -372,6 +372,28 @@ export interface RunningEtcd {
   stop(): Promise<void>;
 }
 
+/** The flags of a drill's one-member throwaway etcd, for a local process and the drill Job's sidecar alike. */
+export function drillEtcdArgs(dataDir: string, clientUrl: string, peerUrl: string): string[] {
+  return [
+    '--name',
+    'drill',
+    '--data-dir',
+    dataDir,
+    '--listen-client-urls',
+    clientUrl,
+    '--advertise-client-urls',
+    clientUrl,
+    '--listen-peer-urls',
+    peerUrl,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster',
+    `drill=${peerUrl}`,
+    '--log-level',
+    'error',
+  ];
+}
+
 /** A throwaway single-member etcd on loopback (drills, point-in-time replay); `extraArgs` are appended. */
 export function startEtcd(
   etcd: string,
@@ -381,29 +403,9 @@ export function startEtcd(
   extraArgs: readonly string[] = [],
 ): RunningEtcd {
   const endpoint = `http://127.0.0.1:${clientPort}`;
-  const child = spawn(
-    etcd,
-    [
-      '--name',
-      'drill',
-      '--data-dir',
-      dataDir,
-      '--listen-client-urls',
-      endpoint,
-      '--advertise-client-urls',
-      endpoint,
-      '--listen-peer-urls',
-      peer,
-      '--initial-advertise-peer-urls',
-      peer,
-      '--initial-cluster',
-      `drill=${peer}`,
-      '--log-level',
-      'error',
-      ...extraArgs,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const child = spawn(etcd, [...drillEtcdArgs(dataDir, endpoint, peer), ...extraArgs], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
   const exited = new Promise<string>((resolve) => {

@@ -19,6 +19,7 @@ import {
   type V1EnvVar,
   type V1Job,
   type V1Pod,
+  type V1PodSpec,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Cause } from '../core/cause.js';
@@ -94,6 +95,21 @@ export interface JobSpecInput {
   nonce: string;
 }
 
+/**
+ * What every Job pod of ours (snapshot and drill) pulls with and runs as: the configured pull secrets, and the
+ * service account when one is named; otherwise no API token at all, since the pod never calls the API.
+ */
+export function jobPodAccess(
+  ex: Config['executor'],
+): Pick<V1PodSpec, 'imagePullSecrets' | 'serviceAccountName' | 'automountServiceAccountToken'> {
+  return {
+    ...(ex.imagePullSecrets.length > 0 ? { imagePullSecrets: ex.imagePullSecrets.map((name) => ({ name })) } : {}),
+    ...(ex.serviceAccountName
+      ? { serviceAccountName: ex.serviceAccountName }
+      : { automountServiceAccountToken: false }),
+  };
+}
+
 export function buildSnapshotJob(config: JobExecutorConfig, input: JobSpecInput): V1Job {
   const ex = config.executor;
   if (!ex.image) throw new Error('executor.image is required when executor.mode is job');
@@ -127,12 +143,7 @@ export function buildSnapshotJob(config: JobExecutorConfig, input: JobSpecInput)
           dnsPolicy: ex.hostNetwork ? 'ClusterFirstWithHostNet' : 'ClusterFirst',
           nodeSelector: ex.nodeSelector,
           tolerations: ex.tolerations,
-          ...(ex.imagePullSecrets.length > 0
-            ? { imagePullSecrets: ex.imagePullSecrets.map((name) => ({ name })) }
-            : {}),
-          ...(ex.serviceAccountName
-            ? { serviceAccountName: ex.serviceAccountName }
-            : { automountServiceAccountToken: false }),
+          ...jobPodAccess(ex),
           // The pod runs as root in the node's network with a host folder: the runtime's default
           // syscall filter is the least it should have (docs/job-executor.md).
           securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
