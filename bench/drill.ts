@@ -20,7 +20,6 @@
  * BENCH_DRILL_JS (the runner compiled to JS; without it the runner runs under tsx, whose loader
  * adds RSS that production does not have).
  */
-import { spawn } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig } from '../core/config/index.js';
@@ -35,44 +34,8 @@ import { tempDir } from '../test/support/tmp.js';
 import { fillEtcd } from './fill.js';
 import { peakRssOf } from './peak-rss.js';
 import type { DrillRunResult, RunDrillInput } from './run-drill.js';
+import { envInt, runChild, median, mib, secs, MiB } from './common.js';
 
-const MiB = 1024 * 1024;
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
-  return n;
-}
-
-interface Child {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  wallMs: number;
-}
-
-function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Child> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr, wallMs: performance.now() - started }));
-  });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
-const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const spread = (xs: number[], f: (x: number) => string): string =>
   `${f(median(xs))} (${f(Math.min(...xs))} .. ${f(Math.max(...xs))})`;
 

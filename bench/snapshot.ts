@@ -19,7 +19,7 @@
  * benchmark), BENCH_RESTORE_CODEC (default zstd), BENCH_CLI_JS (the CLI compiled to JS, for restore),
  * BENCH_STAGES (0: skip timing the encryption stages alone, which runs when an -enc/-age variant does).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
@@ -32,8 +32,8 @@ import { fillEtcd } from './fill.js';
 import type { RunResult } from './run-ours.js';
 import { startLocalOci, type LocalOci } from './oci.js';
 import { startS3rver, type LocalS3 } from './s3rver.js';
+import { envInt, type Child, runChild, median, mib, secs, MiB } from './common.js';
 
-const MiB = 1024 * 1024;
 const FLOOR = 'etcdctl';
 // <store>-<codec>[-enc|-age]; `-enc`: client-side encryption (AES-256-GCM chunks) after compression;
 // `-age`: the same place, as a standard age file (X25519 recipient, ChaCha20-Poly1305 STREAM).
@@ -77,14 +77,6 @@ const TARGETS: Record<string, number> = { none: 1.1, gzip: 2.0, zstd: 1.3 };
 const TARGET_RESTORE = 1.3;
 const TARGET_RSS = 150 * MiB;
 
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
-  return n;
-}
-
 function selectedVariants(): Variant[] {
   const raw = process.env.BENCH_VARIANTS;
   if (!raw) return [...ALL_VARIANTS];
@@ -99,41 +91,12 @@ function selectedVariants(): Variant[] {
   return ALL_VARIANTS.filter((v) => v === FLOOR || wanted.includes(v));
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
-const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-
 function firstLine(cmd: string, args: string[]): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0]?.trim() ?? '?';
   } catch {
     return '?';
   }
-}
-
-interface Child {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  wallMs: number;
-}
-
-function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Child> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr, wallMs: performance.now() - started }));
-  });
 }
 
 async function flushPageCache(): Promise<void> {
