@@ -206,10 +206,14 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
 
     await checkRestoredEtcd(etcd, manifest, checks);
     if (options.replayLog) {
+      const { contentDigest, replayCheck } = await import('./delta/drill-replay.js');
+      // The lease-blind view of this snapshot, in case the replay's HashKV differs by leases alone.
+      const drilled = manifest.hashKV
+        ? await etcd.during(contentDigest(etcd.client, manifest.hashKV.revision)).catch(() => undefined)
+        : undefined;
       await etcd.stop();
       etcd = undefined;
-      const { replayCheck } = await import('./delta/drill-replay.js');
-      const replayed = await replayCheck(options);
+      const replayed = await replayCheck(options, drilled);
       checks.push(
         replayed ?? {
           name: 'delta-replay',

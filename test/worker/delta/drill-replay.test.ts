@@ -6,6 +6,7 @@ import { configSchema } from '../../../core/config/index.js';
 import { createLogger } from '../../../core/logger.js';
 import { takeBackup } from '../../../worker/backup.js';
 import { readDeltaCatalog } from '../../../worker/delta/catalog.js';
+import { replayVerdict } from '../../../worker/delta/drill-replay.js';
 import { buildChains } from '../../../worker/delta/segment.js';
 import { segmentContent, writeSegment } from '../../../worker/delta/segment-write.js';
 import { startDeltaWriter } from '../../../worker/delta/writer.js';
@@ -34,11 +35,16 @@ after(async () => {
 });
 
 /**
- * Puts, updates, deletes and multi-key transactions, without leases: HashKV covers lease ids,
- * which replay drops (docs/drills.md), so a leased put would fail the check for that reason.
+ * Puts, updates, deletes, multi-key transactions and leased puts, as a cluster writes them (Events and
+ * endpoint leases carry leases). HashKV covers lease ids and replay drops leases, so the leased puts
+ * make the check fall back to its lease-blind key-by-key comparison.
  */
-async function load(ops: number): Promise<void> {
+async function load(ops: number, lease: ReturnType<EtcdServer['client']['lease']>): Promise<void> {
   for (let i = 0; i < ops; i++) {
+    if (i % 25 === 7) {
+      await lease.put(`/registry/events/default/e${i}`).value(`event-${i}`);
+      continue;
+    }
     const key = `/registry/replay/k${i % 53}`;
     const value = `${i}-${'v'.repeat(400)}`;
     if (i % 10 === 3) await etcd.client.delete().key(key);
@@ -87,8 +93,10 @@ it('drill --replay-log: the writer-produced log replayed from an older snapshot 
   const writer = startDeltaWriter({ config, store, log });
   try {
     await waitFor('the writer to lead', () => Promise.resolve(writer.leader || undefined));
-    await load(600);
+    const lease = etcd.client.lease(600);
+    await load(600, lease);
     const s2 = await takeBackup({ config, store, log, cause: { source: 'manual' } });
+    lease.release(); // its keys stay until the TTL: the snapshot holds them with their lease
     assert.ok(s2.hashKV, 'the later snapshot records HashKV');
     const target = s2.hashKV.revision;
     const segments = await waitFor(
@@ -108,15 +116,22 @@ it('drill --replay-log: the writer-produced log replayed from an older snapshot 
     const passed = await drill(store, s2);
     const check = passed.checks.find((c) => c.name === 'delta-replay');
     assert.equal(check?.ok, true, check?.detail);
-    assert.match(check?.detail ?? '', new RegExp(`snapshot ${s1.id} .* replayed to revision ${target}: HashKV`));
+    assert.match(
+      check?.detail ?? '',
+      new RegExp(
+        `snapshot ${s1.id} .* replayed to revision ${target}: every key's value, create/mod revision and version equal to snapshot ${s2.id}'s .*HashKV differs only by the leases of \\d+ events`,
+      ),
+    );
     assert.equal(passed.ok, true, passed.failure);
 
     // One put's value altered and the segment published again through the real writer path:
-    // its manifest's SHA-256s match the new body, so only the replay's HashKV can tell.
+    // its manifest's SHA-256s match the new body, so only the replay's comparison can tell.
     const victim = segments.find((m) => m.firstRevision > s1.etcd.revision + 1 && m.lastRevision < target);
     assert.ok(victim, 'a segment inside the replayed range');
     const events = await readSegmentEvents(store, victim);
-    const i = events.findIndex((e) => e.type === 'put');
+    // A leased event's key is put once and never again, so the altered value is still the state at the
+    // target: the lease-blind comparison sees the state there, not the history (HashKV sees both).
+    const i = events.findIndex((e) => e.type === 'put' && e.key.toString().startsWith('/registry/events/'));
     const put = events[i];
     assert.ok(put);
     events[i] = { ...put, value: Buffer.from(`${put.value.toString()}!`) };
@@ -127,7 +142,7 @@ it('drill --replay-log: the writer-produced log replayed from an older snapshot 
     assert.equal(bad?.ok, false);
     assert.match(
       bad?.detail ?? '',
-      /HashKV \d+, but snapshot .* recorded \d+ on the source: the log does not reproduce/,
+      /HashKV differs \(\d+ replayed events carried a lease.*key by key the state differs too.*the log does not reproduce/,
     );
     assert.equal(failed.ok, false);
     assert.match(failed.failure ?? '', /^delta-replay: /);
@@ -137,5 +152,22 @@ it('drill --replay-log: the writer-produced log replayed from an older snapshot 
   } finally {
     await writer.close();
     await store.close();
+  }
+});
+
+it('replayVerdict: HashKV decides when it matches or no lease was dropped; otherwise the lease-blind content', () => {
+  const digest = (sha256: string, keys = 10) => ({ revision: 50, keys, sha256 });
+  assert.deepEqual(replayVerdict({ hashMatches: true, leasesDropped: 0 }), { ok: true, by: 'hashkv' });
+  assert.deepEqual(replayVerdict({ hashMatches: true, leasesDropped: 3 }), { ok: true, by: 'hashkv' });
+  // No lease dropped: nothing but a wrong log explains a different HashKV, whatever the content says.
+  const same = { replayed: digest('a'), drilled: digest('a') };
+  assert.deepEqual(replayVerdict({ hashMatches: false, leasesDropped: 0, ...same }), { ok: false, by: 'hashkv' });
+  assert.deepEqual(replayVerdict({ hashMatches: false, leasesDropped: 2 }), { ok: false, by: 'hashkv' });
+  assert.deepEqual(replayVerdict({ hashMatches: false, leasesDropped: 2, ...same }), { ok: true, by: 'content' });
+  for (const drilled of [digest('b'), digest('a', 11), { ...digest('a'), revision: 51 }]) {
+    assert.deepEqual(replayVerdict({ hashMatches: false, leasesDropped: 2, replayed: digest('a'), drilled }), {
+      ok: false,
+      by: 'content',
+    });
   }
 });
