@@ -180,30 +180,13 @@ async function main(): Promise<void> {
     );
     console.log(`drill / floor             ${spread(ratios, x)}`);
     console.log(`drill process / floor     ${spread(wallRatios, x)}`);
-    console.log(
-      `peak RSS, drill process   ${spread(
-        rows.map((r) => r.ours.maxRss),
-        mib,
-      )}`,
-    );
-    console.log(
-      `peak RSS, drill's etcd    ${spread(
-        rows.map((r) => r.ours.etcdMaxRss),
-        mib,
-      )}`,
-    );
-    console.log(
-      `peak RSS, floor etcdctl   ${spread(
-        rows.map((r) => r.floor.etcdctlMaxRss),
-        mib,
-      )}`,
-    );
-    console.log(
-      `peak RSS, floor's etcd    ${spread(
-        rows.map((r) => r.floor.etcdMaxRss),
-        mib,
-      )}`,
-    );
+    const peaks: [string, number[]][] = [
+      ['drill process', rows.map((r) => r.ours.maxRss)],
+      ["drill's etcd", rows.map((r) => r.ours.etcdMaxRss)],
+      ['floor etcdctl', rows.map((r) => r.floor.etcdctlMaxRss)],
+      ["floor's etcd", rows.map((r) => r.floor.etcdMaxRss)],
+    ];
+    for (const [what, values] of peaks) console.log(`peak RSS, ${what.padEnd(15)} ${spread(values, mib)}`);
   } finally {
     await source.stop().catch(() => undefined);
     await work.remove();

@@ -20,7 +20,7 @@ import type { KeyRing } from './crypto/keys.js';
 import {
   attempt,
   checkRestoredEtcd,
-  DRILL_FORMAT,
+  newDrillRecord,
   push,
   saveDrillRecord,
   settleRecord,
@@ -62,13 +62,7 @@ export async function prepareDrill(options: PrepareOptions): Promise<DrillRecord
   const now = options.now ?? (() => new Date());
   const started = now();
   const record: DrillRecord = {
-    format: DRILL_FORMAT,
-    id: manifest.id,
-    cluster: manifest.cluster,
-    at: started.toISOString(),
-    durationMs: 0,
-    ok: false,
-    checks: [],
+    ...newDrillRecord(manifest, started),
     executor: { kind: 'job', job: options.job, run: options.run, etcdImage: options.etcdImage },
   };
   const checks = record.checks;

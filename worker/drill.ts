@@ -138,20 +138,25 @@ export function revisionCheck(restored: number, manifest: Manifest): DrillCheck 
 // ---------------------------------------------------------------------------------------------
 // The drill (I/O)
 
-export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
-  const { manifest, log } = options;
-  const now = options.now ?? (() => new Date());
-  const started = now();
-  const checks: DrillCheck[] = [];
-  const record: DrillRecord = {
+/** A drill record before any check: failed until settleRecord says otherwise. */
+export function newDrillRecord(manifest: Manifest, started: Date): DrillRecord {
+  return {
     format: DRILL_FORMAT,
     id: manifest.id,
     cluster: manifest.cluster,
     at: started.toISOString(),
     durationMs: 0,
     ok: false,
-    checks,
+    checks: [],
   };
+}
+
+export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
+  const { manifest, log } = options;
+  const now = options.now ?? (() => new Date());
+  const started = now();
+  const record = newDrillRecord(manifest, started);
+  const checks = record.checks;
   let work: string | undefined;
   let etcd: RunningEtcd | undefined;
   try {

@@ -73,15 +73,10 @@ export async function readDeltaCatalog(
   };
   const concurrency = options.concurrency ?? 16;
 
-  const texts = await mapLimit([...manifestKeys, ...gapKeys], concurrency, async (key) => {
-    try {
-      return { key, text: await readStoredText(store, key) };
-    } catch (err) {
-      // Deleted between the listing and the read (retention): simply not there any more.
-      if (err instanceof NotFoundError) return { key, text: undefined };
-      throw new Error(`reading ${key} from ${store.location} failed: ${messageOf(err)}`, { cause: err });
-    }
-  });
+  const texts = await mapLimit([...manifestKeys, ...gapKeys], concurrency, async (key) => ({
+    key,
+    text: await readText(store, key),
+  }));
 
   const manifests: DeltaManifest[] = [];
   const gaps: DeltaGap[] = [];
@@ -93,15 +88,8 @@ export async function readDeltaCatalog(
       else gaps.push(gap);
       continue;
     }
-    let m: DeltaManifest;
-    try {
-      m = parseDeltaManifest(text, key);
-    } catch (err) {
-      reject(key, messageOf(err));
-      continue;
-    }
-    const problem = manifestProblem(m, key, cluster, prefix, present);
-    if (problem !== undefined) reject(key, problem);
+    const m = usableManifest(text, key, cluster, prefix, present);
+    if (typeof m === 'string') reject(key, m);
     else manifests.push(m);
   }
   manifests.sort((a, b) => a.firstRevision - b.firstRevision || b.lastRevision - a.lastRevision);
@@ -176,18 +164,12 @@ export async function readDeltaLogEnd(
   for (const r of [...segments]) {
     const key = segmentManifestKey(cluster, r.firstRevision, r.lastRevision);
     const text = await readText(store, key);
-    let problem: string | undefined;
-    if (text !== undefined) {
-      try {
-        const m = parseDeltaManifest(text, key);
-        problem = manifestProblem(m, key, cluster, prefix, present);
-        if (problem === undefined) newest = m;
-      } catch (err) {
-        problem = messageOf(err);
-      }
+    const m = text === undefined ? undefined : usableManifest(text, key, cluster, prefix, present);
+    if (typeof m === 'string') reject(key, m);
+    else if (m) {
+      newest = m;
+      break;
     }
-    if (newest) break;
-    if (problem !== undefined) reject(key, problem);
     segments = segments.filter((s) => s !== r);
   }
 
@@ -207,7 +189,24 @@ export async function readDeltaLogEnd(
   return { segments, newest, gaps };
 }
 
-/** A record's text; undefined when deleted since the listing (retention). */
+/** A segment manifest that parses and fits the listing, or what is wrong with it. */
+function usableManifest(
+  text: string,
+  key: string,
+  cluster: string,
+  prefix: string,
+  present: ReadonlySet<string>,
+): DeltaManifest | string {
+  let m: DeltaManifest;
+  try {
+    m = parseDeltaManifest(text, key);
+  } catch (err) {
+    return messageOf(err);
+  }
+  return manifestProblem(m, key, cluster, prefix, present) ?? m;
+}
+
+/** A record's text; undefined when deleted between the listing and the read (retention). */
 async function readText(store: Store, key: string): Promise<string | undefined> {
   try {
     return await readStoredText(store, key);
