@@ -105,23 +105,35 @@ async function versionOf(name: ToolName, path: string, signal: AbortSignal | und
   }
 }
 
-/** Runs the tool (etcdctl with ETCDCTL_API=3) and returns stdout; a failure carries its last words. */
+const KILL_GRACE_MS = 5_000;
+
+/**
+ * Runs the tool (etcdctl with ETCDCTL_API=3) and returns stdout; a failure carries its last words.
+ * On abort the child is sent SIGTERM and the promise settles only once it has exited: execFile's own
+ * `signal` option rejects at once, and a caller that then removes the tool's data dir would race a
+ * restore that is still writing into it. A tool that ignores SIGTERM gets SIGKILL after a grace period.
+ */
 export async function runTool(
   tool: SnapshotTool,
   args: string[],
   signal?: AbortSignal,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<string> {
+  signal?.throwIfAborted();
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       tool.path,
       args,
-      {
-        env: tool.name === 'etcdctl' ? { ...env, ETCDCTL_API: '3' } : env,
-        maxBuffer: 16 * 1024 * 1024,
-        ...(signal ? { signal } : {}),
-      },
+      { env: tool.name === 'etcdctl' ? { ...env, ETCDCTL_API: '3' } : env, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
+        signal?.removeEventListener('abort', stop);
+        clearTimeout(escalate);
+        if (signal?.aborted)
+          return reject(
+            signal.reason instanceof Error
+              ? signal.reason
+              : new Error(`${tool.name} stopped`, { cause: signal.reason }),
+          );
         if (!err) return resolve(stdout);
         if ((err as NodeJS.ErrnoException).code === 'ENOENT')
           return reject(new Error(`cannot run ${tool.name}: "${tool.path}" not found`));
@@ -133,6 +145,12 @@ export async function runTool(
         );
       },
     );
+    let escalate: NodeJS.Timeout | undefined;
+    function stop() {
+      child.kill('SIGTERM');
+      escalate = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS).unref();
+    }
+    signal?.addEventListener('abort', stop, { once: true });
   });
 }
 
