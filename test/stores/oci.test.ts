@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, sign } from 'node:crypto';
+import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -431,6 +431,33 @@ test('oci: credentials from an OCI config file profile, with an encrypted key an
   assert.throws(
     () => openOciStore(`oci://${NS}/cfg`, { ...oci, configFile: broken, profile: 'DEFAULT' }),
     (err: Error) => /line 3 is neither/.test(err.message) && !err.message.includes(passphrase),
+  );
+});
+
+test('oci: a wrong passphrase is named as such even when the garbage it decrypts to has valid padding', async () => {
+  // About one wrong passphrase in 256 yields valid CBC padding, and OpenSSL then reports a decoder error, not
+  // "bad decrypt". Search for such a passphrase, so the rare case is tested every run (the previous test's
+  // 'wrong' hits it only by chance: it did so once in CI).
+  const right = 'right-passphrase';
+  const encrypted = await makeApiKey(dir.path, { passphrase: right });
+  const pem = encrypted.privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: right });
+  let wrong: string | undefined;
+  for (let i = 0; i < 20_000 && wrong === undefined; i++) {
+    try {
+      createPrivateKey({ key: pem, format: 'pem', passphrase: `wrong-${i}` });
+    } catch (err) {
+      if (!/decrypt/i.test((err as Error).message)) wrong = `wrong-${i}`;
+    }
+  }
+  assert.ok(wrong !== undefined, 'some passphrase among 20,000 decrypts to validly padded garbage');
+  await writeFile(encrypted.keyFile, pem);
+  assert.throws(
+    () =>
+      openOciStore(`oci://${NS}/backups/x`, ociConfigFor(encrypted, server.endpoint, { passphrase: wrong }), tuning),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      /cannot decrypt.*check store\.oci\.passphrase/.test(err.message) &&
+      !err.message.includes(wrong ?? '\0'),
   );
 });
 

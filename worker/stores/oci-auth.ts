@@ -195,7 +195,10 @@ function loadPrivateKey(
     const code = (err as { code?: unknown }).code;
     if (code === 'ERR_MISSING_PASSPHRASE')
       throw new ConfigError(`${keyField}: "${path}" is encrypted; set ${passField}`);
-    if (passphrase !== undefined && /decrypt/i.test(messageOf(err))) {
+    // A wrong passphrase on an encrypted PEM usually fails the CBC padding ("bad decrypt"), but about one
+    // time in 256 the padding happens to be valid and the garbage fails to decode instead (ERR_OSSL_UNSUPPORTED):
+    // for an encrypted key with a passphrase given, every decode failure means the passphrase is wrong.
+    if (passphrase !== undefined && (isEncryptedPem(pem) || /decrypt/i.test(messageOf(err)))) {
       throw new ConfigError(`${keyField}: cannot decrypt "${path}": check ${passField}`);
     }
     throw new ConfigError(
@@ -218,4 +221,9 @@ function loadPrivateKey(
 function expandHome(path: string): string {
   if (path === '~' || path.startsWith('~/')) return resolve(homedir(), path.slice(2));
   return resolve(path);
+}
+
+/** PKCS#8 `ENCRYPTED PRIVATE KEY` or a traditional PEM with `Proc-Type: 4,ENCRYPTED`. */
+function isEncryptedPem(pem: string): boolean {
+  return pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /^Proc-Type:\s*4,ENCRYPTED/m.test(pem);
 }
