@@ -8,7 +8,12 @@
  * Imported first by the entry points (cli/main.ts, bench/run-ours.ts), before modules load.
  * Measured (README > Performance): a 256 MiB snapshot to a file peaked at 141-156 MiB RSS with
  * the default, 97-100 MiB with this.
+ *
+ * Not in the `webhook` role: it streams nothing, and parsing audit batches (a few MiB of objects
+ * alive at once) in 1 MiB semi-spaces promoted every batch to the old generation; the profile of
+ * the audit benchmark had GC at a fifth of the webhook's CPU, and letting V8 size the young
+ * generation cut GC time by half (README > Performance, "what the profile showed").
  */
 import { setFlagsFromString } from 'node:v8';
 
-setFlagsFromString('--semi-space-growth-factor=1');
+if (process.argv[2] !== 'webhook') setFlagsFromString('--semi-space-growth-factor=1');

@@ -10,6 +10,7 @@ import { countTrigger } from '../core/metrics.js';
 import { filterAdmissionRequest } from './filters.js';
 import { HttpError } from './errors.js';
 import { apiObject } from './json-body.js';
+import { sendJson } from './send-json.js';
 import type { TriggerRouteOptions } from './route-options.js';
 import { ADMISSION_API_VERSION, admissionRequestSchema } from './wire.js';
 
@@ -30,7 +31,7 @@ export function admissionRoute(options: TriggerRouteOptions): RequestHandler {
         'recording an admission change failed; the request is allowed anyway',
       );
     }
-    res.json(allow(uid));
+    sendJson(res, allow(uid));
   };
 }
 

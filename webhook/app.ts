@@ -45,6 +45,8 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
   const extraRoutes = options.extraRoutes ?? [];
   const app = express();
   app.disable('x-powered-by');
+  // No answer of this server is cached; an ETag is a SHA-1 of every body for nothing.
+  app.set('etag', false);
 
   const routeOf = routeLabeler(
     ROUTES.map((r) => r.slice(r.indexOf(' ') + 1)),

@@ -10,6 +10,7 @@ import { countTrigger } from '../core/metrics.js';
 import { filterAuditEvent } from './filters.js';
 import { HttpError } from './errors.js';
 import { apiObject } from './json-body.js';
+import { sendJson } from './send-json.js';
 import type { TriggerRouteOptions } from './route-options.js';
 import { AUDIT_API_VERSIONS, auditEventSchema, type AuditEvent } from './wire.js';
 
@@ -21,7 +22,7 @@ export interface AuditBatchResult {
 export function auditRoute(options: TriggerRouteOptions): RequestHandler {
   return (req, res) => {
     const items = eventListItems(req.body);
-    res.json(recordAuditEvents(items, options));
+    sendJson(res, recordAuditEvents(items, options));
   };
 }
 

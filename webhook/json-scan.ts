@@ -41,14 +41,32 @@ export class JsonShapeScanner {
 
   push(chunk: Uint8Array): ShapeProblem | undefined {
     const { maxDepth, maxItems } = this.limits;
-    for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i] as number;
+    const n = chunk.length;
+    let i = 0;
+    while (i < n) {
       if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (c === BACKSLASH) this.escaped = true;
-        else if (c === QUOTE) this.inString = false;
+        // Most of a Kubernetes body is string contents: find the closing quote with indexOf (memchr)
+        // instead of a byte loop; it was the scan's whole cost, a quarter of an audit batch's CPU.
+        if (this.escaped) {
+          this.escaped = false;
+          i++;
+          continue;
+        }
+        const quote = chunk.indexOf(QUOTE, i);
+        const end = quote === -1 ? n : quote;
+        // Backslashes right before the quote (or the chunk's end): an odd run escapes what follows.
+        let run = 0;
+        while (end - run - 1 >= i && chunk[end - run - 1] === BACKSLASH) run++;
+        if (quote === -1) {
+          this.escaped = run % 2 === 1;
+          return undefined;
+        }
+        if (run % 2 === 0) this.inString = false;
+        i = quote + 1;
         continue;
       }
+      const c = chunk[i] as number;
+      i++;
       if (c === QUOTE) {
         this.inString = true;
       } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {

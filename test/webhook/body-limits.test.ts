@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { jsonShapeProblem } from '../../webhook/json-scan.js';
+import { JsonShapeScanner, jsonShapeProblem } from '../../webhook/json-scan.js';
 import { fixture, postJson, startWebhook } from './harness.js';
 
 const batch = fixture<{ apiVersion: string; kind: string; items: unknown[] }>('audit-eventlist-mixed.json');
@@ -18,6 +18,32 @@ test('the shape scan measures depth and top-level list items, ignoring brackets 
   assert.deepEqual(jsonShapeProblem(bytes('{"a":{"b":{"c":[[]]}}}'), limits), { kind: 'depth', limit: 4 });
   // Commas of the top-level object and of nested lists are not items.
   assert.equal(jsonShapeProblem(bytes('{"a":1,"b":2,"c":3,"d":4,"items":[[1,2,3,4,5]]}'), limits), undefined);
+});
+
+test('the shape scan gives the same answer wherever the body is split into chunks (escapes across chunk edges)', () => {
+  const limits = { maxDepth: 4, maxItems: 3 };
+  // Each string ends in a run of backslashes before its closing quote or holds escaped quotes; a scan that
+  // lost an escape or a string's end at a chunk edge would count the brackets and commas inside.
+  const cases: [string, ReturnType<typeof jsonShapeProblem>][] = [
+    [String.raw`{"items":["a\\",",[[[[","b\\\\",",,,,","\"[[[[,,,,"]}`, { kind: 'items', limit: 3 }],
+    [String.raw`{"items":["\\\"[[[[,,,,\\",{"x":"\\\\\\"}]}`, undefined],
+    [String.raw`{"a":{"b":{"c":["\\","[\"","]\\\\"]}}}`, undefined],
+    [String.raw`{"a":{"b":{"c":["\\\\",[]]}}}`, { kind: 'depth', limit: 4 }],
+  ];
+  for (const [text, expected] of cases) {
+    const body = bytes(text);
+    assert.doesNotThrow(() => JSON.parse(text), text);
+    assert.deepEqual(jsonShapeProblem(body, limits), expected, text);
+    for (let cut = 0; cut <= body.length; cut++) {
+      const scanner = new JsonShapeScanner(limits);
+      const got = scanner.push(body.subarray(0, cut)) ?? scanner.push(body.subarray(cut));
+      assert.deepEqual(got, expected, `${text} split at ${cut}`);
+    }
+    const bytewise = new JsonShapeScanner(limits);
+    let got: ReturnType<typeof jsonShapeProblem>;
+    for (let i = 0; i < body.length && got === undefined; i++) got = bytewise.push(body.subarray(i, i + 1));
+    assert.deepEqual(got, expected, `${text} one byte at a time`);
+  }
 });
 
 test('an audit batch of 1.5 million items is refused with 413 before it is parsed, and nothing is recorded', async () => {
