@@ -20,17 +20,19 @@ export type DrillRunner = (manifest: Manifest, log: Logger, signal?: AbortSignal
 /** What a caller may add to the configured drill. */
 export interface DrillRunnerOptions {
   /**
-   * Also replay the delta log from an older snapshot to this one and compare (worker/delta/drill-replay.ts).
-   * Local executor only: the drill Job's pod has no scratch etcd to replay into.
+   * Also replay the delta log from an older snapshot to this one and compare (worker/delta/drill-replay.ts),
+   * as `drill.replayLog: true` does for every drill. Local executor only: the drill Job's pod has no
+   * scratch etcd to replay into.
    * @defaultValue false
    */
   replayLog?: boolean;
 }
 
 export function drillRunnerFor(config: DrillRunnerConfig, store: Store, options: DrillRunnerOptions = {}): DrillRunner {
+  const replayLog = config.drill.replayLog || options.replayLog === true;
   if (config.drill.executor === 'job') {
-    if (options.replayLog)
-      throw new Error('--replay-log runs only with the local drill executor: add --drill-executor local');
+    // The config schema refuses drill.replayLog with executor job, so only the CLI flag gets here.
+    if (replayLog) throw new Error('--replay-log runs only with the local drill executor: add --drill-executor local');
     return drillJobRunnerFor(config, store);
   }
   return async (manifest, log, signal) =>
@@ -42,6 +44,6 @@ export function drillRunnerFor(config: DrillRunnerConfig, store: Store, options:
       ...(signal ? { signal } : {}),
       keys: await loadKeyRing(config.encryption),
       identities: await loadIdentities(config.encryption.identityFiles),
-      ...(options.replayLog ? { replayLog: true } : {}),
+      ...(replayLog ? { replayLog: true } : {}),
     });
 }

@@ -801,6 +801,12 @@ export const drillSchema = z.strictObject({
     .describe(
       "local: the worker boots drill.etcd itself. job: each drill runs as a Kubernetes Job with the upstream etcd image of the snapshot's etcd version (drill.etcdImage) beside this image (executor.image); see docs/drills.md.",
     ),
+  replayLog: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Every drill (drill.afterSnapshot, drill.schedule, the drill command) also replays the delta log (delta.enabled) from an older snapshot to the drilled one's revision and compares HashKV and key counts (docs/drills.md). Local executor only; boots a second scratch etcd and needs room for a second database in drill.scratchDir.",
+    ),
   etcdImage: z
     .string()
     .min(1)
@@ -967,6 +973,11 @@ export const configSchema = z
     message:
       'executor.image is required when drill.executor is job (the etcd-autobackup image beside etcd in the drill pod)',
     path: ['executor', 'image'],
+  })
+  .refine((c) => c.drill.executor !== 'job' || !c.drill.replayLog, {
+    message:
+      'drill.replayLog runs only with drill.executor: local (the drill Job has no second etcd to replay into): set drill.executor to local or drill.replayLog to false',
+    path: ['drill', 'replayLog'],
   });
 
 export type Config = z.output<typeof configSchema>;

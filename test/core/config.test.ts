@@ -98,6 +98,28 @@ test('a cert without a key, and an unknown key in the file, are explained', asyn
   }
 });
 
+test('drill.replayLog: off by default, on from the file, refused with drill.executor job', async () => {
+  assert.equal(loadConfig({ env: {} }).drill.replayLog, false);
+  const dir = await tempDir('cfg');
+  try {
+    const file = join(dir.path, 'c.yaml');
+    await writeFile(file, 'drill:\n  replayLog: true\n');
+    assert.equal(loadConfig({ file, env: {} }).drill.replayLog, true);
+    const env = { ETCD_AUTOBACKUP_DRILL_EXECUTOR: 'job', ETCD_AUTOBACKUP_EXECUTOR_IMAGE: 'registry.example/eab:1' };
+    const err = configError(() => loadConfig({ file, env }));
+    assert.match(
+      err.message,
+      /drill\.replayLog: drill\.replayLog runs only with drill\.executor: local .*set drill\.executor to local or drill\.replayLog to false/,
+    );
+    assert.equal(err.problems.length, 1);
+    // Without replayLog the same Job executor config loads.
+    await writeFile(file, 'drill:\n  replayLog: false\n');
+    assert.equal(loadConfig({ file, env }).drill.executor, 'job');
+  } finally {
+    await dir.remove();
+  }
+});
+
 test('secrets are neither echoed in errors nor shown by redactConfig', () => {
   const err = configError(() =>
     loadConfig({ env: {}, flags: { 's3-secret-access-key': true, 'redis-url': 'mysql://user:hunter2@db' } }),

@@ -2,7 +2,7 @@ import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { configSchema } from '../../../core/config/index.js';
+import { configSchema, type Config } from '../../../core/config/index.js';
 import { createLogger } from '../../../core/logger.js';
 import { takeBackup } from '../../../worker/backup.js';
 import { readDeltaCatalog } from '../../../worker/delta/catalog.js';
@@ -10,7 +10,10 @@ import { replayVerdict } from '../../../worker/delta/drill-replay.js';
 import { buildChains } from '../../../worker/delta/segment.js';
 import { segmentContent, writeSegment } from '../../../worker/delta/segment-write.js';
 import { startDeltaWriter } from '../../../worker/delta/writer.js';
-import { runDrill, type DrillRecord } from '../../../worker/drill.js';
+import { readDrillRecord, runDrill, type DrillRecord } from '../../../worker/drill.js';
+import { drillAfterSnapshot } from '../../../worker/drill-hook.js';
+import { drillRunnerFor } from '../../../worker/drill-runner.js';
+import type { DeltaManifest } from '../../../worker/delta/segment.js';
 import type { Manifest } from '../../../worker/manifest.js';
 import { openStore } from '../../../worker/stores/open.js';
 import type { Store } from '../../../worker/stores/store.js';
@@ -21,15 +24,27 @@ import { startRedis, type RedisServer } from '../../support/redis.js';
 import { tempDir } from '../../support/tmp.js';
 
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'fatal' });
+const cluster = 'drill-replay';
 let etcd: EtcdServer;
 let redis: RedisServer;
 let work: { path: string; remove: () => Promise<void> };
+/** The chain every test drills: snapshot s1, the writer's log over a load, snapshot s2. */
+let fixture: {
+  config: Config;
+  store: Store;
+  s1: Manifest;
+  s2: Manifest;
+  target: number;
+  segments: DeltaManifest[];
+};
 
 before(async () => {
   [etcd, redis, work] = await Promise.all([startEtcd(), startRedis(), tempDir('drill-replay')]);
+  fixture = await buildChain();
 });
 
 after(async () => {
+  await fixture?.store.close();
   await Promise.allSettled([etcd?.stop(), redis?.stop()]);
   await work?.remove();
 });
@@ -78,8 +93,7 @@ async function drill(store: Store, manifest: Manifest): Promise<DrillRecord> {
   return record;
 }
 
-it('drill --replay-log: the writer-produced log replayed from an older snapshot gives the later snapshot HashKV; altered events (with a matching manifest) fail it', async () => {
-  const cluster = 'drill-replay';
+async function buildChain(): Promise<typeof fixture> {
   const config = configSchema.parse({
     cluster,
     etcd: { endpoints: [etcd.endpoint] },
@@ -110,48 +124,84 @@ it('drill --replay-log: the writer-produced log replayed from an older snapshot 
       60_000,
       100,
     );
-    await writer.close();
     assert.ok(segments.filter((m) => m.firstRevision <= target).length >= 3, 'several segments to replay');
-
-    const passed = await drill(store, s2);
-    const check = passed.checks.find((c) => c.name === 'delta-replay');
-    assert.equal(check?.ok, true, check?.detail);
-    assert.match(
-      check?.detail ?? '',
-      new RegExp(
-        `snapshot ${s1.id} .* replayed to revision ${target}: every key's value, create/mod revision and version equal to snapshot ${s2.id}'s .*HashKV differs only by the leases of \\d+ events`,
-      ),
-    );
-    assert.equal(passed.ok, true, passed.failure);
-
-    // One put's value altered and the segment published again through the real writer path:
-    // its manifest's SHA-256s match the new body, so only the replay's comparison can tell.
-    const victim = segments.find((m) => m.firstRevision > s1.etcd.revision + 1 && m.lastRevision < target);
-    assert.ok(victim, 'a segment inside the replayed range');
-    const events = await readSegmentEvents(store, victim);
-    // A leased event's key is put once and never again, so the altered value is still the state at the
-    // target: the lease-blind comparison sees the state there, not the history (HashKV sees both).
-    const i = events.findIndex((e) => e.type === 'put' && e.key.toString().startsWith('/registry/events/'));
-    const put = events[i];
-    assert.ok(put);
-    events[i] = { ...put, value: Buffer.from(`${put.value.toString()}!`) };
-    await writeSegment(store, { config, content: segmentContent(events), chain: victim.chain, etcd: victim.etcd });
-
-    const failed = await drill(store, s2);
-    const bad = failed.checks.find((c) => c.name === 'delta-replay');
-    assert.equal(bad?.ok, false);
-    assert.match(
-      bad?.detail ?? '',
-      /HashKV differs \(\d+ replayed events carried a lease.*key by key the state differs too.*the log does not reproduce/,
-    );
-    assert.equal(failed.ok, false);
-    assert.match(failed.failure ?? '', /^delta-replay: /);
-    for (const name of ['restore', 'hashkv', 'key-counts']) {
-      assert.equal(failed.checks.find((c) => c.name === name)?.ok, true, `${name} of the snapshot itself still passes`);
-    }
+    return { config, store, s1, s2, target, segments };
   } finally {
     await writer.close();
-    await store.close();
+  }
+}
+
+// Declared before the test that alters a segment: it needs the log as the writer stored it.
+it('drill.replayLog: true: an after-snapshot drill replays the log too and records the delta-replay check', async () => {
+  const { config, store, s1, s2 } = fixture;
+  const scratchDir = join(work.path, 'hook-scratch');
+  const drillConfig = {
+    ...config,
+    drill: { ...config.drill, afterSnapshot: 1, replayLog: true, scratchDir, freeSpaceMargin: 0 },
+  };
+  await drillAfterSnapshot({ config: drillConfig, store })(s2, log);
+  const record = await readDrillRecord(store, cluster, s2.id);
+  assert.ok(record, 'the hook wrote the drill record');
+  const check = record.checks.find((c) => c.name === 'delta-replay');
+  assert.equal(
+    check?.ok,
+    true,
+    check?.detail ?? `no delta-replay check in ${record.checks.map((c) => c.name).join(', ')}`,
+  );
+  assert.match(check?.detail ?? '', new RegExp(`snapshot ${s1.id} .* replayed to revision`));
+  assert.equal(record.ok, true, record.failure);
+  assert.deepEqual(await readdir(scratchDir), [], 'the scratch dir is emptied');
+});
+
+it("the drill command's --replay-log with drill.executor job is still refused with what to change", () => {
+  const config = configSchema.parse({
+    cluster,
+    drill: { executor: 'job' },
+    executor: { image: 'registry.example/eab:1' },
+  });
+  assert.throws(
+    () => drillRunnerFor(config, fixture.store, { replayLog: true }),
+    /--replay-log runs only with the local drill executor: add --drill-executor local/,
+  );
+});
+
+it('drill --replay-log: the writer-produced log replayed from an older snapshot gives the later snapshot HashKV; altered events (with a matching manifest) fail it', async () => {
+  const { config, store, s1, s2, target, segments } = fixture;
+  const passed = await drill(store, s2);
+  const check = passed.checks.find((c) => c.name === 'delta-replay');
+  assert.equal(check?.ok, true, check?.detail);
+  assert.match(
+    check?.detail ?? '',
+    new RegExp(
+      `snapshot ${s1.id} .* replayed to revision ${target}: every key's value, create/mod revision and version equal to snapshot ${s2.id}'s .*HashKV differs only by the leases of \\d+ events`,
+    ),
+  );
+  assert.equal(passed.ok, true, passed.failure);
+
+  // One put's value altered and the segment published again through the real writer path:
+  // its manifest's SHA-256s match the new body, so only the replay's comparison can tell.
+  const victim = segments.find((m) => m.firstRevision > s1.etcd.revision + 1 && m.lastRevision < target);
+  assert.ok(victim, 'a segment inside the replayed range');
+  const events = await readSegmentEvents(store, victim);
+  // A leased event's key is put once and never again, so the altered value is still the state at the
+  // target: the lease-blind comparison sees the state there, not the history (HashKV sees both).
+  const i = events.findIndex((e) => e.type === 'put' && e.key.toString().startsWith('/registry/events/'));
+  const put = events[i];
+  assert.ok(put);
+  events[i] = { ...put, value: Buffer.from(`${put.value.toString()}!`) };
+  await writeSegment(store, { config, content: segmentContent(events), chain: victim.chain, etcd: victim.etcd });
+
+  const failed = await drill(store, s2);
+  const bad = failed.checks.find((c) => c.name === 'delta-replay');
+  assert.equal(bad?.ok, false);
+  assert.match(
+    bad?.detail ?? '',
+    /HashKV differs \(\d+ replayed events carried a lease.*key by key the state differs too.*the log does not reproduce/,
+  );
+  assert.equal(failed.ok, false);
+  assert.match(failed.failure ?? '', /^delta-replay: /);
+  for (const name of ['restore', 'hashkv', 'key-counts']) {
+    assert.equal(failed.checks.find((c) => c.name === name)?.ok, true, `${name} of the snapshot itself still passes`);
   }
 });
 
