@@ -271,14 +271,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 }
 
 /**
- * Counts one trigger signal: counted when `ignoredFor` is undefined, else ignored for that reason.
- * Every trigger source counts through here so the two counters never disagree.
+ * Counts `n` trigger signals (default one): counted when `ignoredFor` is undefined, else ignored for
+ * that reason. Every trigger source counts through here so the two counters never disagree.
  */
-export function countTrigger(metrics: Metrics, source: TriggerSource, ignoredFor?: string): void {
+export function countTrigger(metrics: Metrics, source: TriggerSource, ignoredFor?: string, n = 1): void {
   if (ignoredFor === undefined) {
-    metrics.triggers.inc({ source, result: 'counted' });
+    metrics.triggers.inc({ source, result: 'counted' }, n);
     return;
   }
-  metrics.triggers.inc({ source, result: 'ignored' });
-  metrics.triggersIgnored.inc({ source, reason: ignoredFor });
+  metrics.triggers.inc({ source, result: 'ignored' }, n);
+  metrics.triggersIgnored.inc({ source, reason: ignoredFor }, n);
 }

@@ -38,18 +38,23 @@ export function eventListItems(body: unknown): unknown[] {
 export function recordAuditEvents(items: readonly unknown[], options: TriggerRouteOptions): AuditBatchResult {
   const { filters, recorder, metrics, log, now } = options;
   let triggers = 0;
+  // Counted per batch, not per event: a labelled counter's inc hashes its labels each time, which
+  // was a tenth of an audit batch's CPU in the benchmark's profile.
+  const ignored = new Map<string, number>();
+  const ignore = (reason: string): void => {
+    ignored.set(reason, (ignored.get(reason) ?? 0) + 1);
+  };
   for (const item of items) {
     const parsed = auditEventSchema.safeParse(item);
     if (!parsed.success) {
-      countTrigger(metrics, 'audit', 'malformed');
+      ignore('malformed');
       continue;
     }
     const decision = filterAuditEvent(parsed.data, filters);
     if (!decision.trigger) {
-      countTrigger(metrics, 'audit', decision.reason);
+      ignore(decision.reason);
       continue;
     }
-    countTrigger(metrics, 'audit');
     triggers++;
     try {
       recorder.record({ source: 'audit', resource: decision.resource, at: eventTime(parsed.data, now) });
@@ -58,6 +63,8 @@ export function recordAuditEvents(items: readonly unknown[], options: TriggerRou
       log.error({ error: messageOf(err), resource: decision.resource }, 'recording an audit change failed');
     }
   }
+  if (triggers > 0) countTrigger(metrics, 'audit', undefined, triggers);
+  for (const [reason, n] of ignored) countTrigger(metrics, 'audit', reason, n);
   return { events: items.length, triggers };
 }
 
