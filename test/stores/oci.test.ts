@@ -313,6 +313,43 @@ test('oci: a part that keeps failing aborts the multipart upload and leaves noth
   }
 });
 
+test('oci: a commit whose answer was lost is retried and found committed; a 404 for an object not made of our parts fails', async () => {
+  const store = openOciStore(`oci://${NS}/backups/lost-commit`, ociConfigFor(key, server.endpoint), tuning);
+  try {
+    server.requests.length = 0;
+    let commits = 0;
+    server.fault((r) =>
+      r.op === 'CommitMultipartUpload' && commits++ === 0
+        ? { lost: { status: 503, code: 'ServiceUnavailable' } }
+        : undefined,
+    );
+    const input = randomStream(3 * MIB + 7);
+    assert.deepEqual(await store.put('lost.db', input.stream), { size: input.data.length });
+    const answers = server.requests.filter((r) => r.op === 'CommitMultipartUpload').map((r) => r.status);
+    assert.deepEqual(answers, [503, 404], 'the SDK retried the commit and the upload was gone');
+    assert.equal(sha256(await readAll((await store.get('lost.db')).body)), sha256(input.data));
+    assert.deepEqual(server.openUploads(), []);
+
+    // A 404 while an older object of another content holds the key: not ours, so the put fails.
+    server.fault((r) => (r.op === 'CommitMultipartUpload' ? { status: 404, code: 'NoSuchUpload' } : undefined));
+    await assert.rejects(store.put('lost.db', randomStream(2 * MIB + 3).stream), /404 NoSuchUpload/);
+    await assert.rejects(store.put('never.db', randomStream(2 * MIB + 3).stream), /404 NoSuchUpload/);
+    server.fault(undefined);
+    assert.equal(
+      sha256(await readAll((await store.get('lost.db')).body)),
+      sha256(input.data),
+      'the older object stays',
+    );
+    assert.deepEqual(
+      (await store.list('')).map((o) => o.key),
+      ['lost.db'],
+    );
+  } finally {
+    server.fault(undefined);
+    await store.close();
+  }
+});
+
 test('oci: a server that stops answering fails the call instead of hanging it', async () => {
   const store = openOciStore(`oci://${NS}/backups/stuck`, ociConfigFor(key, server.endpoint), {
     ...tuning,

@@ -11,7 +11,7 @@
 import { createHash, createPublicKey, randomUUID, verify, type KeyObject } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -68,8 +68,13 @@ export interface OciRequest {
   body?: unknown;
 }
 
-/** What a fault answers instead of the real handler; `hang` never answers, as a stuck server. */
-export type OciFault = { status: number; code: string; message?: string } | { hang: true };
+/**
+ * What a fault answers instead of the real handler; `hang` never answers, as a stuck server;
+ * `lost` lets the request take effect and then answers that error, as a reply lost on the way back
+ * (a timeout or a proxy's 5xx after the service had done it): the client's retry meets the new state.
+ */
+export type OciFault =
+  { status: number; code: string; message?: string } | { hang: true } | { lost: { status: number; code: string } };
 
 export interface LifecycleRule {
   name: string;
@@ -89,6 +94,8 @@ interface StoredObject {
   created: Date;
   modified: Date;
   contentType: string;
+  /** Set for an object committed from a multipart upload: OCI answers it instead of Content-MD5. */
+  multipartMd5?: string;
 }
 
 interface Upload {
@@ -173,7 +180,22 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
     if (body?.value !== undefined) record.body = body.value;
     const fault = faultRule?.(record);
     if (fault && 'hang' in fault) return new Promise<void>(() => {});
+    if (fault && 'lost' in fault) {
+      // A response with no socket: the handler's answer goes nowhere.
+      await perform(new ServerResponse(req), record, route, body);
+      throw new Answer(fault.lost.status, fault.lost.code, `injected ${fault.lost.code} after the request took effect`);
+    }
     if (fault) throw new Answer(fault.status, fault.code, fault.message ?? `injected ${fault.code}`);
+    return perform(res, record, route, body);
+  };
+
+  const perform = async (
+    res: ServerResponse,
+    record: OciRequest,
+    route: Route,
+    body: { raw: Buffer; value: unknown } | undefined,
+  ): Promise<void> => {
+    const req = res.req;
     const q = record.query;
     switch (route.op) {
       case 'GetNamespace':
@@ -232,7 +254,7 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
           'content-length': String(o.size),
           'content-type': o.contentType,
           etag: o.etag,
-          'content-md5': o.md5,
+          ...(o.multipartMd5 === undefined ? { 'content-md5': o.md5 } : { 'opc-multipart-md5': o.multipartMd5 }),
           'last-modified': o.modified.toUTCString(),
           'opc-request-id': randomUUID(),
         };
@@ -383,6 +405,7 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
           created: now,
           modified: now,
           contentType: 'application/octet-stream',
+          multipartMd5,
         });
         uploads.delete(uploadId as string);
         for (const part of upload.parts.values()) await rm(part.file, { force: true });

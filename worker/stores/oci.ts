@@ -7,6 +7,7 @@
  * S3 (worker/stores/multipart.ts); the object appears only when the commit succeeds: that is what
  * makes put atomic. Objects smaller than one part take a single PutObject.
  */
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Socket } from 'node:net';
@@ -174,6 +175,8 @@ export class OciStore implements Store {
       throw err;
     }
     const typed = contentType ? { contentType } : {};
+    /** Each part's MD5 as OCI computed it (opc-content-md5), by upload: what a lost commit is checked by. */
+    const partMd5s = new Map<string, Map<number, string>>();
     return multipartPut(
       body,
       {
@@ -195,14 +198,29 @@ export class OciStore implements Store {
               createMultipartUploadDetails: { object: objectName, ...typed },
             })
           ).multipartUpload.uploadId,
-        part: (uploadId, num, data) => this.uploadPart(objectName, uploadId, num, data),
+        part: async (uploadId, num, data) => {
+          const { etag, md5 } = await this.uploadPart(objectName, uploadId, num, data);
+          const md5s = partMd5s.get(uploadId) ?? new Map<number, string>();
+          partMd5s.set(uploadId, md5s.set(num, md5));
+          return etag;
+        },
         complete: async (uploadId, parts) => {
-          await this.client.commitMultipartUpload({
-            ...this.names,
-            objectName,
-            uploadId,
-            commitMultipartUploadDetails: { partsToCommit: parts.map((p) => ({ partNum: p.num, etag: p.etag })) },
-          });
+          try {
+            await this.client.commitMultipartUpload({
+              ...this.names,
+              objectName,
+              uploadId,
+              commitMultipartUploadDetails: { partsToCommit: parts.map((p) => ({ partNum: p.num, etag: p.etag })) },
+            });
+          } catch (err) {
+            // The SDK retries a commit whose answer was lost (a timeout, a proxy's 5xx), and the retry
+            // finds the upload gone because the first one committed it. Then the object is ours
+            // when its multipart MD5 is the one of the parts we sent; anything else is a failure.
+            if (!isNotFound(err) || !(await this.committedFrom(objectName, partMd5s.get(uploadId), parts.length)))
+              throw err;
+          } finally {
+            partMd5s.delete(uploadId);
+          }
         },
         abort: (uploadId) => this.abortUpload(objectName, uploadId),
         remove: async () => {
@@ -220,7 +238,32 @@ export class OciStore implements Store {
     );
   }
 
-  private async uploadPart(objectName: string, uploadId: string, uploadPartNum: number, data: Buffer): Promise<string> {
+  /**
+   * Whether `objectName` is the object a multipart commit of these parts made: OCI's multipart MD5
+   * is the MD5 of the parts' binary MD5s in order, then `-<count>`.
+   */
+  private async committedFrom(
+    objectName: string,
+    md5s: Map<number, string> | undefined,
+    count: number,
+  ): Promise<boolean> {
+    if (md5s === undefined || md5s.size !== count) return false;
+    const ordered = [...md5s].sort(([a], [b]) => a - b).map(([, md5]) => Buffer.from(md5, 'base64'));
+    const expected = `${createHash('md5').update(Buffer.concat(ordered)).digest('base64')}-${count}`;
+    try {
+      const head = await this.client.headObject({ ...this.names, objectName });
+      return head.opcMultipartMd5 === expected;
+    } catch {
+      return false;
+    }
+  }
+
+  private async uploadPart(
+    objectName: string,
+    uploadId: string,
+    uploadPartNum: number,
+    data: Buffer,
+  ): Promise<{ etag: string; md5: string }> {
     const out = await this.withRetries(() =>
       this.client.uploadPart({
         ...this.names,
@@ -232,7 +275,7 @@ export class OciStore implements Store {
       }),
     );
     if (!out.eTag) throw new Error(`the service returned no ETag for part ${uploadPartNum}`);
-    return out.eTag;
+    return { etag: out.eTag, md5: out.opcContentMd5 };
   }
 
   /**
