@@ -846,6 +846,37 @@ export const drillSchema = z.strictObject({
         .min(0)
         .default(3600)
         .describe('Kubernetes deletes a finished drill Job (and its pod) after this many seconds.'),
+      secretMounts: z
+        .array(
+          z.strictObject({
+            secretName: dnsLabel,
+            mountPath: z
+              .string()
+              .regex(/^\/[^:]*$/, 'expected an absolute path')
+              .refine(
+                (p) => !['/', '/scratch', '/tmp', '/etc/etcd-autobackup'].includes(p.replace(/\/+$/, '') || '/'),
+                {
+                  message:
+                    'expected a folder of its own: not /, /scratch, /tmp or /etc/etcd-autobackup (the pod uses them)',
+                },
+              ),
+            items: z
+              .array(z.strictObject({ key: z.string().min(1), path: z.string().min(1) }))
+              .optional()
+              .describe('Only these keys of the Secret, as these file names; default: every key under its own name.'),
+            defaultMode: z
+              .number()
+              .int()
+              .min(0)
+              .max(0o777)
+              .optional()
+              .describe('File mode (decimal), e.g. 288 for 0440.'),
+          }),
+        )
+        .default([])
+        .describe(
+          "Secrets mounted read-only into the drill pod's etcd-autobackup containers (prepare, check; never etcd's) at the worker's own paths, so that encryption.keyFile, decryptionKeyFiles and identityFiles (passed to the pod as they are) resolve there. The chart sets them from encryption.existingSecret and encryption.ageIdentitySecret.",
+        ),
     })
     .prefault({})
     .describe('The drill Job (drill.executor: job). Image pull settings, namespace and our image come from executor.'),
