@@ -793,7 +793,7 @@ export const drillSchema = z.strictObject({
   schedule: duration('drill.schedule')
     .prefault('0')
     .describe(
-      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, under the cluster's snapshot lock; 0 turns this off.",
+      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, one drill of the cluster at a time (under the cluster's snapshot lock; with drill.executor job, its drill lock); 0 turns this off.",
     ),
   executor: z
     .enum(['local', 'job'])
