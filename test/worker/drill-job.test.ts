@@ -421,6 +421,11 @@ describe('the drill Job spec', () => {
       /executor.image is required when drill.executor is job/,
     );
     assert.throws(() => configSchema.parse({ drill: { etcdImage: 'etcd:latest' } }), /\{version\}/);
+    const mountAt = (mountPath: string) => () =>
+      configSchema.parse({ drill: { job: { secretMounts: [{ secretName: 'k', mountPath }] } } });
+    assert.throws(mountAt('/scratch/'), /a folder of its own/);
+    assert.throws(mountAt('keys'), /expected an absolute path/);
+    assert.doesNotThrow(mountAt('/etc/etcd-autobackup/encryption'));
   });
 });
 
