@@ -25,13 +25,31 @@ import type { Logger } from 'pino';
 import { envName, type Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import { apiFailure, defaultKubeConfig, describeApiError, resolveNamespace } from '../core/kube.js';
-import { DRILL_FORMAT, drillEtcdArgs, majorMinor, readDrillRecord, settleRecord, type DrillRecord } from './drill.js';
+import {
+  ageIdentityCheck,
+  DRILL_FORMAT,
+  drillEtcdArgs,
+  majorMinor,
+  readDrillRecord,
+  settleRecord,
+  type DrillCheck,
+  type DrillRecord,
+} from './drill.js';
 import { restoreArgv } from './etcd-tools.js';
 import { finished, forwardedEnv, JobExecutor, JobGone, jobPodAccess, LABELS } from './job-executor.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
 
-export type DrillJobConfig = Pick<Config, 'cluster' | 'etcd' | 'store' | 'snapshot' | 'log' | 'executor' | 'drill'>;
+export type DrillJobConfig = Pick<
+  Config,
+  'cluster' | 'etcd' | 'store' | 'snapshot' | 'log' | 'executor' | 'drill' | 'encryption'
+>;
+
+/**
+ * What the pod's CLI gets as env: the snapshot Job's settings plus the key and identity file paths,
+ * which drill.job.secretMounts makes resolve in the pod (the recipients only write, so they stay).
+ */
+const DRILL_FORWARDED = /^(cluster|etcd\.|store\.|snapshot\.|encryption\.(keyFile|decryptionKeyFiles|identityFiles)$)/;
 
 export const SCRATCH = '/scratch';
 const CONFIG_DIR = '/etc/etcd-autobackup';
@@ -102,6 +120,8 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
     capabilities: { drop: ['ALL'] },
   };
   const scratch = { name: 'scratch', mountPath: SCRATCH };
+  // Only our containers read keys: the etcd image's never get them.
+  const secrets = job.secretMounts;
   const ours = (name: string, args: string[]): V1Container => ({
     name,
     image: ex.image,
@@ -109,7 +129,7 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
     ...(ex.command ? { command: ex.command } : {}),
     args: [...args, ...(ex.configMap ? ['--config', `${CONFIG_DIR}/config.yaml`] : [])],
     env: [
-      ...forwardedEnv(config),
+      ...forwardedEnv(config, DRILL_FORWARDED),
       { name: envName('log-format'), value: 'json' },
       { name: envName('log-level'), value: config.log.level },
     ],
@@ -119,7 +139,12 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
     volumeMounts: [
       scratch,
       { name: 'tmp', mountPath: '/tmp' },
-      ...(ex.configMap ? [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }] : []),
+      // The file alone, as in the worker Deployment: the key Secrets mount below CONFIG_DIR, and no
+      // mount point can be made inside a (read-only) ConfigMap volume.
+      ...(ex.configMap
+        ? [{ name: 'config', mountPath: `${CONFIG_DIR}/config.yaml`, subPath: 'config.yaml', readOnly: true }]
+        : []),
+      ...secrets.map((m, i) => ({ name: `secret-${i}`, mountPath: m.mountPath, readOnly: true })),
     ],
   });
   const etcdSide = (c: V1Container): V1Container => ({
@@ -199,6 +224,14 @@ export function buildDrillJob(config: DrillJobConfig, manifest: Manifest, input:
             { name: 'scratch', emptyDir: { sizeLimit: job.scratchSizeLimit } },
             { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
             ...(ex.configMap ? [{ name: 'config', configMap: { name: ex.configMap } }] : []),
+            ...secrets.map((m, i) => ({
+              name: `secret-${i}`,
+              secret: {
+                secretName: m.secretName,
+                ...(m.items ? { items: m.items } : {}),
+                ...(m.defaultMode !== undefined ? { defaultMode: m.defaultMode } : {}),
+              },
+            })),
           ],
         },
       },
@@ -255,7 +288,8 @@ export async function runDrillJob(options: DrillJobOptions): Promise<DrillRecord
   const where = `Job ${namespace}/${name}`;
   const log = options.log.child({ job: name, id: manifest.id });
   let etcdImage = '';
-  const failed = (detail: string): DrillRecord => {
+  const failed = (detail: string): DrillRecord => failedWith([{ name: 'job', ok: false, detail }]);
+  const failedWith = (checks: DrillCheck[]): DrillRecord => {
     const record: DrillRecord = {
       format: DRILL_FORMAT,
       id: manifest.id,
@@ -263,7 +297,7 @@ export async function runDrillJob(options: DrillJobOptions): Promise<DrillRecord
       at: started.toISOString(),
       durationMs: now().getTime() - started.getTime(),
       ok: false,
-      checks: [{ name: 'job', ok: false, detail }],
+      checks,
       executor: { kind: 'job', job: name, run: nonce, etcdImage },
     };
     settleRecord(record);
@@ -289,6 +323,9 @@ export async function runDrillJob(options: DrillJobOptions): Promise<DrillRecord
   } catch (err) {
     return failed(messageOf(err));
   }
+  // As a local drill does: no pod for what it could not decrypt.
+  const noIdentity = ageIdentityCheck(manifest, config.encryption.identityFiles.length > 0);
+  if (noIdentity) return failedWith([noIdentity]);
   try {
     await options.kube.makeApiClient(BatchV1Api).createNamespacedJob({ namespace, body });
   } catch (err) {

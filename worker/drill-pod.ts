@@ -18,6 +18,7 @@ import { messageOf } from '../core/errors.js';
 import type { AgeIdentities } from './crypto/age.js';
 import type { KeyRing } from './crypto/keys.js';
 import {
+  ageIdentityCheck,
   attempt,
   checkRestoredEtcd,
   newDrillRecord,
@@ -52,6 +53,11 @@ export interface PrepareOptions {
   freeSpaceMargin: number;
   keys?: KeyRing;
   identities?: AgeIdentities | undefined;
+  /**
+   * Why the pod could not read the configured key or identity files (a Secret not mounted at the
+   * worker's path): the drill fails with it, recorded, instead of the step dying without a record.
+   */
+  keysFailed?: string;
   log: Logger;
   now?: () => Date;
 }
@@ -68,7 +74,18 @@ export async function prepareDrill(options: PrepareOptions): Promise<DrillRecord
   const checks = record.checks;
   try {
     const fs = await statfs(scratch);
-    if (push(checks, spaceCheck(fs.bavail * fs.bsize, manifest.dbSize, options.freeSpaceMargin, scratch))) {
+    const blocked: DrillCheck | undefined =
+      options.keysFailed !== undefined
+        ? {
+            name: 'download',
+            ok: false,
+            detail: `the drill pod cannot read its keys: ${options.keysFailed} (drill.job.secretMounts mounts the worker's key Secrets at the worker's paths; docs/drills.md)`,
+          }
+        : ageIdentityCheck(manifest, options.identities !== undefined);
+    const room = push(checks, spaceCheck(fs.bavail * fs.bsize, manifest.dbSize, options.freeSpaceMargin, scratch));
+    if (room && blocked) {
+      checks.push(blocked);
+    } else if (room) {
       await attempt(checks, 'download', async () => {
         const r = await downloadChecked(scratch, { ...options, etcdctl: 'etcdctl', tempDir: scratch });
         if (r.file !== join(scratch, SNAPSHOT_FILE)) await rename(r.file, join(scratch, SNAPSHOT_FILE));

@@ -1,10 +1,15 @@
 /**
- * `drill.schedule`: a BullMQ job scheduler on a queue of its own (`drills`) that drills the
- * cluster's newest snapshot every tick. Every worker upserts the same scheduler id, and BullMQ
- * makes one job per tick whatever the number of workers. The drill runs under the cluster's
- * snapshot lock (the one snapshots take, core/queue/lock.ts): no drill overlaps a snapshot of
- * the cluster or another drill, and a drill that finds the lock taken waits in the delayed set,
- * as a snapshot job does. A snapshot arriving meanwhile waits for the drill the same way.
+ * The drills queue (`drills`): `drill.schedule` is a BullMQ job scheduler on it that drills the
+ * cluster's newest snapshot every tick (every worker upserts the same scheduler id, and BullMQ
+ * makes one job per tick whatever the number of workers); with drill.executor job the
+ * after-snapshot hook enqueues its drills here too, one job per snapshot (worker/drill-hook.ts).
+ *
+ * Locking, one drill at a time per cluster either way (drillLockKeyFor): a local drill uses this
+ * worker's CPU and disk, so it runs under the cluster's snapshot lock (core/queue/lock.ts) and no
+ * snapshot of the cluster runs beside it; a drill Job runs elsewhere and reads only the stored
+ * object, so it takes the cluster's drill lock instead, and snapshots go on while it runs (a
+ * snapshot is never delayed by a drill Job, up to drill.job.timeout long). A drill that finds its
+ * lock taken waits in the delayed set and tries again, as a snapshot job does.
  */
 import { hostname } from 'node:os';
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -16,15 +21,17 @@ import type { Metrics } from '../core/metrics.js';
 import {
   clusterLockKey,
   connectRedis,
+  drillLockKey,
   drillScheduleId,
   keepClusterLock,
   releaseClusterLock,
   tryLock,
   DRILL_QUEUE_NAME,
 } from '../core/queue/index.js';
-import { listSnapshots } from './catalog.js';
+import { findSnapshot, listSnapshots, SnapshotNotFoundError } from './catalog.js';
 import { recordDrillMetrics, saveDrillRecord } from './drill.js';
-import { drillRunnerFor, type DrillRunnerConfig } from './drill-runner.js';
+import { drillRunnerFor, type DrillRunner, type DrillRunnerConfig } from './drill-runner.js';
+import type { Manifest } from './manifest.js';
 import type { Notifier } from './notify/notifier.js';
 import type { Store } from './stores/store.js';
 
@@ -33,11 +40,35 @@ export const DRILL_JOB_NAME = 'drill';
 
 export interface DrillJobData {
   cluster: string;
+  /** The snapshot to drill (an after-snapshot drill); absent: the newest (a scheduled tick). */
+  snapshotId?: string;
 }
 
-/** What a scheduled drill job returns (kept on the completed job; `status` shows the last one). */
+/** What a drill job returns (kept on the completed job; `status` shows the last one). */
 export type DrillJobResult =
-  { id: string; ok: boolean; failure?: string; at: string; durationMs: number } | { skipped: 'no snapshots yet' };
+  | { id: string; ok: boolean; failure?: string; at: string; durationMs: number }
+  | { skipped: 'no snapshots yet' | 'the snapshot is no longer stored' };
+
+/**
+ * Pure: the lock a drill of the cluster holds. A local drill restores and boots etcd on this
+ * worker, so it takes the snapshot lock; a drill Job (drill.executor job) only reads the stored
+ * object, so it takes the cluster's drill lock and never holds up a snapshot.
+ */
+export function drillLockKeyFor(config: Pick<Config, 'cluster' | 'drill'> & { redis: { prefix: string } }): string {
+  return config.drill.executor === 'job'
+    ? drillLockKey(config.redis.prefix, config.cluster)
+    : clusterLockKey(config.redis.prefix, config.cluster);
+}
+
+/** The queue job id of the drill after snapshot `id`: the same on every try, so it is enqueued once. */
+export function afterSnapshotDrillJobId(cluster: string, id: string): string {
+  return `after-snapshot-${cluster}-${id}`.replaceAll(':', '-');
+}
+
+/** Enqueues the drill of one snapshot (drill.afterSnapshot with drill.executor job); a repeat is a no-op. */
+export async function enqueueSnapshotDrill(queue: DrillQueue, cluster: string, id: string): Promise<void> {
+  await queue.add(DRILL_JOB_NAME, { cluster, snapshotId: id }, { jobId: afterSnapshotDrillJobId(cluster, id) });
+}
 
 export type DrillQueue = Queue<DrillJobData, DrillJobResult, string>;
 
@@ -81,10 +112,14 @@ export interface DrillSchedulerOptions {
   lockRetryMs?: number;
   /** Cluster lock lifetime, renewed while the drill runs. @defaultValue config.queue.lockDuration */
   lockDurationMs?: number;
+  /** How a drill runs. @defaultValue drillRunnerFor(config, store), drill.executor's */
+  runner?: DrillRunner;
 }
 
 export interface DrillScheduler {
   readonly worker: Worker<DrillJobData, DrillJobResult>;
+  /** Queues a drill of snapshot `id` (once per id), run under the drill lock by any worker. */
+  enqueue(manifest: Pick<Manifest, 'id'>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -97,7 +132,8 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
   redis.on('error', () => undefined);
   const queue = createDrillQueue(config, redis);
   let current: AbortController | undefined;
-  const drill = drillRunnerFor(config, store);
+  const drill = options.runner ?? drillRunnerFor(config, store);
+  const lockKey = drillLockKeyFor(config);
 
   const processor = async (job: Job<DrillJobData, DrillJobResult>, token?: string): Promise<DrillJobResult> => {
     const jobLog = log.child({ drillJobId: job.id });
@@ -106,9 +142,13 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
         `drill job is for cluster "${job.data.cluster}" but this worker backs up "${config.cluster}": give each installation its own redis.prefix`,
       );
     }
-    const lock = await tryLock(redis, clusterLockKey(config.redis.prefix, config.cluster), lockMs, owner);
+    const lock = await tryLock(redis, lockKey, lockMs, owner);
     if (lock === undefined) {
-      jobLog.debug('a snapshot (or drill) of this cluster is running; the scheduled drill waits');
+      jobLog.debug(
+        config.drill.executor === 'job'
+          ? 'another drill of this cluster is running; this one waits'
+          : 'a snapshot (or drill) of this cluster is running; the drill waits',
+      );
       await job.moveToDelayed(Date.now() + lockRetryMs, token);
       throw new DelayedError();
     }
@@ -116,15 +156,29 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
     current = controller;
     const renewal = keepClusterLock(lock, lockMs, controller, jobLog);
     try {
-      const [newest] = await listSnapshots(store, config.cluster);
-      if (!newest) {
-        jobLog.info('scheduled drill: no snapshots of this cluster yet');
-        return { skipped: 'no snapshots yet' };
+      const wanted = job.data.snapshotId;
+      let target: Manifest | undefined;
+      if (wanted === undefined) {
+        [target] = await listSnapshots(store, config.cluster);
+        if (!target) {
+          jobLog.info('scheduled drill: no snapshots of this cluster yet');
+          return { skipped: 'no snapshots yet' };
+        }
+      } else {
+        target = await findSnapshot(store, config.cluster, wanted).catch((err: unknown) => {
+          if (err instanceof SnapshotNotFoundError) return undefined;
+          throw err;
+        });
+        if (!target) {
+          // Pruned (or deleted) before its turn came: nothing left to prove.
+          jobLog.info({ id: wanted }, 'drill after snapshot: the snapshot is no longer stored');
+          return { skipped: 'the snapshot is no longer stored' };
+        }
       }
-      const record = await drill(newest, jobLog, controller.signal);
+      const record = await drill(target, jobLog, controller.signal);
       if (controller.signal.aborted) {
         // Stopped by a shutdown or a lost lock: says nothing about the snapshot, so no record.
-        throw new Error(`scheduled drill of ${newest.id} interrupted: ${messageOf(controller.signal.reason)}`);
+        throw new Error(`drill of ${target.id} interrupted: ${messageOf(controller.signal.reason)}`);
       }
       if (metrics) recordDrillMetrics(metrics, record);
       await saveDrillRecord(store, record);
@@ -178,6 +232,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
   });
   return {
     worker,
+    enqueue: (manifest) => enqueueSnapshotDrill(queue, config.cluster, manifest.id),
     async close() {
       closing = true;
       // A running drill is stopped (its etcd killed, scratch removed) and its record says so; the next tick drills again.

@@ -20,6 +20,7 @@ import type { Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
 import type { AgeIdentities } from './crypto/age.js';
+import { isAge } from './crypto/age-stored.js';
 import type { KeyRing } from './crypto/keys.js';
 import { restoreArgv, runTool, findEtcdTools, type SnapshotTool } from './etcd-tools.js';
 import { hashKV } from './hash-kv.js';
@@ -120,6 +121,24 @@ export function spaceCheck(freeBytes: number, dbSize: number, margin: number, di
 }
 
 /**
+ * An age snapshot and no identity to decrypt it: the drill fails here, before any download (or
+ * drill Job), whichever executor runs it. A worker holding only the recipients is the intended
+ * setup of age (docs/encryption.md), so this is a failed drill, not a config error.
+ */
+export function ageIdentityCheck(
+  manifest: Pick<Manifest, 'id' | 'transforms' | 'age'>,
+  hasIdentity: boolean,
+): DrillCheck | undefined {
+  if (hasIdentity || !isAge(manifest)) return undefined;
+  const to = manifest.age ? ` (age-encrypted to ${manifest.age.recipients.join(', ')})` : '';
+  return {
+    name: 'download',
+    ok: false,
+    detail: `no age identity: set encryption.identityFiles (a drill identity) or drill elsewhere, docs/encryption.md; snapshot ${manifest.id}${to} cannot be decrypted without one`,
+  };
+}
+
+/**
  * The restored revision must be the manifest's; when the source was written to during the
  * stream (recorded currentRevision > revision) the snapshot may hold later revisions, so only
  * "not older" can be required.
@@ -168,6 +187,11 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     const version = await etcdVersion(options.etcd);
     record.etcdVersion = version;
     if (!push(checks, etcdVersionCheck(version, manifest.etcd.version))) return record;
+    const noIdentity = ageIdentityCheck(manifest, options.identities !== undefined);
+    if (noIdentity) {
+      checks.push(noIdentity);
+      return record;
+    }
 
     const tool = await findEtcdTools({ etcdctl: options.etcdctl, ...signalOf(options) });
     record.tool = { name: tool.name, version: tool.version };

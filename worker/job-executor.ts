@@ -66,11 +66,11 @@ export function snapshotJobName(cluster: string, jobId: string): string {
     .replace(/-+$/, '')}-${hash}`;
 }
 
-/** The worker's snapshot settings as the env vars the same CLI reads in the Job. */
-export function forwardedEnv(config: JobExecutorConfig): V1EnvVar[] {
+/** The worker's snapshot settings (those `paths` matches) as the env vars the same CLI reads in the Job. */
+export function forwardedEnv(config: JobExecutorConfig, paths: RegExp = FORWARDED): V1EnvVar[] {
   const env: V1EnvVar[] = [];
   for (const s of SETTINGS) {
-    if (s.secret || !FORWARDED.test(s.path)) continue;
+    if (s.secret || !paths.test(s.path)) continue;
     const value = s.path
       .split('.')
       .reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config);

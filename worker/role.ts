@@ -10,7 +10,7 @@ import { loadRecipients } from './crypto/age.js';
 import { loadKeyRing } from './crypto/keys.js';
 import { pruneAfterSnapshot } from './prune.js';
 import { prepareStore } from './store-setup.js';
-import { drillAfterSnapshot } from './drill-hook.js';
+import { drillAfterSnapshot, drillQueuedAfterSnapshot } from './drill-hook.js';
 import { clearDrillSchedule, startDrillScheduler, type DrillScheduler } from './drill-schedule.js';
 import type { Manifest } from './manifest.js';
 import { fanOut, type Notifier } from './notify/notifier.js';
@@ -54,10 +54,20 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
       ? pruneAfterSnapshot({ config, store, metrics })
       : undefined;
   const notifier = await notifierFor(config, log, metrics);
-  // Drill before pruning, so retention already sees the new drill record.
+  // Drill before pruning, so retention already sees the new drill record (a queued drill Job's comes later).
+  let drills: DrillScheduler | undefined;
+  const queuedDrills = config.drill.afterSnapshot > 0 && drillQueuedAfterSnapshot(config.drill);
+  const enqueue = (manifest: Manifest) =>
+    drills ? drills.enqueue(manifest) : Promise.reject(new Error('the drills queue is not running'));
   const drill =
     config.drill.afterSnapshot > 0
-      ? drillAfterSnapshot({ config, store, metrics, ...(notifier ? { notifier } : {}) })
+      ? drillAfterSnapshot({
+          config,
+          store,
+          metrics,
+          ...(notifier ? { notifier } : {}),
+          ...(queuedDrills ? { enqueue } : {}),
+        })
       : undefined;
   const afterSnapshot =
     prune || drill
@@ -77,43 +87,43 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
     ? startDeltaWriter({ config, store, log: log.child({ component: 'delta-log' }), metrics })
     : undefined;
   let pool: WorkerPool | undefined;
-  let drills: DrillScheduler | undefined;
   const workerLog = log.child({ component: 'worker' });
   const started = (async () => {
     for (let attempt = 1; !stop.signal.aborted; attempt++) {
       try {
-        pool = await startWorkerPool({
-          config,
-          store,
-          log: workerLog,
-          metrics,
-          lockDurationMs: config.queue.lockDuration,
-          // Look for stalled jobs twice per lock period, so a crashed worker's job waits at most ~1.5 locks.
-          stalledIntervalMs: Math.max(1000, Math.round(config.queue.lockDuration / 2)),
-          graceMs: config.queue.shutdownGrace,
-          signal: stop.signal,
-          ...(runSnapshot ? { runSnapshot } : {}),
-          ...(afterSnapshot ? { afterSnapshot } : {}),
-          ...(notifier ? { notifier } : {}),
-        });
-        if (config.drill.schedule > 0) {
-          try {
-            drills = await startDrillScheduler({
-              config,
-              store,
-              log: workerLog,
-              metrics,
-              ...(notifier ? { notifier } : {}),
-            });
-          } catch (err) {
-            await pool.close();
-            pool = undefined;
-            throw err;
-          }
+        // The drills queue first: the pool's hook may enqueue on it from the first snapshot on.
+        if (config.drill.schedule > 0 || queuedDrills) {
+          drills = await startDrillScheduler({
+            config,
+            store,
+            log: workerLog,
+            metrics,
+            ...(notifier ? { notifier } : {}),
+          });
         } else {
           clearDrillSchedule(config).catch((err: unknown) =>
             workerLog.warn({ err: messageOf(err) }, 'removing the drill.schedule scheduler failed'),
           );
+        }
+        try {
+          pool = await startWorkerPool({
+            config,
+            store,
+            log: workerLog,
+            metrics,
+            lockDurationMs: config.queue.lockDuration,
+            // Look for stalled jobs twice per lock period, so a crashed worker's job waits at most ~1.5 locks.
+            stalledIntervalMs: Math.max(1000, Math.round(config.queue.lockDuration / 2)),
+            graceMs: config.queue.shutdownGrace,
+            signal: stop.signal,
+            ...(runSnapshot ? { runSnapshot } : {}),
+            ...(afterSnapshot ? { afterSnapshot } : {}),
+            ...(notifier ? { notifier } : {}),
+          });
+        } catch (err) {
+          await drills?.close();
+          drills = undefined;
+          throw err;
         }
         return pool;
       } catch (err) {

@@ -4,6 +4,7 @@
  * `etcd-autobackup drill` is the command to run by hand.
  */
 import type { Command } from 'commander';
+import { messageOf } from '../../core/errors.js';
 import { findSnapshot } from '../../worker/catalog.js';
 import { loadIdentities } from '../../worker/crypto/age.js';
 import { loadKeyRing } from '../../worker/crypto/keys.js';
@@ -26,6 +27,15 @@ export function registerDrillPrepare(program: Command, context: CliContext): voi
     const store = await openStore(config);
     try {
       const manifest = await findSnapshot(store, config.cluster, id);
+      let keys: Awaited<ReturnType<typeof loadKeyRing>> | undefined;
+      let identities: Awaited<ReturnType<typeof loadIdentities>>;
+      let keysFailed: string | undefined;
+      try {
+        keys = await loadKeyRing(config.encryption);
+        identities = await loadIdentities(config.encryption.identityFiles);
+      } catch (err) {
+        keysFailed = messageOf(err);
+      }
       const record = await prepareDrill({
         store,
         manifest,
@@ -35,8 +45,9 @@ export function registerDrillPrepare(program: Command, context: CliContext): voi
         etcdImage: opts.etcdImage,
         freeSpaceMargin: config.drill.freeSpaceMargin,
         log,
-        keys: await loadKeyRing(config.encryption),
-        identities: await loadIdentities(config.encryption.identityFiles),
+        ...(keys ? { keys } : {}),
+        identities,
+        ...(keysFailed !== undefined ? { keysFailed } : {}),
       });
       if (!record.ok) throw new Error(`drill of ${id} failed: ${record.failure ?? '?'}`);
       context.print(`snapshot ${id} downloaded and verified into ${opts.scratch}`);

@@ -793,7 +793,7 @@ export const drillSchema = z.strictObject({
   schedule: duration('drill.schedule')
     .prefault('0')
     .describe(
-      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, under the cluster's snapshot lock; 0 turns this off.",
+      "Drill the newest snapshot this often (e.g. 24h), once per tick for the cluster whatever the number of workers, one drill of the cluster at a time (under the cluster's snapshot lock; with drill.executor job, its drill lock); 0 turns this off.",
     ),
   executor: z
     .enum(['local', 'job'])
@@ -852,6 +852,37 @@ export const drillSchema = z.strictObject({
         .min(0)
         .default(3600)
         .describe('Kubernetes deletes a finished drill Job (and its pod) after this many seconds.'),
+      secretMounts: z
+        .array(
+          z.strictObject({
+            secretName: dnsLabel,
+            mountPath: z
+              .string()
+              .regex(/^\/[^:]*$/, 'expected an absolute path')
+              .refine(
+                (p) => !['/', '/scratch', '/tmp', '/etc/etcd-autobackup'].includes(p.replace(/\/+$/, '') || '/'),
+                {
+                  message:
+                    'expected a folder of its own: not /, /scratch, /tmp or /etc/etcd-autobackup (the pod uses them)',
+                },
+              ),
+            items: z
+              .array(z.strictObject({ key: z.string().min(1), path: z.string().min(1) }))
+              .optional()
+              .describe('Only these keys of the Secret, as these file names; default: every key under its own name.'),
+            defaultMode: z
+              .number()
+              .int()
+              .min(0)
+              .max(0o777)
+              .optional()
+              .describe('File mode (decimal), e.g. 288 for 0440.'),
+          }),
+        )
+        .default([])
+        .describe(
+          "Secrets mounted read-only into the drill pod's etcd-autobackup containers (prepare, check; never etcd's) at the worker's own paths, so that encryption.keyFile, decryptionKeyFiles and identityFiles (passed to the pod as they are) resolve there. The chart sets them from encryption.existingSecret and encryption.ageIdentitySecret.",
+        ),
     })
     .prefault({})
     .describe('The drill Job (drill.executor: job). Image pull settings, namespace and our image come from executor.'),

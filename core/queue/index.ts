@@ -17,6 +17,7 @@ export { foldEnded, takeFromLedger, takerOf, MAX_SAMPLES } from './ledger.js';
 export {
   clusterLockKey,
   deltaLockKey,
+  drillLockKey,
   keepClusterLock,
   keepLock,
   releaseClusterLock,

@@ -1,6 +1,7 @@
 /**
  * One snapshot per cluster at a time, across every worker process: a Redis lock with a token and
- * an expiry, so a crashed holder frees it by itself after `ttlMs`.
+ * an expiry, so a crashed holder frees it by itself after `ttlMs`. The same helpers keep the drill
+ * lock (drills that run elsewhere, drill.executor job) and the delta-log writer's.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -13,6 +14,14 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 
 export function clusterLockKey(prefix: string, cluster: string): string {
   return `${prefix}:lock:${cluster}`;
+}
+
+/**
+ * One drill per cluster at a time when drills run as Kubernetes Jobs: they read only the stored
+ * object, so they need not exclude snapshots, only each other (worker/drill-schedule.ts).
+ */
+export function drillLockKey(prefix: string, cluster: string): string {
+  return `${prefix}:drill-lock:${cluster}`;
 }
 
 /** The delta-log writer's lock: one writer per cluster (worker/delta/writer.ts). */

@@ -6,7 +6,10 @@ import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../core/config/index.js';
+import type { V1VolumeMount } from '@kubernetes/client-node';
 import { loadIdentities, loadRecipients } from '../../worker/crypto/age.js';
+import { buildDrillJob } from '../../worker/drill-job.js';
+import type { Manifest } from '../../worker/manifest.js';
 import { createHealthApp } from '../../core/http/health.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics } from '../../core/metrics.js';
@@ -766,6 +769,44 @@ describe('chart: age recipients reach the worker', () => {
       assert.equal(identities?.count, 1);
     } finally {
       await dir.remove();
+    }
+  });
+
+  test("drill Jobs of encrypted snapshots: the pod's CLI containers mount the worker's key and identity Secrets at the worker's paths", async () => {
+    for (const set of [
+      ['encryption.existingSecret=etcd-autobackup-key', 'encryption.decryptionKeys[0]=old'],
+      [`encryption.ageRecipients[0]=${AGE_EXAMPLE}`, 'encryption.ageIdentitySecret=etcd-autobackup-drill-identity'],
+    ]) {
+      const { worker, kc, config } = await workerWith([
+        'config.store.url=s3://acme-etcd-backups/drills',
+        'config.drill.executor=job',
+        ...set,
+      ]);
+      const files = [
+        ...(config.encryption.keyFile ? [config.encryption.keyFile] : []),
+        ...config.encryption.decryptionKeyFiles,
+        ...config.encryption.identityFiles,
+      ];
+      assert.ok(files.length > 0, set.join(' '));
+      const manifest = { id: '20261203T000000Z-r1-abcd', etcd: { version: '3.6.4' } } as Manifest;
+      const pod = buildDrillJob(config, manifest, { name: 'd', namespace: NAMESPACE, nonce: 'n' }).spec?.template.spec;
+      assert.ok(pod);
+      const secretAt = (
+        mounts: V1VolumeMount[] | undefined,
+        volumes: readonly { name: string; secret?: { secretName?: string } }[] | undefined,
+        file: string,
+      ) => {
+        const m = (mounts ?? []).find((v) => file.startsWith(`${v.mountPath}/`));
+        return m && { secret: volumes?.find((v) => v.name === m.name)?.secret?.secretName, at: m.mountPath };
+      };
+      for (const file of files) {
+        const inWorker = secretAt(kc.volumeMounts, worker.pod.volumes, file);
+        assert.ok(inWorker?.secret, `${file} is a Secret in the worker`);
+        for (const c of [pod.initContainers?.[0], pod.containers[0]])
+          assert.deepEqual(secretAt(c?.volumeMounts, pod.volumes, file), inWorker, `${c?.name}: ${file}`);
+        for (const c of (pod.initContainers ?? []).slice(1))
+          assert.equal(secretAt(c.volumeMounts, pod.volumes, file), undefined, `${c.name} (etcd image) gets no key`);
+      }
     }
   });
 

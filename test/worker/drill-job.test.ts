@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -22,7 +22,7 @@ import type { V1Container, V1ContainerStatus, V1PodSpec } from '@kubernetes/clie
 import { pino } from 'pino';
 import { configSchema, type ConfigInput } from '../../core/config/index.js';
 import { takeBackup } from '../../worker/backup.js';
-import { readDrillRecord, type DrillRecord } from '../../worker/drill.js';
+import { readDrillRecord, runDrill, type DrillRecord } from '../../worker/drill.js';
 import { buildDrillJob, etcdImageFor, runDrillJob } from '../../worker/drill-job.js';
 import { manifestKey, type Manifest } from '../../worker/manifest.js';
 import { FileStore } from '../../worker/stores/file.js';
@@ -82,16 +82,51 @@ function statusOf(name: string, code: number | null): V1ContainerStatus {
   };
 }
 
+/**
+ * The container's Secret volumes, as the kubelet would mount them: the Secret's keys (from the fake
+ * API) written as files at the mount path, which here is a path of this machine, for this container
+ * only. Returns the undo.
+ */
+async function mountSecrets(c: V1Container, pod: V1PodSpec): Promise<() => Promise<void>> {
+  const made: string[] = [];
+  for (const m of c.volumeMounts ?? []) {
+    const volume = pod.volumes?.find((v) => v.name === m.name)?.secret;
+    if (!volume) continue;
+    assert.equal(m.readOnly, true, `${c.name} mounts ${m.mountPath} read-only`);
+    const secret = api.get('secrets', NS, volume.secretName ?? '') as { data?: Record<string, string> } | undefined;
+    assert.ok(secret?.data, `Secret ${volume.secretName} exists`);
+    const items = volume.items ?? Object.keys(secret.data).map((key) => ({ key, path: key }));
+    await mkdir(m.mountPath, { recursive: true });
+    made.push(m.mountPath);
+    for (const item of items)
+      await writeFile(join(m.mountPath, item.path), Buffer.from(secret.data[item.key] ?? '', 'base64'), {
+        mode: volume.defaultMode ?? 0o644,
+      });
+  }
+  return async () => {
+    for (const dir of made) await rm(dir, { recursive: true, force: true });
+  };
+}
+
 /** One container's command as a local process: our image is the CLI, the etcd image its binary by name. */
-async function runContainer(c: V1Container, scratch: string): Promise<{ code: number | null; out: string }> {
+async function runContainer(
+  c: V1Container,
+  scratch: string,
+  pod: V1PodSpec,
+): Promise<{ code: number | null; out: string }> {
   const local = (s: string) => s.replaceAll('/scratch', scratch);
   const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? '']));
   const args = (c.args ?? []).map(local);
   if (c.image === OUR_IMAGE) {
     assert.equal(c.command, undefined, 'our image runs its own entrypoint');
     ranCommands.push([c.name, ...args]);
-    const r = await runCli(args, { env, timeoutMs: 120_000 });
-    return { code: r.code, out: r.stderr + r.stdout };
+    const unmount = await mountSecrets(c, pod);
+    try {
+      const r = await runCli(args, { env, timeoutMs: 120_000 });
+      return { code: r.code, out: r.stderr + r.stdout };
+    } finally {
+      await unmount();
+    }
   }
   const child = spawnEtcdImage(c, scratch);
   const out: string[] = [];
@@ -145,7 +180,7 @@ function kubelet(job: KubeObject): void {
           sidecar = spawnEtcdImage(c, scratch);
           continue;
         }
-        const r = await runContainer(c, scratch);
+        const r = await runContainer(c, scratch, template.spec);
         logs.push(r.out);
         init.push(statusOf(c.name, r.code));
         if (r.code !== 0) {
@@ -155,7 +190,7 @@ function kubelet(job: KubeObject): void {
       }
       if (ok) {
         const c = template.spec.containers[0] as V1Container;
-        const r = await runContainer(c, scratch);
+        const r = await runContainer(c, scratch, template.spec);
         logs.push(r.out);
         main.push(statusOf(c.name, r.code));
         ok = r.code === 0;
@@ -317,12 +352,80 @@ describe('the drill Job spec', () => {
     assert.equal(pod.volumes?.find((v) => v.name === 'scratch')?.emptyDir?.sizeLimit, '4Gi');
   });
 
+  test("encryption: the key and identity Secrets are mounted read-only at the worker's paths into our containers only", () => {
+    const config = configFor({
+      executor: { image: OUR_IMAGE, configMap: 'etcd-autobackup' },
+      encryption: {
+        keyFile: '/etc/etcd-autobackup/encryption/key',
+        decryptionKeyFiles: ['/etc/etcd-autobackup/encryption/old'],
+        identityFiles: ['/etc/etcd-autobackup/age-identity/identity.txt'],
+      },
+      drill: {
+        job: {
+          secretMounts: [
+            { secretName: 'aes-key', mountPath: '/etc/etcd-autobackup/encryption' },
+            {
+              secretName: 'drill-identity',
+              mountPath: '/etc/etcd-autobackup/age-identity',
+              items: [{ key: 'identity.txt', path: 'identity.txt' }],
+              defaultMode: 288,
+            },
+          ],
+        },
+      },
+    });
+    const job = buildDrillJob(config, good, { name: 'd', namespace: NS, nonce: 'n1' });
+    assert.deepEqual(schemaProblems([job as unknown as K8sObject]), [], 'a valid batch/v1 Job');
+    const pod = job.spec?.template.spec;
+    assert.ok(pod);
+    const secretOf = (c: V1Container | undefined) =>
+      (c?.volumeMounts ?? []).flatMap((m) => {
+        const secret = pod.volumes?.find((v) => v.name === m.name)?.secret;
+        return secret ? [{ secret: secret.secretName, at: m.mountPath, readOnly: m.readOnly }] : [];
+      });
+    const [prepare, restore, etcd] = pod.initContainers ?? [];
+    const expected = [
+      { secret: 'aes-key', at: '/etc/etcd-autobackup/encryption', readOnly: true },
+      { secret: 'drill-identity', at: '/etc/etcd-autobackup/age-identity', readOnly: true },
+    ];
+    assert.deepEqual(secretOf(prepare), expected);
+    assert.deepEqual(secretOf(pod.containers[0]), expected);
+    assert.deepEqual(secretOf(restore), [], "the etcd image's containers get no key");
+    assert.deepEqual(secretOf(etcd), [], "the etcd image's containers get no key");
+    const identity = pod.volumes?.find((v) => v.secret?.secretName === 'drill-identity')?.secret;
+    assert.deepEqual(identity?.items, [{ key: 'identity.txt', path: 'identity.txt' }]);
+    assert.equal(identity?.defaultMode, 288);
+    // The CLI is told the worker's own paths, and each lies in a mounted Secret.
+    const env = Object.fromEntries((prepare?.env ?? []).map((e) => [e.name, e.value]));
+    assert.equal(env.ETCD_AUTOBACKUP_ENCRYPTION_KEY_FILE, '/etc/etcd-autobackup/encryption/key');
+    assert.equal(env.ETCD_AUTOBACKUP_DECRYPTION_KEY_FILES, '/etc/etcd-autobackup/encryption/old');
+    assert.equal(env.ETCD_AUTOBACKUP_IDENTITY, '/etc/etcd-autobackup/age-identity/identity.txt');
+    assert.equal(env.ETCD_AUTOBACKUP_AGE_RECIPIENTS, undefined, 'recipients only write: not passed');
+    for (const file of [config.encryption.keyFile ?? '', ...config.encryption.identityFiles])
+      assert.ok(
+        expected.some((m) => file.startsWith(`${m.at}/`)),
+        `${file} is inside a mounted Secret`,
+      );
+    // The config file alone: a ConfigMap volume over the whole folder could hold no mount points below it.
+    const config0 = prepare?.volumeMounts?.find((m) => m.name === 'config');
+    assert.deepEqual(
+      [config0?.mountPath, config0?.subPath, config0?.readOnly],
+      ['/etc/etcd-autobackup/config.yaml', 'config.yaml', true],
+    );
+    assert.deepEqual(prepare?.args?.slice(-2), ['--config', '/etc/etcd-autobackup/config.yaml']);
+  });
+
   test('config: executor.image is required for drill Jobs, and the image template must hold {version}', () => {
     assert.throws(
       () => configSchema.parse({ drill: { executor: 'job' } }),
       /executor.image is required when drill.executor is job/,
     );
     assert.throws(() => configSchema.parse({ drill: { etcdImage: 'etcd:latest' } }), /\{version\}/);
+    const mountAt = (mountPath: string) => () =>
+      configSchema.parse({ drill: { job: { secretMounts: [{ secretName: 'k', mountPath }] } } });
+    assert.throws(mountAt('/scratch/'), /a folder of its own/);
+    assert.throws(mountAt('keys'), /expected an absolute path/);
+    assert.doesNotThrow(mountAt('/etc/etcd-autobackup/encryption'));
   });
 });
 
@@ -406,6 +509,79 @@ describe('the pod run as local processes, with the chart Role enforced', () => {
       ranCommands.map((c) => c[0]),
       ['prepare'],
     );
+  });
+});
+
+describe('encrypted snapshots', () => {
+  test('AES keyfile: the key Secret mounted at the worker path decrypts in the pod; without the mount the pod records why', async () => {
+    const keyDir = join(work.path, 'etc/encryption');
+    const keyFile = join(keyDir, 'key');
+    const key = randomBytes(32);
+    await mkdir(keyDir, { recursive: true });
+    await writeFile(keyFile, key);
+    const encrypted = { encryption: { keyFile } };
+    const manifest = await takeBackup({ config: configFor(encrypted), store, log, cause: { source: 'manual' } });
+    assert.ok(manifest.transforms.includes('encrypt-aes-256-gcm'), manifest.transforms.join(','));
+    // From here the key exists only in the Secret, as in a cluster: only a mount can give it to the pod.
+    await rm(keyDir, { recursive: true });
+    api.put('secrets', {
+      metadata: { name: 'etcd-autobackup-key', namespace: NS },
+      data: { key: key.toString('base64') },
+    });
+    ranCommands.length = 0;
+    const record = await drill(manifest, {
+      ...encrypted,
+      drill: { job: { secretMounts: [{ secretName: 'etcd-autobackup-key', mountPath: keyDir }] } },
+    });
+    assert.equal(record.ok, true, record.failure);
+    assert.equal(record.checks.find((c) => c.name === 'download')?.ok, true);
+    assert.deepEqual(
+      ranCommands.map((c) => c[0]),
+      ['prepare', 'restore', 'etcd', 'check'],
+    );
+    assert.deepEqual(await readDrillRecord(store, manifest.cluster, manifest.id), record);
+
+    const unmounted = await drill(manifest, encrypted);
+    assert.equal(unmounted.ok, false);
+    assert.match(
+      unmounted.failure ?? '',
+      /^download: the drill pod cannot read its keys: .*encryption\.keyFile.*drill\.job\.secretMounts/,
+    );
+    assert.deepEqual(
+      await readDrillRecord(store, manifest.cluster, manifest.id),
+      unmounted,
+      'the prepare step stored it',
+    );
+    assert.deepEqual(api.problems, []);
+  });
+
+  test('age with only recipients on the worker: a failed drill with the reason, no Job created, as a local drill records it', async () => {
+    const aged = await publishCopy(good, {
+      transforms: [...good.transforms, 'age'],
+      age: {
+        format: 'age-encryption.org/v1',
+        recipients: ['age1t070sjcuqk44tuycfq0c7l5jj6kk99f7n3jcf0y5j4gd8srdpelqrrhmqd'],
+      },
+    });
+    const created = api.requestsOf('create', 'jobs').length;
+    const record = await drill(aged);
+    assert.equal(record.ok, false);
+    assert.match(
+      record.failure ?? '',
+      /^download: no age identity: set encryption\.identityFiles \(a drill identity\) or drill elsewhere, docs\/encryption\.md/,
+    );
+    assert.equal(api.requestsOf('create', 'jobs').length, created, 'no pod for what it cannot decrypt');
+    const local = await runDrill({
+      store,
+      manifest: aged,
+      etcdctl: 'etcdctl',
+      etcd: 'etcd',
+      scratchDir: join(work.path, 'local-drills'),
+      startTimeoutMs: 60_000,
+      freeSpaceMargin: 0,
+      log,
+    });
+    assert.equal(local.failure, record.failure, 'the local executor records the same');
   });
 });
 

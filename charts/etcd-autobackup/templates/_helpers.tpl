@@ -284,6 +284,20 @@ The effective config and the secret env vars, as YAML {config, secretEnv}: what 
 {{- with (default (ternary $fullname "" $v.secrets.create) $v.secrets.existingSecret) }}{{ $_ := set $job "envFromSecret" . }}{{ end -}}
 {{- $_ := set $cfg "executor" (mustMergeOverwrite $job ($cfg.executor | default dict)) -}}
 {{- end -}}
+{{- if eq (toString (dig "drill" "executor" "" $cfg)) "job" -}}
+{{- /* The drill pod's CLI reads the key and identity at the worker's paths: the same Secrets, read-only, never in etcd's containers. */ -}}
+{{- $mounts := list -}}
+{{- with $v.encryption.existingSecret }}{{ $mounts = append $mounts (dict "secretName" . "mountPath" (printf "%s/encryption" $confDir)) }}{{ end -}}
+{{- with $v.encryption.ageIdentitySecret -}}
+{{- $items := list (dict "key" $v.encryption.ageIdentityKey "path" $v.encryption.ageIdentityKey) -}}
+{{- $mounts = append $mounts (dict "secretName" . "mountPath" (printf "%s/age-identity" $confDir) "defaultMode" 288 "items" $items) -}}
+{{- end -}}
+{{- with $mounts -}}
+{{- $drillJob := (get $cfg.drill "job") | default dict -}}
+{{- $_ := set $drillJob "secretMounts" (concat ((get $drillJob "secretMounts") | default list) $mounts) -}}
+{{- $_ := set $cfg.drill "job" $drillJob -}}
+{{- end -}}
+{{- end -}}
 {{- $secretEnv := dict -}}
 {{- /* Store credentials are for the worker (and its Jobs) only: the webhook never opens the store. */ -}}
 {{- $storeEnv := list "ETCD_AUTOBACKUP_S3_ACCESS_KEY_ID" -}}
