@@ -112,6 +112,11 @@ export interface DrillSchedulerOptions {
   lockRetryMs?: number;
   /** Cluster lock lifetime, renewed while the drill runs. @defaultValue config.queue.lockDuration */
   lockDurationMs?: number;
+  /**
+   * Gives up setting the scheduler when aborted (a shutdown while Redis is down: BullMQ's calls
+   * wait for a connection forever). @defaultValue never
+   */
+  signal?: AbortSignal;
   /** How a drill runs. @defaultValue drillRunnerFor(config, store), drill.executor's */
   runner?: DrillRunner;
 }
@@ -213,7 +218,20 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
     log.error({ drillJobId: job?.id, err: messageOf(err) }, 'scheduled drill could not run'),
   );
   try {
-    await syncDrillSchedule(queue, config);
+    const signal = options.signal;
+    if (signal) {
+      signal.throwIfAborted();
+      let onAbort: (() => void) | undefined;
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('stopped'));
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+      try {
+        await Promise.race([syncDrillSchedule(queue, config), aborted]);
+      } finally {
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+      }
+    } else await syncDrillSchedule(queue, config);
   } catch (err) {
     redis.disconnect();
     workerRedis.disconnect();

@@ -98,12 +98,9 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
             store,
             log: workerLog,
             metrics,
+            signal: stop.signal,
             ...(notifier ? { notifier } : {}),
           });
-        } else {
-          clearDrillSchedule(config).catch((err: unknown) =>
-            workerLog.warn({ err: messageOf(err) }, 'removing the drill.schedule scheduler failed'),
-          );
         }
         try {
           pool = await startWorkerPool({
@@ -125,6 +122,12 @@ export async function startWorkerRole(options: { config: Config; log: Logger; me
           drills = undefined;
           throw err;
         }
+        // Only once the pool started, i.e. Redis answers: with Redis down its commands would wait
+        // forever and their reconnecting client keep the process alive after SIGTERM.
+        if (!drills)
+          clearDrillSchedule(config).catch((err: unknown) =>
+            workerLog.warn({ err: messageOf(err) }, 'removing the drill.schedule scheduler failed'),
+          );
         return pool;
       } catch (err) {
         if (stop.signal.aborted) return undefined;

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { runCli } from '../support/cli.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { Processes } from '../support/processes.js';
@@ -30,12 +32,17 @@ function serveFlags(redisUrl: string, storeDir: string): string[] {
   ];
 }
 
-async function serveBindsAndStops(redisUrl: string, what: string): Promise<void> {
+async function serveBindsAndStops(redisUrl: string, what: string, configYaml?: string): Promise<void> {
   const processes = new Processes();
   const dir = await tempDir('redis-faults');
   try {
+    const flags = serveFlags(redisUrl, join(dir.path, 'store'));
+    if (configYaml !== undefined) {
+      await writeFile(join(dir.path, 'config.yaml'), configYaml);
+      flags.push('--config', join(dir.path, 'config.yaml'));
+    }
     // start() waits for the banner, printed once the port is bound.
-    const serve = await processes.start('serve', serveFlags(redisUrl, dir.path), { timeoutMs: 60_000 });
+    const serve = await processes.start('serve', flags, { timeoutMs: 60_000 });
     const r = await waitFor(`${what}: /readyz to answer`, () => readyz(serve.url).catch(() => undefined));
     assert.equal(r.status, 503, `${what}: not ready`);
     assert.equal(r.body.status, 'not ready');
@@ -67,6 +74,14 @@ test('serve with a wrong Redis password: binds at once, /readyz 503, one SIGTERM
 
 test('serve with Redis unreachable: binds at once, /readyz 503, one SIGTERM stops it', async () => {
   await serveBindsAndStops(`redis://127.0.0.1:${await freePort()}`, 'Redis down');
+});
+
+test('serve with drill.schedule and Redis unreachable: one SIGTERM stops it (the drill scheduler set-up gives up)', async () => {
+  await serveBindsAndStops(
+    `redis://127.0.0.1:${await freePort()}`,
+    'Redis down, drills scheduled',
+    'drill:\n  schedule: 1h\n',
+  );
 });
 
 test('snapshot --enqueue with Redis down or refusing the password gives up after queue.enqueueTimeout, naming Redis', async () => {
