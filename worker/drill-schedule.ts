@@ -16,6 +16,7 @@ import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullm
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
+import { untilAborted } from '../core/abort.js';
 import { messageOf } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
 import {
@@ -218,20 +219,7 @@ export async function startDrillScheduler(options: DrillSchedulerOptions): Promi
     log.error({ drillJobId: job?.id, err: messageOf(err) }, 'scheduled drill could not run'),
   );
   try {
-    const signal = options.signal;
-    if (signal) {
-      signal.throwIfAborted();
-      let onAbort: (() => void) | undefined;
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('stopped'));
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-      try {
-        await Promise.race([syncDrillSchedule(queue, config), aborted]);
-      } finally {
-        if (onAbort) signal.removeEventListener('abort', onAbort);
-      }
-    } else await syncDrillSchedule(queue, config);
+    await untilAborted(syncDrillSchedule(queue, config), options.signal);
   } catch (err) {
     redis.disconnect();
     workerRedis.disconnect();

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { untilAborted } from '../core/abort.js';
 import type { Cause } from '../core/cause.js';
 import type { Config } from '../core/config/index.js';
 import { messageOf, SnapshotError } from '../core/errors.js';
@@ -365,16 +366,6 @@ async function causeOf(
 
 function mergeSamples(a: string[], b: string[]): string[] {
   return [...new Set([...a, ...b])].slice(0, MAX_SAMPLES);
-}
-
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /** The changes of this cluster's jobs that failed at least once and wait for another attempt. */
