@@ -28,6 +28,12 @@ export interface Codec {
   /** Undefined for none: no stage at all, not a pass-through. */
   compress: ((level: number) => Duplex) | undefined;
   decompress: (() => Duplex) | undefined;
+  /**
+   * When set, readers use it instead of `decompress` to write a file: a stage that writes the
+   * decompressed bytes to `dest` (which must not exist) itself and passes nothing on, so that
+   * they never cross into Node. Undefined: `decompress`, then Node writes the file.
+   */
+  decompressTo?: (dest: string) => Duplex;
 }
 
 /** The zstd binary; overridable for tests and unusual installs. */
@@ -61,6 +67,9 @@ export const CODECS: Readonly<Record<CodecName, Codec>> = {
     // -T0: one thread per core; --no-progress and -q keep stderr for errors only.
     compress: (level) => new ChildStream(ZSTD_BINARY, ['-q', '-c', `-${level}`, '-T0', '--no-progress'], 'zstd'),
     decompress: () => new ChildStream(ZSTD_BINARY, ['-q', '-d', '-c', '--no-progress'], 'zstd -d'),
+    // zstd writes the file: piping 318 MiB out of zstd and into a file through Node was most of a
+    // restore's download.
+    decompressTo: (dest) => new ChildStream(ZSTD_BINARY, ['-q', '-d', '--no-progress', '-o', dest], 'zstd -d'),
   },
 };
 

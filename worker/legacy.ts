@@ -250,9 +250,12 @@ export async function restoreLegacy(options: LegacyRestoreOptions): Promise<Lega
   const skipHashCheck = !hasShaTrailer(options.object.storedSize);
   const { report, dataDir, member } = await restoreStaged(
     { ...options, skipHashCheck },
-    async (work, tool) => verifyLegacyInto(work, { ...options, tool: await tool }),
-    // verifyLegacyInto ran `snapshot status` already: nothing else to check during the restore.
-    () => Promise.resolve(undefined),
+    async (work, tool, restore) => {
+      // verifyLegacyInto runs `snapshot status` itself: nothing else to check during the restore.
+      const { file, ...report } = await verifyLegacyInto(work, { ...options, tool: await tool });
+      await restore(report.tool, file, options.signal ?? new AbortController().signal);
+      return report;
+    },
   );
   return { ...report, dataDir, member };
 }

@@ -1,14 +1,16 @@
 /**
  * Reads a stored snapshot back and proves it is the one that was written: the bytes are
- * decrypted (when encrypted), decompressed and checked against etcd's SHA-256 trailer on the fly,
- * then against the manifest, its bbolt meta pages are checked (bbolt-header.ts), and finally
- * etcdutl or etcdctl (etcd-tools.ts) opens the database. The result is a file
- * `snapshot restore` can use.
+ * decrypted (when encrypted) and decompressed into a file, which is then hashed and checked
+ * against etcd's SHA-256 trailer and the manifest, its bbolt meta pages are checked
+ * (bbolt-header.ts), and etcdutl or etcdctl (etcd-tools.ts) opens the database beside the
+ * hashing. The result is a file `snapshot restore` can use.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, messageOf } from '../core/errors.js';
 import { openStoredObject } from './stored-object.js';
@@ -23,7 +25,7 @@ import { decryptStage } from './crypto/stages.js';
 import { findEtcdTools, lastLines, runTool, statusArgv, type SnapshotTool } from './etcd-tools.js';
 import { firstFailure } from './first-failure.js';
 import type { Manifest } from './manifest.js';
-import { Sha256TrailerVerifier } from './sha256-trailer.js';
+import { TRAILER_SIZE } from './sha256-trailer.js';
 import type { Store } from './stores/store.js';
 
 /** The stages this version knows how to undo, by the names backup.ts records. */
@@ -49,10 +51,15 @@ export interface DownloadFacts {
   snapshotSize: number;
 }
 
-/** Writes the snapshot of `manifest` to `dest`, failing with an IntegrityError on any mismatch. */
-export async function downloadVerified(options: DownloadOptions): Promise<DownloadFacts> {
+/**
+ * Writes the snapshot of `manifest` to `dest` (decrypted, decompressed), failing with an
+ * IntegrityError when a stage cannot undo its transform. It does not hash the database:
+ * checkSnapshotFile does that on the written file, beside `snapshot status` and `snapshot
+ * restore`, so a codec that can write the file itself (zstd) keeps the database out of Node.
+ */
+export async function downloadSnapshot(options: DownloadOptions): Promise<void> {
   const { store, manifest, dest } = options;
-  const what = `snapshot ${manifest.id} (${manifest.key} in ${store.location})`;
+  const what = describe(store, manifest);
   const unknown = manifest.transforms.filter((t) => !KNOWN_TRANSFORMS.has(t));
   if (unknown.length > 0) {
     throw new IntegrityError(
@@ -64,7 +71,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
 
   const object = await openStoredObject(store, manifest, what);
 
-  type Stage = 'read' | 'decrypt' | 'decompress' | 'verify' | 'write';
+  type Stage = 'read' | 'decrypt' | 'decompress' | 'write';
   const failures = firstFailure<Stage>();
   const tag = failures.tag;
 
@@ -74,16 +81,17 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   if (decrypt) stages.push(tag(decrypt, 'decrypt'));
   // The manifest, not the object's name, says how it was compressed (old objects: gzip or none).
   const codec = codecOf(manifest.compression);
-  if (codec.decompress) stages.push(tag(codec.decompress(), 'decompress'));
-  const verifier = tag(new Sha256TrailerVerifier(), 'verify');
-  const counter = new ByteMeter();
+  const sink: NodeJS.WritableStream[] = codec.decompressTo
+    ? // The stage writes dest itself and ends without output.
+      [tag(codec.decompressTo(dest), 'decompress'), new Discard()]
+    : [
+        ...(codec.decompress ? [tag(codec.decompress(), 'decompress')] : []),
+        tag(createWriteStream(dest, { flags: 'wx' }), 'write'),
+      ];
   try {
-    await pipeline(
-      [tag(object.body, 'read'), ...stages, verifier, counter, tag(createWriteStream(dest, { flags: 'wx' }), 'write')],
-      {
-        ...(options.signal ? { signal: options.signal } : {}),
-      },
-    );
+    await pipeline([tag(object.body, 'read'), ...stages, ...sink], {
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (err) {
     if (options.signal?.aborted) throw new Error(`download of ${what} interrupted`, { cause: err });
     const origin = failures.origin;
@@ -96,28 +104,92 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
         throw new IntegrityError(`${what} is corrupt: it does not decompress as ${codec.name} (${why})`, {
           cause: err,
         });
-      case 'verify':
-        throw new IntegrityError(`${what} is corrupt: ${why}`, { cause: err });
       case 'write':
         throw new Error(`writing the snapshot to ${dest} failed: ${why}`, { cause: err });
       case 'read':
         throw new Error(`reading ${what} failed: ${why}`, { cause: err });
     }
   }
+}
 
-  const { sha256, dbSize } = verifier.result();
-  const snapshotSize = counter.bytes;
-  if (sha256 !== manifest.sha256) {
-    throw new IntegrityError(
-      `${what} does not match its manifest: the database hashes to ${sha256} but the manifest says ${manifest.sha256}`,
-    );
+/**
+ * Hashes a downloaded snapshot file and checks it against etcd's trailer and the manifest, sizes
+ * included. It reads what `snapshot restore` reads, at Node's SHA-256 speed (SHA-NI where the CPU
+ * has it; etcdctl 3.4's own check hashed at a fifth of that here), which is why restore passes
+ * `--skip-hash-check` and runs this beside it instead.
+ */
+export async function checkSnapshotFile(
+  file: string,
+  manifest: Manifest,
+  what: string,
+  signal?: AbortSignal,
+): Promise<DownloadFacts> {
+  const hashed = await hashSnapshotFile(file, signal);
+  const problem = snapshotFileProblem(hashed, manifest);
+  if (problem) throw new IntegrityError(`${what} ${problem}`);
+  return { sha256: hashed.sha256, dbSize: hashed.dbSize, snapshotSize: hashed.snapshotSize };
+}
+
+/** What hashSnapshotFile read: the database's SHA-256 and the trailer beside it. */
+export interface HashedSnapshot {
+  sha256: string;
+  /** The last 32 bytes, hex; empty when the file is shorter than that. */
+  trailer: string;
+  dbSize: number;
+  snapshotSize: number;
+}
+
+/** Why a hashed snapshot is not the manifest's, or undefined when it is. */
+export function snapshotFileProblem(h: HashedSnapshot, manifest: Manifest): string | undefined {
+  if (h.snapshotSize < TRAILER_SIZE)
+    return `is corrupt: snapshot too short (${h.snapshotSize} bytes): no SHA-256 trailer`;
+  if (h.sha256 !== h.trailer) {
+    return `is corrupt: SHA-256 mismatch: the database hashes to ${h.sha256} but the snapshot trailer says ${h.trailer}`;
   }
-  if (dbSize !== manifest.dbSize || snapshotSize !== manifest.snapshotSize) {
-    throw new IntegrityError(
-      `${what} does not match its manifest: ${snapshotSize} snapshot bytes (${dbSize} database) but the manifest says ${manifest.snapshotSize} (${manifest.dbSize})`,
-    );
+  if (h.sha256 !== manifest.sha256) {
+    return `does not match its manifest: the database hashes to ${h.sha256} but the manifest says ${manifest.sha256}`;
   }
-  return { sha256, dbSize, snapshotSize };
+  if (h.dbSize !== manifest.dbSize || h.snapshotSize !== manifest.snapshotSize) {
+    return `does not match its manifest: ${h.snapshotSize} snapshot bytes (${h.dbSize} database) but the manifest says ${manifest.snapshotSize} (${manifest.dbSize})`;
+  }
+  return undefined;
+}
+
+const HASH_READ_BYTES = 1024 * 1024;
+
+/** SHA-256 of all but the last 32 bytes of `file`, and those 32 bytes; one reused read buffer. */
+export async function hashSnapshotFile(file: string, signal?: AbortSignal): Promise<HashedSnapshot> {
+  const handle = await open(file, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    const dbSize = Math.max(0, size - TRAILER_SIZE);
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(HASH_READ_BYTES);
+    let at = 0;
+    while (at < dbSize) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, dbSize - at), at);
+      if (bytesRead === 0) throw new Error(`${file} shrank while it was hashed`);
+      hash.update(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+    const trailer = Buffer.alloc(size - dbSize);
+    await handle.read(trailer, 0, trailer.length, dbSize);
+    return { sha256: hash.digest('hex'), trailer: trailer.toString('hex'), dbSize, snapshotSize: size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Swallows what a stage passes on; the end of a pipeline whose last stage wrote its own file. */
+class Discard extends Writable {
+  override _write(_chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    done();
+  }
+}
+
+function describe(store: Store, manifest: Manifest): string {
+  return `snapshot ${manifest.id} (${manifest.key} in ${store.location})`;
 }
 
 /** What `etcdutl/etcdctl snapshot status -w json` reports (etcdutl 3.6 adds `version`). */
@@ -186,29 +258,63 @@ export async function verifySnapshot(options: VerifyOptions): Promise<VerifyRepo
 /** The verify steps with the snapshot left in `dir/snapshot.db`, for restore to use. */
 export async function verifyInto(dir: string, options: VerifyOptions): Promise<VerifyReport & { file: string }> {
   const tool = lookUpTool(options);
-  const downloaded = await downloadChecked(dir, options);
-  const found = await tool;
-  const status = await snapshotStatus(found, downloaded.file, options.signal);
-  return { ...downloaded, status, tool: found };
+  const file = await downloadInto(dir, options);
+  const checked = await checkBeside(file, options, tool, (found, signal) => snapshotStatus(found, file, signal));
+  return { ...checked.facts, status: checked.value, tool: checked.tool };
 }
 
 /** A downloaded snapshot that passed every check but the etcd tool's: hashes, sizes, bbolt meta pages. */
 export type CheckedDownload = DownloadFacts & Pick<VerifyReport, 'manifest' | 'bbolt'> & { file: string };
 
-/**
- * The download and the tool-free checks, with the snapshot left in `dir/snapshot.db`; the
- * caller runs `snapshot status` on it (verifyInto), or alongside its restore (restore.ts).
- */
-export async function downloadChecked(dir: string, options: VerifyOptions): Promise<CheckedDownload> {
+/** The download to `dir/snapshot.db`, unchecked: checkBeside (or checkDownloaded) must follow. */
+export async function downloadInto(dir: string, options: VerifyOptions): Promise<string> {
   const file = join(dir, 'snapshot.db');
-  const facts = await downloadVerified({ ...options, dest: file });
-  // Before any tool: a truncated or non-bbolt file is refused even on a host with neither.
+  await downloadSnapshot({ ...options, dest: file });
+  return file;
+}
+
+/** The download and the tool-free checks, one after the other (the drill pod runs no tool). */
+export async function downloadChecked(dir: string, options: VerifyOptions): Promise<CheckedDownload> {
+  return checkDownloaded(await downloadInto(dir, options), options);
+}
+
+/** The tool-free checks of a downloaded file: its hash against the trailer and manifest, then its bbolt meta pages. */
+export async function checkDownloaded(
+  file: string,
+  options: Pick<VerifyOptions, 'store' | 'manifest' | 'signal'>,
+): Promise<CheckedDownload> {
+  const { manifest } = options;
+  const facts = await checkSnapshotFile(file, manifest, describe(options.store, manifest), options.signal);
+  // Before any tool's verdict: a truncated or non-bbolt file is refused even on a host with neither tool.
   const header = checkBboltHeader(await readHead(file, BBOLT_HEAD_BYTES), facts.dbSize);
   if (!header.ok) {
-    throw new IntegrityError(`snapshot ${options.manifest.id} is not a usable etcd database: ${header.problem}`);
+    throw new IntegrityError(`snapshot ${manifest.id} is not a usable etcd database: ${header.problem}`);
   }
   const bbolt = { pageSize: header.pageSize, txid: String(header.txid), pages: String(header.pages) };
-  return { ...facts, manifest: options.manifest, bbolt, file };
+  return { ...facts, manifest, bbolt, file };
+}
+
+/**
+ * The tool-free checks of a downloaded file beside what needs the etcd tool (`snapshot status`;
+ * for restore also the restore itself), all reading the same file: one after the other they were
+ * most of a verify's or restore's time. The tool-free verdict wins and stops the tool's work; a
+ * missing tool is reported only for a file that passed.
+ */
+export async function checkBeside<A>(
+  file: string,
+  options: Pick<VerifyOptions, 'store' | 'manifest' | 'signal'>,
+  tool: Promise<SnapshotTool>,
+  withTool: (tool: SnapshotTool, signal: AbortSignal) => Promise<A>,
+): Promise<{ facts: CheckedDownload; tool: SnapshotTool; value: A }> {
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const checking = checkDownloaded(file, options);
+  checking.catch(() => stop.abort(new Error('the snapshot file failed its checks')));
+  const working = tool.then(async (found) => ({ found, value: await withTool(found, signal) }));
+  const [checked, worked] = await Promise.allSettled([checking, working]);
+  if (checked.status === 'rejected') throw checked.reason;
+  if (worked.status === 'rejected') throw worked.reason;
+  return { facts: checked.value, tool: worked.value.found, value: worked.value.value };
 }
 
 /**

@@ -1,11 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { IntegrityError } from '../../core/errors.js';
-import type { Manifest } from '../../worker/manifest.js';
+import { manifestKey, type Manifest } from '../../worker/manifest.js';
 import { restoreNextSteps, restoreSnapshot, RestoreTargetError } from '../../worker/restore.js';
 import { FileStore } from '../../worker/stores/file.js';
+import { downloadInto } from '../../worker/verify.js';
 import type { EtcdServer } from '../support/etcd.js';
 import { startSnapshotFixture } from '../support/snapshot-fixture.js';
 
@@ -130,4 +132,49 @@ test('restoreSnapshot: a restore aborted mid-download fails with the abort reaso
   );
   assert.ok(progressed > 0, 'the abort came during the download');
   assert.deepEqual(await readdir(parent), []);
+});
+
+test('restoreSnapshot: etcdctl skips its own hash check, and ours beside it still refuses a database that does not match its trailer', async () => {
+  // A database with one byte changed after its trailer was computed, stored uncompressed so that no
+  // codec checksum catches it first: only the SHA-256 check can refuse it.
+  const good = join(work.path, 'good');
+  await mkdir(good);
+  const raw = await readFile(await downloadInto(good, { store, manifest, etcdctl: 'etcdctl' }));
+  raw.writeUInt8(raw.readUInt8(raw.length - 4096) ^ 0xff, raw.length - 4096);
+  const id = `${manifest.id}-tampered`;
+  const key = manifest.key.replace(manifest.id, id).replace(/\.db\.[a-z]+$/, '.db');
+  const tampered: Manifest = {
+    ...manifest,
+    id,
+    key,
+    compression: 'none',
+    transforms: ['verify-sha256'],
+    storedSize: raw.length,
+  };
+  await store.put(key, Readable.from([raw]));
+  await store.put(manifestKey(manifest.cluster, id), Readable.from([JSON.stringify(tampered)]));
+  // Records each restore's arguments, then lets the real etcdctl do the work.
+  const calls = join(work.path, 'restore-calls');
+  const wrapper = join(work.path, 'etcdctl-recording');
+  await writeFile(wrapper, `#!/bin/sh\n[ "$2" = restore ] && echo "$*" >> ${calls}\nexec etcdctl "$@"\n`);
+  await chmod(wrapper, 0o755);
+
+  const parent = join(work.path, 'tampered');
+  await mkdir(parent);
+  await assert.rejects(
+    restoreSnapshot({ store, manifest: tampered, dataDir: join(parent, 'etcd'), etcdctl: wrapper }),
+    (err: unknown) => {
+      assert.ok(err instanceof IntegrityError, String(err));
+      assert.match(err.message, new RegExp(`snapshot ${id} .* is corrupt: SHA-256 mismatch`));
+      return true;
+    },
+  );
+  assert.deepEqual(await readdir(parent), [], 'nothing published');
+
+  // The untampered snapshot restores with the same wrapper, and etcdctl was told to skip its check.
+  await restoreSnapshot({ store, manifest, dataDir: join(parent, 'etcd'), etcdctl: wrapper });
+  assert.deepEqual(await readdir(parent), ['etcd']);
+  const restores = (await readFile(calls, 'utf8')).trim().split('\n');
+  assert.ok(restores.length >= 1);
+  for (const argv of restores) assert.match(argv, /--skip-hash-check/);
 });

@@ -9,7 +9,7 @@ import type { Progress } from '../../core/progress.js';
 import { takeBackup } from '../../worker/backup.js';
 import type { Manifest } from '../../worker/manifest.js';
 import { FileStore } from '../../worker/stores/file.js';
-import { verifySnapshot } from '../../worker/verify.js';
+import { snapshotFileProblem, verifySnapshot, type HashedSnapshot } from '../../worker/verify.js';
 import { fillEtcd, startEtcd, type EtcdServer } from '../support/etcd.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -108,5 +108,30 @@ test('verifySnapshot: a missing etcdctl and an unknown transform are explained',
       etcdctl: 'etcdctl',
     }),
     /was written with age-encrypt, which this version cannot read back/,
+  );
+});
+
+test('snapshotFileProblem: a hashed file against its trailer and manifest, by example', () => {
+  const sha = 'ab'.repeat(32);
+  const m = { sha256: sha, dbSize: 4096, snapshotSize: 4128 } as Manifest;
+  const ok: HashedSnapshot = { sha256: sha, trailer: sha, dbSize: 4096, snapshotSize: 4128 };
+  assert.equal(snapshotFileProblem(ok, m), undefined);
+  assert.match(
+    snapshotFileProblem({ ...ok, snapshotSize: 20, dbSize: 0, trailer: '' }, m) ?? '',
+    /too short \(20 bytes\)/,
+  );
+  assert.match(
+    snapshotFileProblem({ ...ok, trailer: 'cd'.repeat(32) }, m) ?? '',
+    /^is corrupt: SHA-256 mismatch: the database hashes to (ab)+ but the snapshot trailer says (cd)+$/,
+  );
+  // Consistent with itself but another database: the manifest says which one it must be.
+  const other = 'ef'.repeat(32);
+  assert.match(
+    snapshotFileProblem({ ...ok, sha256: other, trailer: other }, m) ?? '',
+    /does not match its manifest: the database hashes to (ef)+/,
+  );
+  assert.match(
+    snapshotFileProblem({ ...ok, dbSize: 8192, snapshotSize: 8224 }, m) ?? '',
+    /8224 snapshot bytes \(8192 database\) but the manifest says 4128 \(4096\)/,
   );
 });
