@@ -218,6 +218,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
           initialCluster: `drill=${peer}`,
           initialClusterToken: `drill-${manifest.id}`,
           initialAdvertisePeerUrls: peer,
+          // verifyInto has just hashed this file against its trailer and the manifest.
+          skipHashCheck: true,
         }),
         options.signal,
       );
