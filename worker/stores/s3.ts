@@ -4,6 +4,7 @@
  * partSize x queueSize whatever the snapshot's size, and the object appears only when
  * CompleteMultipartUpload succeeds: that is what makes put atomic.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -17,6 +18,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  HeadObjectCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -170,14 +172,21 @@ export class S3Store implements Store {
           return out.ETag;
         },
         complete: async (UploadId, parts) => {
-          await this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket,
-              Key,
-              UploadId,
-              MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.num, ETag: p.etag })) },
-            }),
-          );
+          try {
+            await this.client.send(
+              new CompleteMultipartUploadCommand({
+                Bucket,
+                Key,
+                UploadId,
+                MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.num, ETag: p.etag })) },
+              }),
+            );
+          } catch (err) {
+            // The SDK retries a Complete whose answer was lost (a timeout, a proxy's 5xx), and the
+            // retry finds the upload gone because the first one completed it. Then the object is
+            // ours when its ETag is the multipart ETag of the parts we sent; anything else fails.
+            if (errorName(err) !== 'NoSuchUpload' || !(await this.completedFrom(Key, parts))) throw err;
+          }
         },
         abort: (uploadId) => this.abortUpload(Key, uploadId),
         remove: async () => {
@@ -244,6 +253,18 @@ export class S3Store implements Store {
       aborted += 1;
     }
     return aborted;
+  }
+
+  /** Whether the object under `fullKey` is the one a multipart upload of these parts made. */
+  private async completedFrom(fullKey: string, parts: readonly { num: number; etag: string }[]): Promise<boolean> {
+    const expected = multipartEtag(parts);
+    if (expected === undefined) return false;
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+      return head.ETag === expected;
+    } catch {
+      return false;
+    }
   }
 
   /** Sends AbortMultipartUpload and says how it went, for the error message. */
@@ -429,4 +450,20 @@ export function staleUploads(
   olderThanMs: number,
 ): MultipartUpload[] {
   return uploads.filter((u) => nowMs - u.initiated.getTime() > olderThanMs);
+}
+
+/**
+ * The ETag S3 gives an object completed from these parts: the MD5 of the parts' binary MD5s in
+ * part order, then `-<count>`, quoted. Undefined when a part's ETag is not a plain MD5 (SSE-KMS,
+ * SSE-C and some compatible services answer other ETags): then nothing can be told from it.
+ */
+export function multipartEtag(parts: readonly { num: number; etag: string }[]): string | undefined {
+  const md5s: Buffer[] = [];
+  for (const p of [...parts].sort((a, b) => a.num - b.num)) {
+    const hex = /^"?([0-9a-fA-F]{32})"?$/.exec(p.etag)?.[1];
+    if (hex === undefined) return undefined;
+    md5s.push(Buffer.from(hex, 'hex'));
+  }
+  if (md5s.length === 0) return undefined;
+  return `"${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${md5s.length}"`;
 }
