@@ -127,7 +127,7 @@ test('s3: NoSuchUpload while another writer replaced the object fails and leaves
     assert.match(err.message, /CompleteMultipartUpload answered 404 NoSuchUpload/);
     assert.match(
       err.message,
-      /has ETag "[0-9a-f]{32}", not "[0-9a-f]{32}-3" of the parts sent: another writer replaced it/,
+      /has ETag "[0-9a-f]{32}", not "[0-9a-f]{32}-3" of the parts sent: it is another writer's \(or an older\) object, not this upload/,
     );
     // The abort meets the same NoSuchUpload: nothing is left to abort, nor queued to abort again.
     assert.match(err.message, /the multipart upload no longer exists, nothing of it is left$/);

@@ -278,12 +278,12 @@ export class S3Store implements Store {
     try {
       head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
     } catch (err) {
-      return `no object of ours is at the key (HeadObject: ${describeS3Error(err)}): the upload was aborted or expired before it was completed`;
+      return `no object of ours is at the key (HeadObject: ${describeS3Error(err)}): the upload was aborted (by another process or a lifecycle rule) rather than completed`;
     }
     if (opaqueEncryption(head))
       return 'the object at the key is SSE-KMS or SSE-C encrypted, so its ETag is not an MD5 to compare';
     if (head.ETag === expected) return undefined;
-    return `the object at the key has ETag ${head.ETag ?? '(none)'}, not ${expected} of the parts sent: another writer replaced it`;
+    return `the object at the key has ETag ${head.ETag ?? '(none)'}, not ${expected} of the parts sent: it is another writer's (or an older) object, not this upload`;
   }
 
   /** Sends AbortMultipartUpload and says how it went, for the error message. */
