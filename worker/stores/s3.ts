@@ -4,6 +4,7 @@
  * partSize x queueSize whatever the snapshot's size, and the object appears only when
  * CompleteMultipartUpload succeeds: that is what makes put atomic.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -17,12 +18,14 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  HeadObjectCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
   type BucketLocationConstraint,
+  type HeadObjectCommandOutput,
   type _Object,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -149,6 +152,8 @@ export class S3Store implements Store {
     const Bucket = this.bucket;
     const ContentType = options.contentType;
     const typed = ContentType ? { ContentType } : {};
+    /** A part came back SSE-KMS or SSE-C encrypted: its ETag is then not the MD5 of its bytes. */
+    let opaque = false;
     return multipartPut(
       body,
       {
@@ -167,17 +172,28 @@ export class S3Store implements Store {
             new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: data, ContentLength: data.length }),
           );
           if (!out.ETag) throw new Error(`the service returned no ETag for part ${PartNumber}`);
+          if (opaqueEncryption(out)) opaque = true;
           return out.ETag;
         },
         complete: async (UploadId, parts) => {
-          await this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket,
-              Key,
-              UploadId,
-              MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.num, ETag: p.etag })) },
-            }),
-          );
+          try {
+            await this.client.send(
+              new CompleteMultipartUploadCommand({
+                Bucket,
+                Key,
+                UploadId,
+                MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.num, ETag: p.etag })) },
+              }),
+            );
+          } catch (err) {
+            // The SDK retries a Complete whose answer was lost (a timeout, a proxy's 5xx), and the
+            // retry finds the upload gone because the first one completed it. Then the object is
+            // ours when its ETag is the multipart ETag of the parts we sent; anything else fails.
+            if (errorName(err) !== 'NoSuchUpload') throw err;
+            const notOurs = await this.notCompletedFrom(Key, parts, opaque);
+            if (notOurs !== undefined)
+              throw new Error(`CompleteMultipartUpload answered 404 NoSuchUpload and ${notOurs}`, { cause: err });
+          }
         },
         abort: (uploadId) => this.abortUpload(Key, uploadId),
         remove: async () => {
@@ -246,6 +262,30 @@ export class S3Store implements Store {
     return aborted;
   }
 
+  /**
+   * Why the object under `fullKey` is not the one a multipart upload of these parts made, or
+   * undefined when it is (its ETag is their multipart ETag): a Complete whose first answer was lost.
+   */
+  private async notCompletedFrom(
+    fullKey: string,
+    parts: readonly { num: number; etag: string }[],
+    opaque: boolean,
+  ): Promise<string | undefined> {
+    const expected = opaque ? undefined : multipartEtag(parts);
+    if (expected === undefined)
+      return 'the part ETags are not MD5s (SSE-KMS, SSE-C or a service that answers other ETags), so whether an earlier try completed it cannot be told';
+    let head: HeadObjectCommandOutput;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+    } catch (err) {
+      return `no object of ours is at the key (HeadObject: ${describeS3Error(err)}): the upload was aborted (by another process or a lifecycle rule) rather than completed`;
+    }
+    if (opaqueEncryption(head))
+      return 'the object at the key is SSE-KMS or SSE-C encrypted, so its ETag is not an MD5 to compare';
+    if (head.ETag === expected) return undefined;
+    return `the object at the key has ETag ${head.ETag ?? '(none)'}, not ${expected} of the parts sent: it is another writer's (or an older) object, not this upload`;
+  }
+
   /** Sends AbortMultipartUpload and says how it went, for the error message. */
   private async abortUpload(fullKey: string, uploadId: string): Promise<string> {
     try {
@@ -254,6 +294,7 @@ export class S3Store implements Store {
       );
       return '; the multipart upload was aborted, nothing was stored';
     } catch (err) {
+      if (errorName(err) === 'NoSuchUpload') return '; the multipart upload no longer exists, nothing of it is left';
       this.unaborted.set(uploadId, fullKey);
       return (
         `; aborting the multipart upload also failed (${describeS3Error(err)}): no object is visible; the abort is` +
@@ -429,4 +470,28 @@ export function staleUploads(
   olderThanMs: number,
 ): MultipartUpload[] {
   return uploads.filter((u) => nowMs - u.initiated.getTime() > olderThanMs);
+}
+
+/**
+ * The ETag S3 gives an object completed from these parts: the MD5 of the parts' binary MD5s in
+ * part order, then `-<count>`, quoted. Undefined when a part's ETag is not a plain MD5 (SSE-KMS,
+ * SSE-C and some compatible services answer other ETags): then nothing can be told from it.
+ */
+export function multipartEtag(parts: readonly { num: number; etag: string }[]): string | undefined {
+  const md5s: Buffer[] = [];
+  for (const p of [...parts].sort((a, b) => a.num - b.num)) {
+    const hex = /^"?([0-9a-fA-F]{32})"?$/.exec(p.etag)?.[1];
+    if (hex === undefined) return undefined;
+    md5s.push(Buffer.from(hex, 'hex'));
+  }
+  if (md5s.length === 0) return undefined;
+  return `"${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${md5s.length}"`;
+}
+
+/** S3's ETag is the MD5 of the bytes for plain and SSE-S3 objects only; SSE-KMS and SSE-C ETags are not. */
+function opaqueEncryption(out: {
+  ServerSideEncryption?: string | undefined;
+  SSECustomerAlgorithm?: string | undefined;
+}): boolean {
+  return out.ServerSideEncryption?.startsWith('aws:kms') === true || out.SSECustomerAlgorithm !== undefined;
 }
