@@ -9,6 +9,7 @@
  * Objects and parts live in files under a temp directory, so benchmarks can push hundreds of MiB.
  */
 import { createHash, createPublicKey, randomUUID, verify, type KeyObject } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
@@ -377,18 +378,13 @@ export async function startOciServer(options: OciServerOptions): Promise<OciServ
         const file = join(dir.path, randomUUID());
         const md5 = createHash('md5');
         const out = createWriteStream(file);
+        // One write loop for all parts: a pipeline per part into the same stream left a listener
+        // on it per part (MaxListenersExceededWarning from 11 parts on).
         for (const part of chosen) {
-          await pipeline(
-            createReadStream(part.file),
-            async function* (src: AsyncIterable<Buffer>) {
-              for await (const chunk of src) {
-                md5.update(chunk);
-                yield chunk;
-              }
-            },
-            out,
-            { end: false },
-          );
+          for await (const chunk of createReadStream(part.file) as AsyncIterable<Buffer>) {
+            md5.update(chunk);
+            if (!out.write(chunk)) await once(out, 'drain');
+          }
         }
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
         const size = chosen.reduce((n, p) => n + p.size, 0);
