@@ -100,6 +100,9 @@ export function describeReplay(report: ReplayReport, reason: string): string {
     ...(report.leasesDropped > 0
       ? [`${report.leasesDropped} events had a lease; leases are not replayed, those keys come back without one`]
       : []),
+    ...(report.scratchBoots > 1
+      ? [`the scratch etcd was started ${report.scratchBoots} times: a short lease expired before it could be held`]
+      : []),
     `restored revision ${report.revision} into ${report.dataDir} with ${report.tool.name} ${report.tool.version} (${report.durationMs} ms in all)`,
   ].join('\n');
 }
