@@ -7,6 +7,9 @@ import type { IOptions } from 'etcd3';
 import type { EtcdConfig } from './config/index.js';
 import { ConfigError, messageOf } from './errors.js';
 
+/** The HTTP/2 window of etcd calls, the snapshot's included (why 4 MiB: etcdClientOptions). */
+export const FLOW_CONTROL_WINDOW = 4 * 1024 * 1024;
+
 /**
  * Options for an `Etcd3` client on `endpoints` (one member, or several to fail over between).
  * Reads the TLS files now, so a missing or unreadable file fails at startup naming its field.
@@ -26,7 +29,7 @@ export function etcdClientOptions(etcd: EtcdConfig, endpoints: readonly string[]
   // scavenge, and once promoted they wait for a full GC, which V8 runs only ~64 MiB of external
   // memory later. 4 MiB kept an S3 upload at ~123 MiB RSS where 16 MiB reached ~189 MiB (with
   // core/young-generation.ts; README > Performance), and still covers a 1 GB/s link at 4 ms RTT.
-  options.grpcOptions = { 'grpc-node.flow_control_window': 4 * 1024 * 1024 };
+  options.grpcOptions = { 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW };
   if (etcd.username && etcd.password) options.auth = { username: etcd.username, password: etcd.password };
   // Streams have no deadline (a large snapshot takes minutes, a watch lives for days); unary
   // calls get the dial timeout.

@@ -11,12 +11,13 @@ import type { Cause } from '../core/cause.js';
 import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
+import { etcdClientOptions, FLOW_CONTROL_WINDOW } from '../core/etcd-client.js';
 import { chooseMember } from './etcd-members.js';
 import { firstFailure } from './first-failure.js';
 import { hashKV } from './hash-kv.js';
 import { countKeys } from './key-counts.js';
 import { manifestKey, newSnapshotId, objectKey, MANIFEST_FORMAT, type Manifest } from './manifest.js';
-import { openSnapshotStream, SnapshotMessages } from './snapshot.js';
+import { openSnapshotHttp2, type SnapshotTarget } from './snapshot-http2.js';
 import { Sha256TrailerVerifier } from './sha256-trailer.js';
 import { prepareStoreStages } from './store-stages.js';
 import type { Store } from './stores/store.js';
@@ -62,9 +63,17 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   try {
     const failures = firstFailure<SnapshotStage>();
     const tag = failures.tag;
+    const meter = new ByteMeter(options.onProgress);
     let source: Readable;
     try {
-      source = tag(await openSnapshotStream(chosen.client), 'stream');
+      source = tag(
+        await openSnapshotHttp2({
+          ...(await snapshotTarget(config.etcd, member.endpoint, chosen.client)),
+          onExpected: (total) => (meter.total = total),
+          signal,
+        }),
+        'stream',
+      );
     } catch (err) {
       throw new SnapshotError('stream', `cannot start the snapshot on ${member.endpoint}: ${messageOf(err)}`, {
         cause: err,
@@ -74,15 +83,12 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const after = prepared.open(tag);
     const id = newSnapshotId(started, member.revision);
     const key = objectKey(config.cluster, id, config.snapshot.compression) + after.suffix;
-    const meter = new ByteMeter(options.onProgress);
-    const messages = tag(new SnapshotMessages((total) => (meter.total = total)), 'stream');
     const verifier = tag(new Sha256TrailerVerifier(), 'verify');
-    const stored = new ByteMeter();
     const body = tag(new PassThrough(), 'upload');
     const transforms = ['verify-sha256', ...after.transforms];
-    const stages: NodeJS.ReadWriteStream[] = [messages, meter, verifier, ...after.stages];
+    const stages: NodeJS.ReadWriteStream[] = [meter, verifier, ...after.stages];
 
-    const flowing = pipeline([source, ...stages, stored, body], { signal });
+    const flowing = pipeline([source, ...stages, body], { signal });
     const uploading = store.put(key, body, { signal, contentType: 'application/octet-stream' });
     const [flow, upload] = await Promise.allSettled([flowing, uploading]);
     if (flow.status === 'rejected' || upload.status === 'rejected') {
@@ -139,6 +145,30 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
   } finally {
     chosen.client.close();
   }
+}
+
+/**
+ * The snapshot call goes over node:http2 (snapshot-http2.ts) with the client's TLS files and window;
+ * with auth on, the token comes from the client's own connection.
+ */
+async function snapshotTarget(
+  etcd: Config['etcd'],
+  endpoint: string,
+  client: Etcd3,
+): Promise<Omit<SnapshotTarget, 'onExpected' | 'signal'>> {
+  const { credentials } = etcdClientOptions(etcd, [endpoint]);
+  const token =
+    etcd.username && etcd.password
+      ? (await client.auth.authenticate({ name: etcd.username, password: etcd.password })).token
+      : undefined;
+  return {
+    endpoint,
+    window: FLOW_CONTROL_WINDOW,
+    ...(credentials?.rootCertificate
+      ? { credentials: { ...credentials, rootCertificate: credentials.rootCertificate } }
+      : {}),
+    ...(token ? { token } : {}),
+  };
 }
 
 /**

@@ -392,3 +392,27 @@ test('a follower is preferred, the leader when asked', async () => {
     await dir.remove();
   }
 });
+
+test('with etcd auth on, the snapshot call carries the auth token etcd requires', async () => {
+  const etcd = await startEtcd();
+  const dir = await tempDir('store');
+  try {
+    await fillEtcd(etcd.client, 200, 100);
+    await etcd.client.user('root').create('root-pw');
+    await etcd.client.role('root').create();
+    await etcd.client.user('root').addRole('root');
+    await etcd.client.auth.authEnable({});
+    const config = configFor(
+      { endpoints: etcd.endpoint, compression: 'none', 'etcd-username': 'root', 'etcd-password': 'root-pw' },
+      dir.path,
+    );
+    const store = await openStore(config);
+    const m = await takeBackup({ config, store, log, cause: { source: 'manual' } });
+    const raw = await collect((await store.get(m.key)).body);
+    assert.equal(raw.length, m.dbSize + 32);
+    assert.equal(createHash('sha256').update(raw.subarray(0, m.dbSize)).digest('hex'), m.sha256);
+  } finally {
+    await etcd.stop();
+    await dir.remove();
+  }
+});
