@@ -10,6 +10,7 @@
  * (`/admission/`, a query string) and every other method (405).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionAnswer } from './admission.js';
@@ -46,31 +47,32 @@ export function admissionFastPath(options: AdmissionFastPathOptions): FastPath {
     }
     counter.inc();
   };
+  // Whatever goes wrong is answered, as Express' error handler would; nothing may escape into
+  // node:http's request event, where a throw would end the process.
   const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
-    if (res.headersSent) {
+    try {
+      if (res.headersSent) req.socket.destroy();
+      else answerError(log, 'POST', ADMISSION_PATH, res, err);
+    } catch (failed) {
+      log.error({ path: ADMISSION_PATH, error: messageOf(failed) }, 'answering a request failed');
       req.socket.destroy();
-      return;
     }
-    answerError(log, 'POST', ADMISSION_PATH, res, err);
   };
   return (req, res) => {
     if (req.url !== ADMISSION_PATH || req.method !== 'POST') return false;
-    res.on('finish', count);
-    const refused = authenticate(req) ?? slots(ADMISSION_PATH, res);
-    if (refused !== undefined) {
-      fail(req, res, refused);
-      return true;
+    try {
+      res.on('finish', count);
+      const refused = authenticate(req) ?? slots(ADMISSION_PATH, res);
+      if (refused !== undefined) {
+        fail(req, res, refused);
+        return true;
+      }
+      readJsonBody(req, body)
+        .then((review) => admissionAnswer(review, res, triggers))
+        .catch((err: unknown) => fail(req, res, err));
+    } catch (err) {
+      fail(req, res, err);
     }
-    readJsonBody(req, body).then(
-      (review) => {
-        try {
-          admissionAnswer(review, res, triggers);
-        } catch (err) {
-          fail(req, res, err);
-        }
-      },
-      (err: unknown) => fail(req, res, err),
-    );
     return true;
   };
 }

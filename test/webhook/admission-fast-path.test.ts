@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { configSchema } from '../../core/config/index.js';
 import { createMetrics } from '../../core/metrics.js';
 import { createLogger } from '../../core/logger.js';
-import { admissionFastPath } from '../../webhook/admission-fast-path.js';
+import { admissionFastPath, type AdmissionFastPathOptions } from '../../webhook/admission-fast-path.js';
 import { createBodySlots } from '../../webhook/body-slots.js';
 import { fixture, postJson, RecordingRecorder, sample, startWebhook } from './harness.js';
 
@@ -13,12 +13,14 @@ const review = fixture<{ request: Record<string, unknown> }>('admission-review-u
 const allowed = fixture('admission-review-update.response.json');
 
 /** The fast path alone on a bare node:http server; what it leaves gets 599. */
-async function bare(): Promise<{ url: string; recorder: RecordingRecorder; server: Server }> {
+async function bare(
+  authenticate: AdmissionFastPathOptions['authenticate'] = () => undefined,
+): Promise<{ url: string; recorder: RecordingRecorder; server: Server }> {
   const recorder = new RecordingRecorder();
   const metrics = createMetrics({ defaultMetrics: false });
   const log = createLogger({ level: 'silent' });
   const fast = admissionFastPath({
-    authenticate: () => undefined,
+    authenticate,
     slots: createBodySlots({ max: 8, field: 'webhook.admissionConcurrency' }),
     body: { limit: 64 * 1024, limitField: 'webhook.admissionBodyLimit', maxDepth: 32, expected: 'an AdmissionReview' },
     triggers: { filters: configSchema.parse({}).filters, recorder, metrics, log, now: () => new Date(0) },
@@ -47,6 +49,24 @@ test('the fast path takes POST /admission exactly, answers it without Express, a
     assert.equal((await postJson(`${url}/admission/`, review)).status, 599);
     assert.equal((await postJson(`${url}/admission?timeout=10s`, review)).status, 599);
     assert.equal((await postJson(`${url}/audit`, review)).status, 599);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test('an error inside the fast path is answered 500 without details, and the server keeps serving', async () => {
+  let calls = 0;
+  const { url, server } = await bare(() => {
+    calls++;
+    if (calls === 1) throw new Error('secret detail');
+    return undefined;
+  });
+  try {
+    const res = await postJson(`${url}/admission`, review);
+    assert.equal(res.status, 500);
+    assert.deepEqual(await res.json(), { error: 'internal error; the server log has the details' });
+    assert.deepEqual(await (await postJson(`${url}/admission`, review)).json(), allowed);
   } finally {
     server.closeAllConnections();
     server.close();
