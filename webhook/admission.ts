@@ -4,6 +4,7 @@
  * even when recording the change fails. Dry runs are allowed and not recorded, which is what
  * `sideEffects: NoneOnDryRun` promises the apiserver.
  */
+import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { messageOf } from '../core/errors.js';
 import { countTrigger } from '../core/metrics.js';
@@ -22,17 +23,25 @@ export interface AdmissionReviewResponse {
 
 export function admissionRoute(options: TriggerRouteOptions): RequestHandler {
   return (req, res) => {
-    const { uid, request } = reviewRequest(req.body);
-    try {
-      recordAdmission(request, options);
-    } catch (err) {
-      options.log.error(
-        { error: messageOf(err), uid },
-        'recording an admission change failed; the request is allowed anyway',
-      );
-    }
-    sendJson(res, allow(uid));
+    admissionAnswer(req.body, res, options);
   };
+}
+
+/**
+ * Records the review's change and answers it allowed, on the Express route and the fast path
+ * (webhook/admission-fast-path.ts); throws the 400 for a body that is no AdmissionReview.
+ */
+export function admissionAnswer(body: unknown, res: ServerResponse, options: TriggerRouteOptions): void {
+  const { uid, request } = reviewRequest(body);
+  try {
+    recordAdmission(request, options);
+  } catch (err) {
+    options.log.error(
+      { error: messageOf(err), uid },
+      'recording an admission change failed; the request is allowed anyway',
+    );
+  }
+  sendJson(res, allow(uid));
 }
 
 export function allow(uid: string): AdmissionReviewResponse {

@@ -3,6 +3,7 @@
  * metrics. Listening (TLS, address) and the dashboard are wired by the caller; more routers
  * (e.g. the bull-board UI at /queues) come in through `extraRoutes`.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { Config } from '../core/config/index.js';
 import type { ChangeRecorder } from '../core/queue/contract.js';
@@ -11,11 +12,12 @@ import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
 import { metricsAuthentication } from '../core/http/bearer-token.js';
-import { auditAuthentication, loadAuditAuth, webhookAuthentication } from './audit-auth.js';
+import { auditAuthentication, loadAuditAuth, webhookAuthCheck } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
 import { readinessRoute, type ReadyCheck } from '../core/http/health.js';
-import { bodySlots } from './body-slots.js';
-import { jsonBody } from './json-body.js';
+import { bodySlots, createBodySlots } from './body-slots.js';
+import { jsonBody, type JsonBodyOptions } from './json-body.js';
+import { ADMISSION_PATH, admissionFastPath, type FastPath } from './admission-fast-path.js';
 import type { TriggerRouteOptions } from './route-options.js';
 
 export interface ExtraRoute {
@@ -80,22 +82,39 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
       auditRoute(triggers),
     )
     .all(methodNotAllowed('POST'));
+  // Off by default: the apiserver sends admission credentials only when its AdmissionConfiguration says so.
+  const admissionAuth = webhookAuthCheck(loadAuditAuth(config.admissionAuth, undefined, 'admissionAuth'), {
+    route: ADMISSION_PATH,
+    field: 'admissionAuth',
+    sender: 'AdmissionConfiguration kubeconfig',
+  });
+  const admissionSlots = createBodySlots({
+    max: config.webhook.admissionConcurrency,
+    field: 'webhook.admissionConcurrency',
+  });
+  const admissionBody: JsonBodyOptions = {
+    limit: config.webhook.admissionBodyLimit,
+    limitField: 'webhook.admissionBodyLimit',
+    maxDepth: config.webhook.maxJsonDepth,
+    expected: 'an admission.k8s.io/v1 AdmissionReview',
+  };
+  serveFirst(
+    app,
+    admissionFastPath({
+      authenticate: admissionAuth,
+      slots: admissionSlots,
+      body: admissionBody,
+      triggers,
+      metrics,
+      log,
+    }),
+  );
   app
-    .route('/admission')
+    .route(ADMISSION_PATH)
     .post(
-      // Off by default: the apiserver sends admission credentials only when its AdmissionConfiguration says so.
-      webhookAuthentication(loadAuditAuth(config.admissionAuth, undefined, 'admissionAuth'), {
-        route: '/admission',
-        field: 'admissionAuth',
-        sender: 'AdmissionConfiguration kubeconfig',
-      }),
-      bodySlots({ max: config.webhook.admissionConcurrency, field: 'webhook.admissionConcurrency' }),
-      jsonBody({
-        limit: config.webhook.admissionBodyLimit,
-        limitField: 'webhook.admissionBodyLimit',
-        maxDepth: config.webhook.maxJsonDepth,
-        expected: 'an admission.k8s.io/v1 AdmissionReview',
-      }),
+      (req, _res, next) => next(admissionAuth(req)),
+      bodySlots(admissionSlots),
+      jsonBody(admissionBody),
       admissionRoute(triggers),
     )
     .all(methodNotAllowed('POST'));
@@ -122,6 +141,19 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
   app.use(notFound([...ROUTES, ...extraRoutes.map((r) => `${r.path}/*`)]));
   app.use(errorHandler(log));
   return app;
+}
+
+/**
+ * Has `first` see each request before Express does. Express 5's app function only forwards to
+ * `app.handle` (express/lib/express.js), where the per-request set-up starts, so every way of
+ * serving the app (`app.listen`, core/http/listen.ts, `createServer(app)`) passes through here.
+ */
+function serveFirst(app: Express, first: FastPath): void {
+  const express5 = app as unknown as { handle: (req: IncomingMessage, res: ServerResponse, next?: unknown) => void };
+  const handle = express5.handle;
+  express5.handle = (req, res, next) => {
+    if (!first(req, res)) handle.call(app, req, res, next);
+  };
 }
 
 /** A bounded `route` label: a known path or mount, else `other`, never the raw path. */

@@ -13,6 +13,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { RequestHandler } from 'express';
 import type { Config } from '../core/config/index.js';
@@ -71,34 +72,46 @@ export interface WebhookAuthOptions {
 }
 
 export function webhookAuthentication(auth: AuditAuth, options: WebhookAuthOptions): RequestHandler {
+  const check = webhookAuthCheck(auth, options);
+  return (req, _res, next) => {
+    next(check(req));
+  };
+}
+
+/**
+ * The check behind webhookAuthentication on a plain node:http request (the admission fast path
+ * runs before Express): the 401 to answer, or undefined when the request may go on.
+ */
+export function webhookAuthCheck(
+  auth: AuditAuth,
+  options: WebhookAuthOptions,
+): (req: IncomingMessage) => HttpError | undefined {
   const { field } = options;
   if (!auditAuthRequired(auth)) {
     options.log?.warn(
       `POST ${options.route} accepts unauthenticated requests: set ${field}.clientCaFile or ${field}.tokenFile (docs/audit-webhook.md)`,
     );
-    return (_req, _res, next) => next();
+    return () => undefined;
   }
   const challenge: Record<string, string> = auth.tokenHash
     ? { 'WWW-Authenticate': `Bearer realm="etcd-autobackup ${options.route.slice(1)}"` }
     : {};
-  return (req, _res, next) => {
+  return (req) => {
     const reasons: string[] = [];
     if (auth.tokenHash) {
       const header = req.headers.authorization;
-      if (bearerMatches(header, auth.tokenHash)) return next();
+      if (bearerMatches(header, auth.tokenHash)) return undefined;
       reasons.push(header === undefined ? 'no bearer token' : 'the bearer token is wrong');
     }
     if (auth.clientCas.length > 0) {
       const problem = clientCertProblem(req.socket as Partial<TLSSocket>, field, auth.clientCas);
-      if (problem === undefined) return next();
+      if (problem === undefined) return undefined;
       reasons.push(problem);
     }
-    next(
-      new HttpError(
-        401,
-        `${options.route.slice(1)} webhook authentication failed (${reasons.join('; ')}): the apiserver's ${options.sender} must carry ${describe(auth, field)}`,
-        challenge,
-      ),
+    return new HttpError(
+      401,
+      `${options.route.slice(1)} webhook authentication failed (${reasons.join('; ')}): the apiserver's ${options.sender} must carry ${describe(auth, field)}`,
+      challenge,
     );
   };
 }

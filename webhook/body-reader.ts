@@ -82,7 +82,8 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions): Promis
     const done = (): void => {
       if (settled) return;
       settled = true;
-      resolve(Buffer.concat(chunks, decoded));
+      // Most admission reviews arrive in one chunk: no copy for those.
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, decoded));
     };
 
     if (inflate === undefined) {

@@ -4,6 +4,7 @@
  * back later (429 + Retry-After) instead of queueing up in memory and holding the event loop that
  * admission reviews need answered within the apiserver's timeout.
  */
+import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { HttpError } from './errors.js';
 
@@ -12,24 +13,30 @@ export interface BodySlotsOptions {
   max: number;
   /** The config field of `max`, named in the refusal. */
   field: string;
-  /** Seconds the sender is asked to wait. */
+  /**
+   * Seconds the sender is asked to wait.
+   * @defaultValue 1
+   */
   retryAfterSeconds?: number;
 }
 
-export function bodySlots(options: BodySlotsOptions): RequestHandler {
+/**
+ * Takes a slot for the request answered by `res` until its answer is finished or its connection
+ * closed, or gives the 429 to answer when none is free. One counter per route, shared by the
+ * Express route and the admission fast path that runs before Express.
+ */
+export type BodySlots = (path: string, res: ServerResponse) => HttpError | undefined;
+
+export function createBodySlots(options: BodySlotsOptions): BodySlots {
   let busy = 0;
   const retryAfter = String(options.retryAfterSeconds ?? 1);
-  return (req, res, next) => {
-    if (busy >= options.max) {
-      next(
-        new HttpError(
-          429,
-          `too many ${req.path} requests at once (${options.max}, ${options.field}); retry after ${retryAfter}s`,
-          { 'Retry-After': retryAfter },
-        ),
+  return (path, res) => {
+    if (busy >= options.max)
+      return new HttpError(
+        429,
+        `too many ${path} requests at once (${options.max}, ${options.field}); retry after ${retryAfter}s`,
+        { 'Retry-After': retryAfter },
       );
-      return;
-    }
     busy++;
     let released = false;
     const release = (): void => {
@@ -40,6 +47,13 @@ export function bodySlots(options: BodySlotsOptions): RequestHandler {
     // `close` also comes for a client that went away before its answer.
     res.on('finish', release);
     res.on('close', release);
-    next();
+    return undefined;
+  };
+}
+
+export function bodySlots(slots: BodySlotsOptions | BodySlots): RequestHandler {
+  const take = typeof slots === 'function' ? slots : createBodySlots(slots);
+  return (req, res, next) => {
+    next(take(req.path, res));
   };
 }

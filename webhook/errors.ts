@@ -2,9 +2,11 @@
  * HTTP errors of the webhook server: every 4xx answers `{ error }` in words the sender can act
  * on, and nothing a client sends can stop the process from serving the next request.
  */
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../core/logger.js';
 import { messageOf } from '../core/errors.js';
+import { sendJson } from './send-json.js';
 
 /** An error whose message is safe and useful to send back to the client. */
 export class HttpError extends Error {
@@ -42,17 +44,22 @@ export function errorHandler(log: Logger) {
       next(err);
       return;
     }
-    if (err instanceof HttpError) {
-      if (err.status >= 400)
-        log[err.logLevel](
-          { method: req.method, path: req.path, status: err.status, error: err.message },
-          'request rejected',
-        );
-      res.status(err.status).set(err.headers).json({ error: err.message });
-      return;
-    }
-    // Only the message: error objects from body parsing carry the raw body, which may hold secrets.
-    log.error({ method: req.method, path: req.path, error: messageOf(err) }, 'request failed');
-    res.status(500).json({ error: 'internal error; the server log has the details' });
+    answerError(log, req.method, req.path, res, err);
   };
+}
+
+/**
+ * The answer and log line of errorHandler, for a route served on plain node:http (the admission
+ * fast path); the caller checks that no headers are out yet.
+ */
+export function answerError(log: Logger, method: string, path: string, res: ServerResponse, err: unknown): void {
+  if (err instanceof HttpError) {
+    if (err.status >= 400)
+      log[err.logLevel]({ method, path, status: err.status, error: err.message }, 'request rejected');
+    sendJson(res, { error: err.message }, err.status, err.headers);
+    return;
+  }
+  // Only the message: error objects from body parsing carry the raw body, which may hold secrets.
+  log.error({ method, path, error: messageOf(err) }, 'request failed');
+  sendJson(res, { error: 'internal error; the server log has the details' }, 500);
 }

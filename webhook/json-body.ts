@@ -2,6 +2,7 @@
  * JSON body parsing for the apiserver's webhook calls, with a precise 4xx for each way a body can
  * be wrong: missing, wrong content type, too large, not JSON, unsupported charset or encoding.
  */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import { BodyReadError, readBody, type BodyProblem } from './body-reader.js';
 import { HttpError } from './errors.js';
@@ -22,45 +23,55 @@ export interface JsonBodyOptions {
 
 export function jsonBody(options: JsonBodyOptions): RequestHandler {
   return (req, _res, next) => {
-    const match = req.is('application/json');
-    // type-is counts `Content-Length: 0` as a body; for the sender it is none.
-    if (match === null || req.get('content-length') === '0') {
-      next(new HttpError(400, `the request has no body; expected ${options.expected} as JSON`));
-      return;
-    }
-    if (match === false) {
-      const got = req.get('content-type') ?? 'none';
-      next(new HttpError(415, `expected Content-Type application/json, got ${clip(got)}`));
-      return;
-    }
-    const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(req.get('content-type') ?? '')?.[1]?.toLowerCase();
-    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-      next(new HttpError(415, `unsupported charset ${clip(charset)}; send JSON in UTF-8`));
-      return;
-    }
-    const scanner = new JsonShapeScanner({
-      maxDepth: options.maxDepth,
-      maxItems: options.maxItems?.limit ?? Number.POSITIVE_INFINITY,
-    });
-    readBody(req, { limit: options.limit, scanner }).then(
-      (bytes) => {
-        try {
-          req.body = parseJsonObject(bytes, options.expected);
-        } catch (err) {
-          next(err);
-          return;
-        }
+    readJsonBody(req, options).then(
+      (body) => {
+        req.body = body;
         next();
       },
-      (err: unknown) => {
-        if (!(err instanceof BodyReadError)) {
-          next(err);
-          return;
-        }
-        next(describeBodyProblem(err.problem, options));
-      },
+      (err: unknown) => next(err),
     );
   };
+}
+
+/**
+ * The body of a webhook call as parsed JSON, on a plain node:http request (the admission fast path
+ * runs before Express); rejects with the HttpError to answer. A body refused for its headers is
+ * left unread, one refused while reading is drained.
+ */
+export function readJsonBody(req: IncomingMessage, options: JsonBodyOptions): Promise<unknown> {
+  const refused = headerProblem(req.headers, options.expected);
+  if (refused !== undefined) return Promise.reject(refused);
+  const scanner = new JsonShapeScanner({
+    maxDepth: options.maxDepth,
+    maxItems: options.maxItems?.limit ?? Number.POSITIVE_INFINITY,
+  });
+  return readBody(req, { limit: options.limit, scanner }).then(
+    (bytes) => parseJsonObject(bytes, options.expected),
+    (err: unknown) => {
+      throw err instanceof BodyReadError ? describeBodyProblem(err.problem, options) : err;
+    },
+  );
+}
+
+/**
+ * What is wrong with the body's headers, as type-is (Express' `req.is`) would see them: no body
+ * is neither a length nor a chunked encoding, or a `Content-Length: 0` (a body to type-is, none to
+ * the sender); the media type is the part before `;`, trimmed and in lower case.
+ */
+function headerProblem(headers: IncomingHttpHeaders, expected: string): HttpError | undefined {
+  const length = headers['content-length'];
+  if ((headers['transfer-encoding'] === undefined && Number.isNaN(Number(length))) || length === '0')
+    return new HttpError(400, `the request has no body; expected ${expected} as JSON`);
+  const type = headers['content-type'];
+  const semicolon = type?.indexOf(';') ?? -1;
+  const media = (semicolon === -1 ? type : type?.slice(0, semicolon))?.trim().toLowerCase();
+  if (media !== 'application/json')
+    return new HttpError(415, `expected Content-Type application/json, got ${clip(type ?? 'none')}`);
+  if (semicolon === -1) return undefined;
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(type ?? '')?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8')
+    return new HttpError(415, `unsupported charset ${clip(charset)}; send JSON in UTF-8`);
+  return undefined;
 }
 
 /** JSON.parse of an object or array body; its messages are rephrased, as they may quote the body. */

@@ -7,9 +7,15 @@
  */
 import type { ServerResponse } from 'node:http';
 
-export function sendJson(res: ServerResponse, value: unknown, status = 200): void {
+export function sendJson(
+  res: ServerResponse,
+  value: unknown,
+  status = 200,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   const text = JSON.stringify(value);
   res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
   });
