@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ociFingerprint } from '../../worker/stores/oci-auth.js';
 import { tempDir } from './tmp.js';
+import { Answer } from './http-answer.js';
 
 export interface OciApiKey {
   tenancy: string;
@@ -131,16 +132,6 @@ const SKEW_MS = 5 * 60_000;
 const JSON_LIMIT = 1024 * 1024;
 const LIFECYCLE_ACTIONS = new Set(['ARCHIVE', 'INFREQUENT_ACCESS', 'DELETE', 'ABORT']);
 const LIFECYCLE_TARGETS = new Set(['objects', 'multipart-uploads', 'previous-object-versions']);
-
-class Answer extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export async function startOciServer(options: OciServerOptions): Promise<OciServer> {
   const dir = await tempDir('oci-fake');

@@ -12,6 +12,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, ServerResponse, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Answer } from './http-answer.js';
 
 export type S3Operation =
   | 'CreateMultipartUpload'
@@ -89,16 +90,6 @@ const unescape = (s: string) =>
     .replace(/&lt;/g, '<')
     .replace(/&gt;/g, '>')
     .replace(/&amp;/g, '&');
-
-class Answer extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export async function startMultipartServer(options: MultipartServerOptions): Promise<MultipartServer> {
   const buckets = new Map(options.buckets.map((b) => [b, new Map<string, StoredObject>()]));
