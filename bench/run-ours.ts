@@ -28,8 +28,18 @@ export interface RunResult {
 /** Samples memoryUsage while the snapshot runs; a sampler is coarse but costs nothing measurable. */
 function memorySampler(): { stop: () => RunResult['peaks'] } {
   const peaks = { heapTotal: 0, external: 0, arrayBuffers: 0 };
+  // BENCH_MEM_TRACE=1: the timeline on stderr, one line per 10 samples (where the peak was reached).
+  const trace = process.env.BENCH_MEM_TRACE === '1';
+  const t0 = performance.now();
+  let n = 0;
   const sample = (): void => {
     const m = process.memoryUsage();
+    if (trace && n++ % 10 === 0) {
+      const f = (b: number): string => (b / 1048576).toFixed(0);
+      process.stderr.write(
+        `mem ${((performance.now() - t0) / 1000).toFixed(1)}s rss ${f(m.rss)} heap ${f(m.heapUsed)}/${f(m.heapTotal)} ext ${f(m.external)} ab ${f(m.arrayBuffers)}\n`,
+      );
+    }
     peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal);
     peaks.external = Math.max(peaks.external, m.external);
     peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers);
