@@ -55,7 +55,7 @@ async function main(): Promise<void> {
         for (const l of lines) if (/Mark-Compact/.test(l)) console.log(l);
         const o = JSON.parse(lines.filter((l) => l.startsWith('{')).pop() ?? '') as RunResult;
         console.log(
-          `${v.padEnd(10)} ${(o.ms / 1000).toFixed(1)} s cpu ${(o.cpuMs / 1000).toFixed(1)} s  peak RSS ${mib(o.maxRss)} (start ${mib(o.startRss)}; heap ${mib(o.peaks.heapTotal)}, external ${mib(o.peaks.external)}, buffers ${mib(o.peaks.arrayBuffers)})`,
+          `${v.padEnd(10)} ${(o.ms / 1000).toFixed(1)} s cpu ${(o.cpuMs / 1000).toFixed(1)} s  peak RSS ${mib(o.maxRss)} (start ${mib(o.startRss)}; heap ${mib(o.peaks.heapTotal)}, external ${mib(o.peaks.external)}, buffers ${mib(o.peaks.arrayBuffers)}; ${o.majorGcs.count} full GCs, ${o.majorGcs.ms.toFixed(0)} ms)`,
         );
       }
     }

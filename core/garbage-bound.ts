@@ -8,12 +8,10 @@
  * for the whole run (27 -> 36 MiB used, RSS 119 -> 139 MiB; README > Performance).
  *
  * So the stream reports its bytes here, and every `checkEveryBytes` the heap in use plus array
- * buffers are compared with what the last full collection left: past `budgetBytes` of growth, one
- * full collection runs (10-20 ms on a stream's ~30 MiB heap), at most once per
+ * buffers are compared with what the last full collection left: past `budgetBytes` of growth, V8
+ * is asked for one (signalMemoryPressure; incremental, as V8 runs its own), at most once per
  * `minBytesBetween` of stream, which bounds its cost whatever the memory does.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 const MIB = 1024 * 1024;
 
@@ -32,7 +30,7 @@ export interface GarbageBoundPolicy {
   checkEveryBytes: number;
   /**
    * Stream bytes at least between two collections, whatever the growth: the cap on their cost
-   * (at most one 10-20 ms collection per 64 MiB streamed, ~1% at 1 GB/s).
+   * (at most one collection of a ~30 MiB heap, a few ms of marking, per 64 MiB streamed).
    * @defaultValue 64 MiB
    */
   minBytesBetween: number;
@@ -63,17 +61,18 @@ export function memoryInUse(): number {
   return m.heapUsed + m.arrayBuffers;
 }
 
-let fullGc: (() => void) | undefined;
+const PRESSURE_BYTES = 64 * MIB;
+
 /**
- * V8's full collection, without `--expose-gc` on the command line: the flag set now applies to
- * contexts created after it, and the function collects the whole isolate.
+ * Asks V8 for its ordinary full collection, the one it starts itself when external memory grows
+ * 64 MiB past what the last one left: an array buffer that size, dropped at once, crosses that
+ * mark. It is never written, so its pages are never touched (calloc maps them zeroed; RSS does not
+ * move) and the next scavenge frees it. Not `gc()` (through `--expose-gc`): V8 treats that one as
+ * forced, sets its next old-generation limit just above the live heap, and at 2 GiB the stream's
+ * heap then got a full collection every ~150 ms for the rest of the run (hundreds, twice the CPU).
  */
-export function fullCollection(): () => void {
-  if (!fullGc) {
-    setFlagsFromString('--expose-gc');
-    fullGc = runInNewContext('gc') as () => void;
-  }
-  return fullGc;
+export function signalMemoryPressure(): void {
+  void new ArrayBuffer(PRESSURE_BYTES);
 }
 
 /** One stream's bound; `observe` is called with each chunk's length. */
@@ -81,13 +80,13 @@ export class GarbageBound {
   private sinceCheck = 0;
   private sinceLast = 0;
   private afterLast: number;
-  /** Full collections this bound ran. */
+  /** Full collections this bound asked for. */
   collections = 0;
 
   constructor(
     private readonly policy: GarbageBoundPolicy = DEFAULT_GARBAGE_BOUND,
     private readonly inUse: () => number = memoryInUse,
-    private readonly collect: () => void = fullCollection(),
+    private readonly collect: () => void = signalMemoryPressure,
   ) {
     this.afterLast = inUse();
   }
@@ -104,6 +103,7 @@ export class GarbageBound {
     this.collect();
     this.collections++;
     this.sinceLast = 0;
-    this.afterLast = this.inUse();
+    // V8 collects incrementally from here; the readings that follow lower the baseline as it frees.
+    this.afterLast = inUse;
   }
 }
