@@ -22,7 +22,11 @@ export interface RunResult {
   startRss: number;
   dbSize: number;
   storedSize: number;
-  /** Peaks of process.memoryUsage() sampled every 50 ms, bytes: where the RSS went. */
+  /**
+   * Peaks of process.memoryUsage() sampled every 50 ms, bytes: where the RSS went. External and
+   * array buffers can include the 64 MiB buffer core/garbage-bound.ts allocates to ask V8 for a
+   * collection; it is never touched, so it is not in the RSS.
+   */
   peaks: { heapTotal: number; external: number; arrayBuffers: number };
   /** Full (mark-compact) collections during takeBackup, V8's and core/garbage-bound.ts's, and their total pause, ms. */
   majorGcs: { count: number; ms: number };
