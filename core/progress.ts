@@ -26,15 +26,12 @@ export class ByteMeter extends Transform {
   constructor(
     private readonly listener?: ProgressListener,
     private readonly everyMs = 1000,
-    /** Called with each chunk's length (core/garbage-bound.ts counts the stream with it). */
-    private readonly onChunk?: (bytes: number) => void,
   ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
-    this.onChunk?.(chunk.length);
     const now = Date.now();
     if (this.listener && now - this.lastReport >= this.everyMs) {
       this.lastReport = now;

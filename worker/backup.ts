@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config/index.js';
 import type { Cause } from '../core/cause.js';
 import { messageOf, SnapshotError, type SnapshotStage } from '../core/errors.js';
-import { GarbageBound } from '../core/garbage-bound.js';
 import { ByteMeter, type ProgressListener } from '../core/progress.js';
 import { TOOL } from '../core/version.js';
 import { chooseMember } from './etcd-members.js';
@@ -75,9 +74,7 @@ export async function takeBackup(options: BackupOptions): Promise<Manifest> {
     const after = prepared.open(tag);
     const id = newSnapshotId(started, member.revision);
     const key = objectKey(config.cluster, id, config.snapshot.compression) + after.suffix;
-    // Bounds the garbage the stream leaves for V8, so that memory stays flat with the snapshot's size.
-    const bound = new GarbageBound();
-    const meter = new ByteMeter(options.onProgress, 1000, (n) => bound.observe(n));
+    const meter = new ByteMeter(options.onProgress);
     const messages = tag(new SnapshotMessages((total) => (meter.total = total)), 'stream');
     const verifier = tag(new Sha256TrailerVerifier(), 'verify');
     const stored = new ByteMeter();
