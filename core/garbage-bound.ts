@@ -88,7 +88,7 @@ export function signalMemoryPressure(): void {
   void new ArrayBuffer(PRESSURE_BYTES);
 }
 
-/** One upload's bound; `observe` is called with the bytes sent so far, in any steps. */
+/** One upload's bound; `observe` is called with each step's bytes (a part, a chunk). */
 export class GarbageBound {
   private sinceCheck = 0;
   private sinceLast = 0;
