@@ -70,6 +70,7 @@ interface Sample {
   startRss?: number;
   storedSize?: number;
   peaks?: RunResult['peaks'];
+  majorGcs?: RunResult['majorGcs'];
 }
 
 /** Time ratio to the floor each codec must stay within (issue 11). */
@@ -132,6 +133,7 @@ async function runOurs(flags: Record<string, string | boolean>, round: number): 
     startRss: out.startRss,
     storedSize: out.storedSize,
     peaks: out.peaks,
+    majorGcs: out.majorGcs,
   };
 }
 
@@ -257,7 +259,7 @@ async function main(): Promise<void> {
           samples.get(variant)?.push(s);
           const rss =
             s.maxRss !== undefined && s.peaks
-              ? `  peak RSS ${mib(s.maxRss)} (start ${mib(s.startRss ?? 0)}; peaks: heap ${mib(s.peaks.heapTotal)}, external ${mib(s.peaks.external)}, buffers ${mib(s.peaks.arrayBuffers)})`
+              ? `  peak RSS ${mib(s.maxRss)} (start ${mib(s.startRss ?? 0)}; peaks: heap ${mib(s.peaks.heapTotal)}, external ${mib(s.peaks.external)}, buffers ${mib(s.peaks.arrayBuffers)}${s.majorGcs ? `; ${s.majorGcs.count} full GCs, ${s.majorGcs.ms.toFixed(0)} ms` : ''})`
               : '';
           console.log(
             `round ${round} ${variant.padEnd(16)} ${secs(s.ms).padStart(8)}${s.cpuMs !== undefined ? `  cpu ${secs(s.cpuMs).padStart(7)}` : ''}  process ${secs(s.wallMs).padStart(8)}  out ${mib(s.storedSize ?? 0)}${rss}`,

@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as common from 'oci-common';
 import { ObjectStorageClient } from 'oci-objectstorage';
 import { ConfigError } from '../../core/errors.js';
+import { GarbageBound } from '../../core/garbage-bound.js';
 import { redactUrl } from './bucket-url.js';
 import { multipartPut } from './multipart.js';
 import { resolveOciCredentials, type OciConfig, type OciCredentials } from './oci-auth.js';
@@ -177,6 +178,9 @@ export class OciStore implements Store {
     const typed = contentType ? { contentType } : {};
     /** Each part's MD5 as OCI computed it (opc-content-md5), by upload: what a lost commit is checked by. */
     const partMd5s = new Map<string, Map<number, string>>();
+    // Each part's request leaves promoted garbage (the SDK's objects, the slices' copies) that V8
+    // alone let pile up for a whole 2 GiB upload (core/garbage-bound.ts).
+    const bound = new GarbageBound();
     return multipartPut(
       body,
       {
@@ -200,6 +204,7 @@ export class OciStore implements Store {
           ).multipartUpload.uploadId,
         part: async (uploadId, num, data) => {
           const { etag, md5 } = await this.uploadPart(objectName, uploadId, num, data);
+          bound.observe(data.length);
           const md5s = partMd5s.get(uploadId) ?? new Map<number, string>();
           partMd5s.set(uploadId, md5s.set(num, md5));
           return etag;
