@@ -48,14 +48,14 @@ export class EncryptStream extends Transform {
     this.pending.push(chunk);
     this.peakBuffered = Math.max(this.peakBuffered, this.pending.length);
     // Strictly more than a chunk: only then is it certain that this chunk is not the last.
-    while (this.pending.length > this.chunkBytes) this.seal(this.pending.take(this.chunkBytes), FLAG_MORE);
+    while (this.pending.length > this.chunkBytes) this.seal(this.pending.takePieces(this.chunkBytes), FLAG_MORE);
     done();
   }
 
   override _flush(done: TransformCallback): void {
     this.sendHeader();
     // Always a final chunk, even an empty one: its flag is what proves the stream was not cut short.
-    this.seal(this.pending.take(this.pending.length), FLAG_FINAL);
+    this.seal(this.pending.takePieces(this.pending.length), FLAG_FINAL);
     done();
   }
 
@@ -65,15 +65,21 @@ export class EncryptStream extends Transform {
     this.push(this.header.raw);
   }
 
-  private seal(plain: Buffer, flags: number): void {
+  private seal(plain: Buffer[], flags: number): void {
     const cipher = createCipheriv('aes-256-gcm', this.key, nonceFor(this.index));
     cipher.setAAD(aadFor(this.header, this.index, flags));
     const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     frame.writeUInt8(flags, 0);
-    frame.writeUInt32BE(plain.length, 1);
-    const body = cipher.update(plain);
+    frame.writeUInt32BE(
+      plain.reduce((n, p) => n + p.length, 0),
+      1,
+    );
+    this.push(frame);
+    // The chunk's pieces as they came, each pushed as it is encrypted: joining them first, then
+    // the frame, allocated the chunk twice more (age.ts does the same).
+    for (const piece of plain) this.push(cipher.update(piece));
     const rest = cipher.final();
-    this.push(Buffer.concat([frame, body, rest, cipher.getAuthTag()]));
+    this.push(rest.length > 0 ? Buffer.concat([rest, cipher.getAuthTag()]) : cipher.getAuthTag());
     this.index++;
   }
 }
