@@ -11,7 +11,7 @@ import { createLogger } from '../core/logger.js';
 import { findSnapshot, LATEST } from '../worker/catalog.js';
 import { drillSettings, runDrill } from '../worker/drill.js';
 import { openStore } from '../worker/stores/open.js';
-import { peakRssOf } from './peak-rss.js';
+import { ownPeakRss, peakRssOf } from './peak-rss.js';
 
 export interface RunDrillInput {
   flags: Record<string, string | boolean>;
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     clearInterval(timer);
     const result: DrillRunResult = {
       ms,
-      maxRss: process.resourceUsage().maxRSS * 1024,
+      maxRss: await ownPeakRss(),
       etcdMaxRss,
       ok: record.ok,
       ...(record.failure ? { failure: record.failure } : {}),

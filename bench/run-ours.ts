@@ -7,6 +7,7 @@
 // As in production: cli/main.ts imports it first and loads the worker's modules only after it.
 import '../core/young-generation.js';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { ownPeakRss } from './peak-rss.js';
 
 export interface RunResult {
   /** Wall time of takeBackup, from just before the call to just after it resolved. */
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
     const result: RunResult = {
       ms,
       cpuMs: (used.user + used.system) / 1000,
-      maxRss: process.resourceUsage().maxRSS * 1024,
+      maxRss: await ownPeakRss(),
       startRss,
       dbSize: manifest.dbSize,
       storedSize: manifest.storedSize,
