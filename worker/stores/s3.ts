@@ -32,6 +32,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from '../../core/config/index.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { parseBucketUrl, redactUrl } from './bucket-url.js';
+import { GarbageBound } from '../../core/garbage-bound.js';
 import { multipartPut } from './multipart.js';
 import { describeS3Error, errorName } from './s3-errors.js';
 import { assertSafeKey, joinKey, NotFoundError, type ObjectInfo, type PutOptions, type Store } from './store.js';
@@ -154,6 +155,9 @@ export class S3Store implements Store {
     const typed = ContentType ? { ContentType } : {};
     /** A part came back SSE-KMS or SSE-C encrypted: its ETag is then not the MD5 of its bytes. */
     let opaque = false;
+    // As in the OCI store: each part's request leaves promoted garbage that V8 alone let grow with
+    // the snapshot (2 GiB to S3: 161 MiB peak RSS against 120 MiB at 256 MiB; core/garbage-bound.ts).
+    const bound = new GarbageBound();
     return multipartPut(
       body,
       {
@@ -173,6 +177,7 @@ export class S3Store implements Store {
           );
           if (!out.ETag) throw new Error(`the service returned no ETag for part ${PartNumber}`);
           if (opaqueEncryption(out)) opaque = true;
+          bound.observe(data.length);
           return out.ETag;
         },
         complete: async (UploadId, parts) => {
