@@ -7,8 +7,8 @@
  * what the last full collection left. A 2 GiB upload to OCI never reached either and its heap grew
  * for the whole run (27 -> 36 MiB used, RSS 119 -> 139 MiB, no full collection in 45 s).
  *
- * Only the OCI store reports to it (each part it uploaded): once V8 has run one full collection
- * during a stream, it sets its next limit just above the live heap and collects again every few
+ * Only the multipart stores (OCI, S3) report to it, each part they uploaded: once V8 has run one
+ * full collection during a stream, it sets its next limit just above the live heap and collects again every few
  * hundred ms on its own, whatever asked for the first (gc() or this). For OCI that cost stays small
  * (25 full collections, 0.7 s in a 2 GiB upload, and RSS 135 MiB where it reached 139-150); a zstd
  * stream to a file, which has no promoted garbage to speak of (0 full collections without this, RSS
