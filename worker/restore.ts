@@ -16,7 +16,7 @@ import type { KeyRing } from './crypto/keys.js';
 import type { Manifest } from './manifest.js';
 import type { Store } from './stores/store.js';
 import { restoreArgv, runTool, type SnapshotTool } from './etcd-tools.js';
-import { checkBeside, downloadInto, lookUpTool, snapshotStatus, type VerifyReport } from './verify.js';
+import { checkBeside, downloadInto, lookUpTool, snapshotStatus, whileChecking, type VerifyReport } from './verify.js';
 
 /** The data dir cannot be used: it is a file, or a directory with something in it. */
 export class RestoreTargetError extends Error {
@@ -61,13 +61,16 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     { ...options, skipHashCheck: true },
     async (work, tool, restore) => {
       const file = await downloadInto(work, options);
-      const checked = await checkBeside(file, options, tool, (found, signal) =>
-        restoreWhileChecking(
+      // `snapshot status` (the tool reads every key: verify's last check) is a check beside the
+      // restore too: nothing is published unless the hash, the bbolt pages and status all passed.
+      const checked = await checkBeside(file, options, tool, async (found, signal) => {
+        const [status] = await whileChecking(
           (both) => snapshotStatus(found, file, both),
           (both) => restore(found, file, both),
           signal,
-        ),
-      );
+        );
+        return status;
+      });
       const { file: _file, ...facts } = checked.facts;
       return { ...facts, status: checked.value, tool: checked.tool };
     },
@@ -126,28 +129,6 @@ export async function restoreStaged<R>(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/**
- * `snapshot status` (the tool reads every key: verify's last check) and `snapshot restore` at the
- * same time, on the same file: each reads it in full. Nothing is published before both
- * succeeded; a check failure wins (it is the integrity verdict) and stops the restore, whose
- * half-written data dir the caller removes.
- */
-export async function restoreWhileChecking<A>(
-  check: (signal: AbortSignal) => Promise<A>,
-  restore: (signal: AbortSignal) => Promise<void>,
-  signal: AbortSignal,
-): Promise<A> {
-  const stop = new AbortController();
-  const both = AbortSignal.any([signal, stop.signal]);
-  const checking = check(both);
-  checking.catch(() => stop.abort(new Error('snapshot status failed')));
-  const restoring = restore(both);
-  const [checked, restored] = await Promise.allSettled([checking, restoring]);
-  if (checked.status === 'rejected') throw checked.reason;
-  if (restored.status === 'rejected') throw restored.reason;
-  return checked.value;
 }
 
 /** Moves a finished data dir (a sibling of the target, see above) into place, refusing a target that filled meanwhile. */

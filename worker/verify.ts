@@ -306,15 +306,33 @@ export async function checkBeside<A>(
   tool: Promise<SnapshotTool>,
   withTool: (tool: SnapshotTool, signal: AbortSignal) => Promise<A>,
 ): Promise<{ facts: CheckedDownload; tool: SnapshotTool; value: A }> {
+  const [facts, worked] = await whileChecking(
+    () => checkDownloaded(file, options),
+    (signal) => tool.then(async (found) => ({ found, value: await withTool(found, signal) })),
+    options.signal,
+  );
+  return { facts, tool: worked.found, value: worked.value };
+}
+
+/**
+ * `check` and `work` side by side, both to succeed: a check failure wins (it is the integrity
+ * verdict) and aborts the work through the signal it is given; the work's failure is reported only
+ * when the check passed.
+ */
+export async function whileChecking<C, W>(
+  check: (signal: AbortSignal) => Promise<C>,
+  work: (signal: AbortSignal) => Promise<W>,
+  signal?: AbortSignal,
+): Promise<[C, W]> {
   const stop = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  const checking = checkDownloaded(file, options);
-  checking.catch(() => stop.abort(new Error('the snapshot file failed its checks')));
-  const working = tool.then(async (found) => ({ found, value: await withTool(found, signal) }));
+  const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const checking = check(both);
+  checking.catch(() => stop.abort(new Error('a check beside this work failed')));
+  const working = work(both);
   const [checked, worked] = await Promise.allSettled([checking, working]);
   if (checked.status === 'rejected') throw checked.reason;
   if (worked.status === 'rejected') throw worked.reason;
-  return { facts: checked.value, tool: worked.value.found, value: worked.value.value };
+  return [checked.value, worked.value];
 }
 
 /**
