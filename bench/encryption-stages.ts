@@ -8,6 +8,11 @@
  * measures the neighbours, while CPU time is what the stage costs. In the backup pipeline the stage
  * runs on the main thread between reads, so that CPU time bounds the wall time it can add. Peak RSS
  * growth is sampled while each stage runs and compared with the read-only pass's.
+ *
+ * The verdict takes each stage's least CPU time over the rounds, less the read-only pass's least:
+ * the work is the same in every round and neighbours can only add to it, so the minimum is the
+ * estimate of what the stage costs (medians of 5 rounds moved 2-4x between runs at load 1-3, while
+ * the minimum moved by a fifth). The medians are printed beside it.
  */
 import { createReadStream } from 'node:fs';
 import { Writable, type Transform } from 'node:stream';
@@ -79,26 +84,32 @@ export async function benchEncryptionStages(file: string, floorMs: number, round
   if (!recipient) throw new Error('age-keygen printed no public key');
   await once(file, 'read', recipient);
   const samples = new Map<Stage, StageSample[]>(STAGES.map((s) => [s, []]));
-  for (let round = 1; round <= Math.max(rounds, 5); round++) {
+  for (let round = 1; round <= Math.max(rounds, 9); round++) {
     for (const stage of STAGES) samples.get(stage)?.push(await once(file, stage, recipient));
   }
   const reads = samples.get('read') ?? [];
-  const read = { ms: median(reads.map((s) => s.ms)), cpuMs: median(reads.map((s) => s.cpuMs)) };
+  const least = (ss: StageSample[]): number => Math.min(...ss.map((s) => s.cpuMs));
+  const read = {
+    ms: median(reads.map((s) => s.ms)),
+    cpuMs: median(reads.map((s) => s.cpuMs)),
+    leastCpuMs: least(reads),
+  };
   const readRss = Math.max(...reads.map((s) => s.rssGrowth));
   console.log(
     `\n== encryption stages alone (same snapshot from the page cache, ${reads.length} rounds; floor ${floorMs.toFixed(0)} ms)`,
   );
   console.log(
-    `read only  wall ${read.ms.toFixed(0).padStart(5)} ms  cpu ${read.cpuMs.toFixed(0).padStart(5)} ms  RSS growth ${(readRss / MiB).toFixed(1)} MiB`,
+    `read only  wall ${read.ms.toFixed(0).padStart(5)} ms  cpu ${read.cpuMs.toFixed(0).padStart(5)} ms (least ${read.leastCpuMs.toFixed(0)})  RSS growth ${(readRss / MiB).toFixed(1)} MiB`,
   );
   for (const stage of ['aes-gcm', 'age-cipher', 'age'] as const) {
     const ss = samples.get(stage) ?? [];
     const ms = median(ss.map((s) => s.ms));
     const cpuMs = median(ss.map((s) => s.cpuMs));
-    const added = (cpuMs - read.cpuMs) / floorMs;
+    const addedMs = least(ss) - read.leastCpuMs;
+    const added = addedMs / floorMs;
     const rss = Math.max(...ss.map((s) => s.rssGrowth)) - readRss;
     console.log(
-      `${stage.padEnd(10)} wall ${ms.toFixed(0).padStart(5)} ms  cpu ${cpuMs.toFixed(0).padStart(5)} ms: adds ${(cpuMs - read.cpuMs).toFixed(0)} ms of CPU = ${added.toFixed(3)}x of the floor (target <= 0.1x: ${added <= 0.1 ? 'MET' : 'NOT MET'}), RSS growth ${rss >= 0 ? '+' : ''}${(rss / MiB).toFixed(1)} MiB over read-only (target < 10 MiB: ${rss < 10 * MiB ? 'MET' : 'NOT MET'})`,
+      `${stage.padEnd(10)} wall ${ms.toFixed(0).padStart(5)} ms  cpu ${cpuMs.toFixed(0).padStart(5)} ms (least ${least(ss).toFixed(0)}): adds ${addedMs.toFixed(0)} ms of CPU = ${added.toFixed(3)}x of the floor (medians: ${((cpuMs - read.cpuMs) / floorMs).toFixed(3)}x; target <= 0.1x: ${added <= 0.1 ? 'MET' : 'NOT MET'}), RSS growth ${rss >= 0 ? '+' : ''}${(rss / MiB).toFixed(1)} MiB over read-only (target < 10 MiB: ${rss < 10 * MiB ? 'MET' : 'NOT MET'})`,
     );
   }
 }
