@@ -251,6 +251,24 @@ test('s3: under SSE-KMS an object with our token but another size fails', async 
   assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'the object found stays');
 });
 
+test('s3: NoSuchUpload and an SSE-C object at the key (which this store never writes) fails and stays', async (t) => {
+  const { server, store } = await rig(t);
+  const theirs = Buffer.from('encrypted with their own key');
+  loseFirstComplete(server, () => {
+    server.putObject(BUCKET, KEY, theirs, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) }, true);
+    return undefined;
+  });
+  await assert.rejects(
+    store.put('lost.db', randomStream(11 * MIB).stream),
+    /NoSuchUpload and the object at the key cannot be read without SSE-C headers \(HeadObject: [^)]*\), and this store never uploads SSE-C: it is another writer's object, not this upload/,
+  );
+  assert.deepEqual(
+    ofOp(server, 'HeadObject').map((r) => [r.sseCustomerAlgorithm, r.status]),
+    [[undefined, 400]],
+  );
+  assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'their object stays');
+});
+
 test('s3: an abort during the retried Complete is honoured: the object found is removed', async (t) => {
   const { server, store } = await rig(t);
   const controller = new AbortController();

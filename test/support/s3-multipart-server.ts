@@ -31,6 +31,8 @@ export interface S3Request {
   key: string;
   uploadId?: string;
   partNumber?: number;
+  /** The x-amz-server-side-encryption-customer-algorithm header, when sent. */
+  sseCustomerAlgorithm?: string;
   /** The user metadata a CreateMultipartUpload sent (x-amz-meta-* headers, names without the prefix). */
   metadata?: Record<string, string>;
   /** The part list a CompleteMultipartUpload sent. */
@@ -59,6 +61,8 @@ interface StoredObject {
   data: Buffer;
   etag: string;
   metadata: Record<string, string>;
+  /** Stored SSE-C: S3 then answers HeadObject and GetObject without the customer key headers with 400. */
+  sseC?: boolean;
 }
 
 interface Upload {
@@ -75,7 +79,7 @@ export interface MultipartServer {
   /** Answers a request with the fault instead of handling it when the rule returns one. */
   fault(rule: ((r: S3Request) => S3Fault | undefined) | undefined): void;
   /** Stores an object as a single PutObject by another writer would (ETag = quoted MD5), with its user metadata. */
-  putObject(bucket: string, key: string, data: Buffer, metadata?: Record<string, string>): void;
+  putObject(bucket: string, key: string, data: Buffer, metadata?: Record<string, string>, sseC?: boolean): void;
   object(bucket: string, key: string): StoredObject | undefined;
   /** Keys in a bucket, sorted. */
   keys(bucket: string): string[];
@@ -124,7 +128,13 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
   const classify = (req: IncomingMessage, url: URL, bucket: string, key: string): S3Request | undefined => {
     const q = url.searchParams;
     const uploadId = q.get('uploadId') ?? undefined;
-    const base = { bucket, key, ...(uploadId !== undefined ? { uploadId } : {}) };
+    const ssec = req.headers['x-amz-server-side-encryption-customer-algorithm'];
+    const base = {
+      bucket,
+      key,
+      ...(uploadId !== undefined ? { uploadId } : {}),
+      ...(typeof ssec === 'string' ? { sseCustomerAlgorithm: ssec } : {}),
+    };
     if (key === '') return undefined;
     if (req.method === 'POST' && q.has('uploads'))
       return { op: 'CreateMultipartUpload', ...base, metadata: userMetadata(req) };
@@ -209,6 +219,12 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
       case 'GetObject': {
         const o = objects.get(r.key);
         if (!o) throw new Answer(404, 'NoSuchKey', 'The specified key does not exist.');
+        if (o.sseC && r.sseCustomerAlgorithm === undefined)
+          throw new Answer(
+            400,
+            'InvalidRequest',
+            'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.',
+          );
         res.writeHead(200, {
           ETag: o.etag,
           'Content-Length': String(o.data.length),
@@ -261,8 +277,8 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     fault: (rule) => void (faultRule = rule),
-    putObject: (bucket, key, data, metadata = {}) =>
-      void bucketOf(bucket).set(key, { data, etag: quoted(md5(data).toString('hex')), metadata }),
+    putObject: (bucket, key, data, metadata = {}, sseC = false) =>
+      void bucketOf(bucket).set(key, { data, etag: quoted(md5(data).toString('hex')), metadata, sseC }),
     object: (bucket, key) => buckets.get(bucket)?.get(key),
     keys: (bucket) => [...(buckets.get(bucket)?.keys() ?? [])].sort(),
     openUploads: () => [...uploads.keys()],
