@@ -1,14 +1,15 @@
 /**
  * A CompleteMultipartUpload whose answer was lost: S3 completed the upload, the SDK retried, and
  * the retry met 404 NoSuchUpload. The store must count that upload as done when (and only when)
- * the object now at the key carries the multipart ETag of the parts it sent. s3rver cannot show
+ * the object now at the key carries this upload's token (user metadata given at Create) and size,
+ * and, when the part ETags are MD5s, the multipart ETag of the parts it sent. s3rver cannot show
  * this (its multipart ETag has no `-N` and it never answers NoSuchUpload), so these run against
  * test/support/s3-multipart-server.ts.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { multipartEtag, openS3Store } from '../../worker/stores/s3.js';
+import { multipartEtag, openS3Store, UPLOAD_TOKEN_METADATA } from '../../worker/stores/s3.js';
 import {
   startMultipartServer,
   type MultipartServer,
@@ -69,6 +70,15 @@ async function rig(t: TestContext, sse?: 'aws:kms') {
 
 const ofOp = (server: MultipartServer, op: S3Request['op']) => server.requests.filter((r) => r.op === op);
 
+/** The token our CreateMultipartUpload gave the object (the fake checks it arrived as x-amz-meta-*). */
+function tokenOf(server: MultipartServer): string {
+  const creates = ofOp(server, 'CreateMultipartUpload');
+  assert.equal(creates.length, 1);
+  const token = creates[0]?.metadata?.[UPLOAD_TOKEN_METADATA];
+  assert.match(token ?? '(none)', /^[0-9a-f]{32}$/, 'CreateMultipartUpload carried a random upload token');
+  return token ?? '';
+}
+
 /** The first Complete takes effect and its answer is lost (500): the SDK sends it again. */
 function loseFirstComplete(
   server: MultipartServer,
@@ -111,6 +121,7 @@ test('s3: a Complete whose answer was lost is retried, meets NoSuchUpload, and t
   assert.equal(ofOp(server, 'AbortMultipartUpload').length, 0, 'nothing was aborted');
   assert.deepEqual(server.keys(BUCKET), [KEY], 'one object');
   assert.match(server.object(BUCKET, KEY)?.etag ?? '', /^"[0-9a-f]{32}-3"$/);
+  assert.deepEqual(server.object(BUCKET, KEY)?.metadata, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) });
   assert.equal(sha256(await readAll((await store.get('lost.db')).body)), sha256(input.data), 'the object is intact');
   assert.deepEqual(server.openUploads(), []);
 });
@@ -127,7 +138,7 @@ test('s3: NoSuchUpload while another writer replaced the object fails and leaves
     assert.match(err.message, /CompleteMultipartUpload answered 404 NoSuchUpload/);
     assert.match(
       err.message,
-      /has ETag "[0-9a-f]{32}", not "[0-9a-f]{32}-3" of the parts sent: it is another writer's \(or an older\) object, not this upload/,
+      /carries no upload token \(x-amz-meta-etcd-autobackup-upload\): it is another writer's \(or an older\) object, not this upload/,
     );
     // The abort meets the same NoSuchUpload: nothing is left to abort, nor queued to abort again.
     assert.match(err.message, /the multipart upload no longer exists, nothing of it is left$/);
@@ -165,14 +176,97 @@ test('s3: any other 404 on the retried Complete fails, even with our object at t
   assert.equal(ofOp(server, 'HeadObject').length, 0, 'only NoSuchUpload is looked into');
 });
 
-test('s3: under SSE-KMS part ETags are not MD5s, so a lost Complete is not guessed at: it fails', async (t) => {
+test('s3: NoSuchUpload and an object with our token and size but not our multipart ETag fails', async (t) => {
+  const { server, store } = await rig(t);
+  const size = 11 * MIB;
+  const theirs = Buffer.alloc(size, 7);
+  // Token and size alone would pass; with MD5 ETags the multipart ETag is checked too.
+  loseFirstComplete(server, () => {
+    server.putObject(BUCKET, KEY, theirs, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) });
+    return undefined;
+  });
+  await assert.rejects(
+    store.put('lost.db', randomStream(size).stream),
+    /has ETag "[0-9a-f]{32}", not "[0-9a-f]{32}-3" of the parts sent: it is another writer's \(or an older\) object, not this upload/,
+  );
+  assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'their object stays');
+});
+
+test('s3: under SSE-KMS (part ETags not MD5s) a lost Complete answer counts as done by the upload token and size', async (t) => {
   const { server, store } = await rig(t, 'aws:kms');
   loseFirstComplete(server);
+  const input = randomStream(11 * MIB + 5);
+  assert.deepEqual(await store.put('lost.db', input.stream), { size: input.data.length });
+  assert.deepEqual(
+    ofOp(server, 'CompleteMultipartUpload').map((r) => r.status),
+    [500, 404],
+  );
+  assert.deepEqual(
+    ofOp(server, 'HeadObject').map((r) => [r.key, r.status]),
+    [[KEY, 200]],
+  );
+  assert.equal(ofOp(server, 'AbortMultipartUpload').length, 0, 'nothing was aborted');
+  assert.equal(ofOp(server, 'DeleteObject').length, 0, 'nothing was removed');
+  assert.deepEqual(server.keys(BUCKET), [KEY], 'one object');
+  assert.deepEqual(server.object(BUCKET, KEY)?.metadata, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) });
+  assert.equal(sha256(await readAll((await store.get('lost.db')).body)), sha256(input.data), 'the object is intact');
+  assert.deepEqual(server.openUploads(), []);
+});
+
+test("s3: under SSE-KMS another writer's object at the key (another token) fails and stays", async (t) => {
+  const { server, store } = await rig(t, 'aws:kms');
+  const size = 11 * MIB;
+  // Same size, so only the token tells it apart.
+  const theirs = Buffer.alloc(size, 1);
+  loseFirstComplete(server, () => {
+    tokenOf(server);
+    server.putObject(BUCKET, KEY, theirs, { [UPLOAD_TOKEN_METADATA]: 'f'.repeat(32) });
+    return undefined;
+  });
+  await assert.rejects(store.put('lost.db', randomStream(size).stream), (err: Error) => {
+    assert.match(err.message, /CompleteMultipartUpload answered 404 NoSuchUpload/);
+    assert.match(
+      err.message,
+      /carries another upload token \(x-amz-meta-etcd-autobackup-upload\): it is another writer's \(or an older\) object, not this upload/,
+    );
+    return true;
+  });
+  assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'their object stays');
+  assert.deepEqual(server.keys(BUCKET), [KEY]);
+});
+
+test('s3: under SSE-KMS an object with our token but another size fails', async (t) => {
+  const { server, store } = await rig(t, 'aws:kms');
+  const theirs = Buffer.alloc(11 * MIB - 1, 2);
+  loseFirstComplete(server, () => {
+    server.putObject(BUCKET, KEY, theirs, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) });
+    return undefined;
+  });
   await assert.rejects(
     store.put('lost.db', randomStream(11 * MIB).stream),
-    /NoSuchUpload and the part ETags are not MD5s \(SSE-KMS/,
+    new RegExp(
+      `NoSuchUpload and the object at the key has this upload's token but its size differs: ${11 * MIB - 1} bytes, not the ${11 * MIB} sent`,
+    ),
   );
-  assert.equal(ofOp(server, 'HeadObject').length, 0);
+  assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'the object found stays');
+});
+
+test('s3: NoSuchUpload and an SSE-C object at the key (which this store never writes) fails and stays', async (t) => {
+  const { server, store } = await rig(t);
+  const theirs = Buffer.from('encrypted with their own key');
+  loseFirstComplete(server, () => {
+    server.putObject(BUCKET, KEY, theirs, { [UPLOAD_TOKEN_METADATA]: tokenOf(server) }, true);
+    return undefined;
+  });
+  await assert.rejects(
+    store.put('lost.db', randomStream(11 * MIB).stream),
+    /NoSuchUpload and the object at the key cannot be read without SSE-C headers \(HeadObject: [^)]*\), and this store never uploads SSE-C: it is another writer's object, not this upload/,
+  );
+  assert.deepEqual(
+    ofOp(server, 'HeadObject').map((r) => [r.sseCustomerAlgorithm, r.status]),
+    [[undefined, 400]],
+  );
+  assert.deepEqual(server.object(BUCKET, KEY)?.data, theirs, 'their object stays');
 });
 
 test('s3: an abort during the retried Complete is honoured: the object found is removed', async (t) => {

@@ -1,12 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { loadConfig } from '../../core/config/index.js';
 import { ConfigError, SnapshotError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { takeBackup } from '../../worker/backup.js';
 import { openStore } from '../../worker/stores/open.js';
-import { openS3Store } from '../../worker/stores/s3.js';
+import { openS3Store, UPLOAD_TOKEN_METADATA } from '../../worker/stores/s3.js';
 import { NotFoundError } from '../../worker/stores/store.js';
 import { fillEtcd, startEtcd } from '../support/etcd.js';
 import { s3Call, startRecordingProxy, type RecordingProxy } from '../support/recording-proxy.js';
@@ -115,6 +116,28 @@ test('s3: a bucket without prefix keeps keys as given', async () => {
     assert.ok(keys.includes('team/etcd/a/1.db'), 'objects under other prefixes are visible from the bucket root');
     await store.delete('root-level.db');
   } finally {
+    await store.close();
+  }
+});
+
+test('s3: s3rver takes the upload token a multipart upload gives the object, and answers it on HeadObject', async () => {
+  const store = openS3Store('s3://backups/token', s3rverConfig(server.endpoint, { partSizeMiB: 5 }));
+  const reader = new S3Client({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    // A copy: the SDK marks the credentials object it is given, which s3rverConfig spreads.
+    credentials: { ...S3RVER_CREDENTIALS },
+  });
+  try {
+    const input = randomStream(11 * MIB);
+    await store.put('multi.db', input.stream);
+    const head = await reader.send(new HeadObjectCommand({ Bucket: 'backups', Key: 'token/multi.db' }));
+    assert.match(head.Metadata?.[UPLOAD_TOKEN_METADATA] ?? '(none)', /^[0-9a-f]{32}$/);
+    assert.equal(head.ContentLength, input.data.length);
+    await store.delete('multi.db');
+  } finally {
+    reader.destroy();
     await store.close();
   }
 });

@@ -7,7 +7,9 @@
  * (order, ETags, 5 MiB minimum but for the last), stores the object with the multipart ETag (MD5
  * of the parts' binary MD5s, then `-N`) and forgets the upload, so a second Complete gets 404
  * NoSuchUpload with S3's XML error. Each request's bucket, key, upload id, part numbers and body
- * length are checked and recorded; signatures are not.
+ * length are checked and recorded; signatures are not. User metadata (x-amz-meta-* headers) given at
+ * CreateMultipartUpload is recorded, kept with the object Complete makes and answered on HeadObject
+ * and GetObject, as S3 does.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, ServerResponse, type IncomingMessage } from 'node:http';
@@ -29,6 +31,10 @@ export interface S3Request {
   key: string;
   uploadId?: string;
   partNumber?: number;
+  /** The x-amz-server-side-encryption-customer-algorithm header, when sent. */
+  sseCustomerAlgorithm?: string;
+  /** The user metadata a CreateMultipartUpload sent (x-amz-meta-* headers, names without the prefix). */
+  metadata?: Record<string, string>;
   /** The part list a CompleteMultipartUpload sent. */
   parts?: { num: number; etag: string }[];
   /** Set once answered. */
@@ -54,11 +60,15 @@ export interface MultipartServerOptions {
 interface StoredObject {
   data: Buffer;
   etag: string;
+  metadata: Record<string, string>;
+  /** Stored SSE-C: S3 then answers HeadObject and GetObject without the customer key headers with 400. */
+  sseC?: boolean;
 }
 
 interface Upload {
   bucket: string;
   key: string;
+  metadata: Record<string, string>;
   parts: Map<number, { data: Buffer; etag: string }>;
 }
 
@@ -68,9 +78,9 @@ export interface MultipartServer {
   requests: S3Request[];
   /** Answers a request with the fault instead of handling it when the rule returns one. */
   fault(rule: ((r: S3Request) => S3Fault | undefined) | undefined): void;
-  /** Stores an object as a single PutObject by another writer would (ETag = quoted MD5). */
-  putObject(bucket: string, key: string, data: Buffer): void;
-  object(bucket: string, key: string): { data: Buffer; etag: string } | undefined;
+  /** Stores an object as a single PutObject by another writer would (ETag = quoted MD5), with its user metadata. */
+  putObject(bucket: string, key: string, data: Buffer, metadata?: Record<string, string>, sseC?: boolean): void;
+  object(bucket: string, key: string): StoredObject | undefined;
   /** Keys in a bucket, sorted. */
   keys(bucket: string): string[];
   /** Upload ids not yet completed or aborted. */
@@ -118,9 +128,16 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
   const classify = (req: IncomingMessage, url: URL, bucket: string, key: string): S3Request | undefined => {
     const q = url.searchParams;
     const uploadId = q.get('uploadId') ?? undefined;
-    const base = { bucket, key, ...(uploadId !== undefined ? { uploadId } : {}) };
+    const ssec = req.headers['x-amz-server-side-encryption-customer-algorithm'];
+    const base = {
+      bucket,
+      key,
+      ...(uploadId !== undefined ? { uploadId } : {}),
+      ...(typeof ssec === 'string' ? { sseCustomerAlgorithm: ssec } : {}),
+    };
     if (key === '') return undefined;
-    if (req.method === 'POST' && q.has('uploads')) return { op: 'CreateMultipartUpload', ...base };
+    if (req.method === 'POST' && q.has('uploads'))
+      return { op: 'CreateMultipartUpload', ...base, metadata: userMetadata(req) };
     if (req.method === 'PUT' && uploadId !== undefined) {
       const partNumber = Number(q.get('partNumber'));
       return { op: 'UploadPart', ...base, partNumber };
@@ -138,7 +155,7 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
     switch (r.op) {
       case 'CreateMultipartUpload': {
         const uploadId = randomUUID();
-        uploads.set(uploadId, { bucket: r.bucket, key: r.key, parts: new Map() });
+        uploads.set(uploadId, { bucket: r.bucket, key: r.key, metadata: r.metadata ?? {}, parts: new Map() });
         return xml(
           res,
           200,
@@ -180,7 +197,7 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
         });
         const binary = chosen.map((p) => Buffer.from(p.etag.slice(1, -1), 'hex'));
         const etag = quoted(`${md5(Buffer.concat(binary)).toString('hex')}-${chosen.length}`);
-        objects.set(r.key, { data: Buffer.concat(chosen.map((p) => p.data)), etag });
+        objects.set(r.key, { data: Buffer.concat(chosen.map((p) => p.data)), etag, metadata: u.metadata });
         uploads.delete(r.uploadId ?? '');
         return xml(
           res,
@@ -202,11 +219,18 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
       case 'GetObject': {
         const o = objects.get(r.key);
         if (!o) throw new Answer(404, 'NoSuchKey', 'The specified key does not exist.');
+        if (o.sseC && r.sseCustomerAlgorithm === undefined)
+          throw new Answer(
+            400,
+            'InvalidRequest',
+            'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.',
+          );
         res.writeHead(200, {
           ETag: o.etag,
           'Content-Length': String(o.data.length),
           'Content-Type': 'application/octet-stream',
           'Last-Modified': new Date().toUTCString(),
+          ...Object.fromEntries(Object.entries(o.metadata).map(([k, v]) => [`x-amz-meta-${k}`, v])),
           ...sseHeaders,
         });
         return void res.end(r.op === 'GetObject' ? o.data : undefined);
@@ -253,7 +277,8 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     fault: (rule) => void (faultRule = rule),
-    putObject: (bucket, key, data) => void bucketOf(bucket).set(key, { data, etag: quoted(md5(data).toString('hex')) }),
+    putObject: (bucket, key, data, metadata = {}, sseC = false) =>
+      void bucketOf(bucket).set(key, { data, etag: quoted(md5(data).toString('hex')), metadata, sseC }),
     object: (bucket, key) => buckets.get(bucket)?.get(key),
     keys: (bucket) => [...(buckets.get(bucket)?.keys() ?? [])].sort(),
     openUploads: () => [...uploads.keys()],
@@ -264,6 +289,14 @@ export async function startMultipartServer(options: MultipartServerOptions): Pro
         server.close(() => resolve());
       }),
   };
+}
+
+/** The x-amz-meta-* headers, names lower-cased (as Node gives them) without the prefix. */
+function userMetadata(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers))
+    if (name.startsWith('x-amz-meta-') && typeof value === 'string') out[name.slice('x-amz-meta-'.length)] = value;
+  return out;
 }
 
 /** The body is what Content-Length and x-amz-content-sha256 (when a hash) said it would be. */

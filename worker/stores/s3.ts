@@ -4,7 +4,7 @@
  * partSize x queueSize whatever the snapshot's size, and the object appears only when
  * CompleteMultipartUpload succeeds: that is what makes put atomic.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -54,6 +54,13 @@ export interface S3StoreOptions {
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * User metadata (x-amz-meta-etcd-autobackup-upload) that CreateMultipartUpload gives the object: a
+ * random token per upload, so that after a lost Complete answer the object at the key can be told
+ * ours even when its ETag is not an MD5 (SSE-KMS). The SDK lower-cases metadata names.
+ */
+export const UPLOAD_TOKEN_METADATA = 'etcd-autobackup-upload';
 
 export class S3Store implements Store {
   readonly location: string;
@@ -155,6 +162,9 @@ export class S3Store implements Store {
     const typed = ContentType ? { ContentType } : {};
     /** A part came back SSE-KMS or SSE-C encrypted: its ETag is then not the MD5 of its bytes. */
     let opaque = false;
+    const token = randomBytes(16).toString('hex');
+    /** Bytes sent per part number, for the size check after a lost Complete answer. */
+    const partSizes = new Map<number, number>();
     // As in the OCI store: each part's request leaves promoted garbage that V8 alone let grow with
     // the snapshot (2 GiB to S3: 161 MiB peak RSS against 120 MiB at 256 MiB; core/garbage-bound.ts).
     const bound = new GarbageBound();
@@ -167,7 +177,9 @@ export class S3Store implements Store {
           );
         },
         create: async () => {
-          const out = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ...typed }));
+          const out = await this.client.send(
+            new CreateMultipartUploadCommand({ Bucket, Key, Metadata: { [UPLOAD_TOKEN_METADATA]: token }, ...typed }),
+          );
           if (!out.UploadId) throw new Error('the service returned no UploadId');
           return out.UploadId;
         },
@@ -177,6 +189,7 @@ export class S3Store implements Store {
           );
           if (!out.ETag) throw new Error(`the service returned no ETag for part ${PartNumber}`);
           if (opaqueEncryption(out)) opaque = true;
+          partSizes.set(PartNumber, data.length);
           bound.observe(data.length);
           return out.ETag;
         },
@@ -193,9 +206,11 @@ export class S3Store implements Store {
           } catch (err) {
             // The SDK retries a Complete whose answer was lost (a timeout, a proxy's 5xx), and the
             // retry finds the upload gone because the first one completed it. Then the object is
-            // ours when its ETag is the multipart ETag of the parts we sent; anything else fails.
+            // ours when it carries this upload's token and size (and, when the ETags are MD5s, the
+            // multipart ETag of the parts we sent); anything else fails.
             if (errorName(err) !== 'NoSuchUpload') throw err;
-            const notOurs = await this.notCompletedFrom(Key, parts, opaque);
+            const size = parts.reduce((sum, p) => sum + (partSizes.get(p.num) ?? 0), 0);
+            const notOurs = await this.notCompletedFrom(Key, parts, { opaque, token, size });
             if (notOurs !== undefined)
               throw new Error(`CompleteMultipartUpload answered 404 NoSuchUpload and ${notOurs}`, { cause: err });
           }
@@ -268,26 +283,34 @@ export class S3Store implements Store {
   }
 
   /**
-   * Why the object under `fullKey` is not the one a multipart upload of these parts made, or
-   * undefined when it is (its ETag is their multipart ETag): a Complete whose first answer was lost.
+   * Why the object under `fullKey` is not the one this multipart upload made, or undefined when it
+   * is (a Complete whose first answer was lost): it must carry the upload's token and size, and
+   * when the part ETags are MD5s, their multipart ETag too. This store never sends SSE-C keys
+   * (store.s3 has no setting for them, and a bucket's default encryption cannot be SSE-C), so
+   * HeadObject needs none: an SSE-C object at the key is another writer's.
    */
   private async notCompletedFrom(
     fullKey: string,
     parts: readonly { num: number; etag: string }[],
-    opaque: boolean,
+    sent: { opaque: boolean; token: string; size: number },
   ): Promise<string | undefined> {
-    const expected = opaque ? undefined : multipartEtag(parts);
-    if (expected === undefined)
-      return 'the part ETags are not MD5s (SSE-KMS, SSE-C or a service that answers other ETags), so whether an earlier try completed it cannot be told';
     let head: HeadObjectCommandOutput;
     try {
       head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
     } catch (err) {
+      // S3 answers HeadObject of an SSE-C object without its key with 400.
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 400)
+        return `the object at the key cannot be read without SSE-C headers (HeadObject: ${describeS3Error(err)}), and this store never uploads SSE-C: it is another writer's object, not this upload`;
       return `no object of ours is at the key (HeadObject: ${describeS3Error(err)}): the upload was aborted (by another process or a lifecycle rule) rather than completed`;
     }
-    if (opaqueEncryption(head))
-      return 'the object at the key is SSE-KMS or SSE-C encrypted, so its ETag is not an MD5 to compare';
-    if (head.ETag === expected) return undefined;
+    const found = head.Metadata?.[UPLOAD_TOKEN_METADATA];
+    if (found !== sent.token)
+      return `the object at the key ${found === undefined ? 'carries no upload token' : 'carries another upload token'} (x-amz-meta-${UPLOAD_TOKEN_METADATA}): it is another writer's (or an older) object, not this upload`;
+    if (head.ContentLength !== sent.size)
+      return `the object at the key has this upload's token but its size differs: ${head.ContentLength ?? '(none)'} bytes, not the ${sent.size} sent`;
+    const expected = sent.opaque || opaqueEncryption(head) ? undefined : multipartEtag(parts);
+    // SSE-KMS (or a service answering other ETags): token and size are all there is to tell.
+    if (expected === undefined || head.ETag === expected) return undefined;
     return `the object at the key has ETag ${head.ETag ?? '(none)'}, not ${expected} of the parts sent: it is another writer's (or an older) object, not this upload`;
   }
 
