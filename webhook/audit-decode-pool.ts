@@ -69,6 +69,8 @@ export class AuditDecodePool {
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
     const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return new Promise<AuditDecodeResult>((resolve, reject) => {
+      // A busy thread keeps the process alive until it answers; an idle one does not.
+      if (slot.pending.size === 0) slot.worker.ref();
       slot.pending.set(id, { resolve, reject });
       const request: DecodeRequest = { id, bytes: view, arrivalMs };
       slot.worker.postMessage(request, whole && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
@@ -95,12 +97,12 @@ export class AuditDecodePool {
         )
       : new Worker(entry, { workerData: data });
     const slot: Slot = { worker, pending: new Map() };
-    // An idle thread must not keep the process alive on its own.
     worker.unref();
     worker.on('message', (reply: DecodeReply) => {
       const pending = slot.pending.get(reply.id);
       if (pending === undefined) return;
       slot.pending.delete(reply.id);
+      if (slot.pending.size === 0) worker.unref();
       if ('result' in reply) pending.resolve(reply.result);
       else {
         this.options.log.error({ error: reply.error }, 'decoding an audit batch failed');
