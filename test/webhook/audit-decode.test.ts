@@ -13,8 +13,7 @@ const ARRIVAL = Date.parse('2030-01-01T00:00:00Z');
 const mixed = Buffer.from(JSON.stringify(fixture('audit-eventlist-mixed.json')));
 const list = (items: unknown): Buffer =>
   Buffer.from(JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', items }));
-const write = (fixture<{ items: Array<Record<string, unknown>> }>('audit-eventlist-mixed.json').items[0] ??
-  {}) as Record<string, unknown>;
+const write = fixture<{ items: Array<Record<string, unknown>> }>('audit-eventlist-mixed.json').items[0] ?? {};
 const { stageTimestamp: _s, requestReceivedTimestamp: _r, ...untimed } = write;
 
 /** Each class of refusal with the status and message the sender gets. */
