@@ -18,7 +18,8 @@
  * BENCH_MAX_SECONDS (bound on each timed phase, default 60), BENCH_CLI_JS (the CLI compiled to
  * JS; without it the CLI runs under tsx), BENCH_WEBHOOK_NODE_ARGS (extra node flags for the
  * webhook processes, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof or --trace-gc), BENCH_WEBHOOK_LOG
- * (file prefix: each webhook's output goes to <prefix>.<port>).
+ * (file prefix: each webhook's output goes to <prefix>.<port>), BENCH_WEBHOOK_CONFIG (a config file for the
+ * webhook processes, e.g. one setting webhook.auditDecodeThreads).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -92,6 +93,7 @@ async function startWebhook(redis: RedisServer, debounce: string): Promise<Webho
     debounce,
     '--log-level',
     'warn',
+    ...(process.env.BENCH_WEBHOOK_CONFIG ? ['--config', process.env.BENCH_WEBHOOK_CONFIG] : []),
   ];
   const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

@@ -3,7 +3,7 @@
 # webhook (audit ingestion, admission latency, Redis commands per window, on real Redis), then the
 # delta log's recovery point and writer cost (bench/delta.ts), then point-in-time replay speed
 # (bench/replay.ts), then a restore drill against `etcdctl snapshot restore` + etcd start (bench/drill.ts).
-# Our runner and the CLI are compiled to plain JS first so that they run as in production, without
+# Our runner and the CLI are compiled to plain JS first (with the audit decode thread, which nothing imports) so that they run as in production, without
 # the tsx loader. Env: BENCH_ONLY=snapshot|webhook|delta|replay|drill (default all); snapshot: BENCH_SIZE_MIB
 # (default 256), BENCH_ROUNDS (default 3), BENCH_VARIANTS; webhook: see bench/webhook.ts.
 set -euo pipefail
@@ -22,7 +22,7 @@ cat >"$build/tsconfig.json" <<'JSON'
 {
   "extends": "../../tsconfig.json",
   "compilerOptions": { "outDir": ".", "noEmit": false, "sourceMap": false, "noEmitOnError": false },
-  "files": ["../../bench/run-ours.ts", "../../bench/run-drill.ts", "../../cli/main.ts"],
+  "files": ["../../bench/run-ours.ts", "../../bench/run-drill.ts", "../../cli/main.ts", "../../webhook/audit-decode-thread.ts"],
   "include": []
 }
 JSON
@@ -30,7 +30,7 @@ echo "== compiling the runner and the CLI" >&2
 # Type errors elsewhere in the tree must not block a benchmark: tsc still emits, and a missing
 # output is caught just below.
 npx tsc -p "$build/tsconfig.json" >"$build/tsc.log" 2>&1 || echo "bench: tsc reported errors (see $build/tsc.log); running what it emitted" >&2
-for out in bench/run-ours.js bench/run-drill.js cli/main.js; do
+for out in bench/run-ours.js bench/run-drill.js cli/main.js webhook/audit-decode-thread.js; do
   if [ ! -f "$build/$out" ]; then
     echo "bench: compiling produced no $build/$out; see $build/tsc.log" >&2
     exit 1

@@ -11,6 +11,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { admissionRoute } from './admission.js';
 import { auditRoute } from './audit.js';
+import type { AuditDecodePool } from './audit-decode-pool.js';
 import { metricsAuthentication } from '../core/http/bearer-token.js';
 import { auditAuthentication, loadAuditAuth, webhookAuthCheck } from './audit-auth.js';
 import { errorHandler, methodNotAllowed, notFound } from './errors.js';
@@ -19,6 +20,7 @@ import { bodySlots, createBodySlots } from './body-slots.js';
 import { jsonBody, type JsonBodyOptions } from './json-body.js';
 import { ADMISSION_PATH, admissionFastPath, type FastPath } from './admission-fast-path.js';
 import type { TriggerRouteOptions } from './route-options.js';
+import type { AuditDecodeLimits } from './audit-decode.js';
 
 export interface ExtraRoute {
   /** Mount path, e.g. `/queues`; also the `route` label of its requests in the metrics. */
@@ -38,6 +40,12 @@ export interface WebhookAppOptions {
   now?: () => Date;
   /** A readiness check that has not answered in this time counts as not ready. */
   readyTimeoutMs?: number;
+  /**
+   * The threads that decode audit batches (webhook.auditDecodeThreads); the caller owns and
+   * closes them.
+   * @defaultValue none: batches are decoded on the event loop
+   */
+  auditDecodePool?: AuditDecodePool | undefined;
 }
 
 const ROUTES = ['POST /audit', 'POST /admission', 'GET /healthz', 'GET /readyz', 'GET /metrics'];
@@ -72,14 +80,11 @@ export function createWebhookApp(options: WebhookAppOptions): Express {
       // Before the body is read: an unauthenticated sender gets nothing parsed.
       auditAuthentication(loadAuditAuth(config.auditAuth), log),
       bodySlots({ max: config.webhook.auditConcurrency, field: 'webhook.auditConcurrency' }),
-      jsonBody({
-        limit: config.webhook.auditBodyLimit,
-        limitField: 'webhook.auditBodyLimit',
-        maxDepth: config.webhook.maxJsonDepth,
-        maxItems: { limit: config.webhook.auditMaxEvents, field: 'webhook.auditMaxEvents' },
-        expected: 'an audit.k8s.io/v1 EventList',
+      auditRoute({
+        ...triggers,
+        limits: auditDecodeLimits(config.webhook),
+        pool: options.auditDecodePool,
       }),
-      auditRoute(triggers),
     )
     .all(methodNotAllowed('POST'));
   // Off by default: the apiserver sends admission credentials only when its AdmissionConfiguration says so.
@@ -163,4 +168,9 @@ function routeLabeler(exact: readonly string[], mounts: readonly string[]): (req
     if (exact.includes(path)) return path;
     return mounts.find((m) => path === m || path.startsWith(`${m}/`)) ?? 'other';
   };
+}
+
+/** The audit body limits of the webhook config. */
+export function auditDecodeLimits(webhook: Config['webhook']): AuditDecodeLimits {
+  return { limit: webhook.auditBodyLimit, maxDepth: webhook.maxJsonDepth, maxItems: webhook.auditMaxEvents };
 }

@@ -7,70 +7,59 @@
 import type { RequestHandler } from 'express';
 import { messageOf } from '../core/errors.js';
 import { countTrigger } from '../core/metrics.js';
-import { filterAuditEvent } from './filters.js';
+import type { AuditDecodePool } from './audit-decode-pool.js';
+import { auditBodyOptions, decodeAuditBatch, type AuditDecodeLimits, type AuditDecodeResult } from './audit-decode.js';
 import { HttpError } from './errors.js';
-import { apiObject } from './json-body.js';
+import { readJsonBytes } from './json-body.js';
 import { sendJson } from './send-json.js';
 import type { TriggerRouteOptions } from './route-options.js';
-import { AUDIT_API_VERSIONS, auditEventSchema, type AuditEvent } from './wire.js';
 
 export interface AuditBatchResult {
   events: number;
   triggers: number;
 }
 
-export function auditRoute(options: TriggerRouteOptions): RequestHandler {
-  return (req, res) => {
-    const items = eventListItems(req.body);
-    sendJson(res, recordAuditEvents(items, options));
+export interface AuditRouteOptions extends TriggerRouteOptions {
+  limits: AuditDecodeLimits;
+  /** The decode threads; without them the batch is decoded on the event loop. */
+  pool?: AuditDecodePool | undefined;
+}
+
+/**
+ * Reads the body here (byte limit, Content-Encoding), decodes it on a thread or inline with the
+ * same function, then records the changes on this thread, where the recorder lives.
+ */
+export function auditRoute(options: AuditRouteOptions): RequestHandler {
+  const bodyOptions = auditBodyOptions(options.limits);
+  return (req, res, next) => {
+    readJsonBytes(req, bodyOptions)
+      .then((bytes) => {
+        const arrivalMs = options.now().getTime();
+        return options.pool === undefined
+          ? decodeAuditBatch(bytes, options.limits, options.filters, arrivalMs)
+          : options.pool.decode(bytes, arrivalMs);
+      })
+      .then((decoded) => sendJson(res, recordAuditBatch(decoded, options)))
+      .catch(next);
   };
 }
 
-/** The items of an EventList body; throws a 400 naming what is wrong with the envelope. */
-export function eventListItems(body: unknown): unknown[] {
-  const { items } = apiObject(body, AUDIT_API_VERSIONS, 'EventList');
-  // Go encodes an empty list as null.
-  if (items === undefined || items === null) return [];
-  if (!Array.isArray(items)) throw new HttpError(400, 'EventList.items must be an array of audit events');
-  return items as unknown[];
-}
-
-export function recordAuditEvents(items: readonly unknown[], options: TriggerRouteOptions): AuditBatchResult {
-  const { filters, recorder, metrics, log, now } = options;
-  let triggers = 0;
-  // Counted per batch, not per event: a labelled counter's inc hashes its labels each time, which
-  // was a tenth of an audit batch's CPU in the benchmark's profile.
-  const ignored = new Map<string, number>();
-  const ignore = (reason: string): void => {
-    ignored.set(reason, (ignored.get(reason) ?? 0) + 1);
-  };
-  for (const item of items) {
-    const parsed = auditEventSchema.safeParse(item);
-    if (!parsed.success) {
-      ignore('malformed');
-      continue;
-    }
-    const decision = filterAuditEvent(parsed.data, filters);
-    if (!decision.trigger) {
-      ignore(decision.reason);
-      continue;
-    }
-    triggers++;
+/** Records a decoded batch's changes and counts it; a refused batch throws its HttpError. */
+export function recordAuditBatch(decoded: AuditDecodeResult, options: TriggerRouteOptions): AuditBatchResult {
+  if (!decoded.ok) throw new HttpError(decoded.status, decoded.message, {}, decoded.logLevel);
+  const { recorder, metrics, log } = options;
+  for (const change of decoded.changes) {
     try {
-      recorder.record({ source: 'audit', resource: decision.resource, at: eventTime(parsed.data, now) });
+      recorder.record({ source: 'audit', resource: change.resource, at: new Date(change.atMs) });
     } catch (err) {
       // The contract says record never throws; if it does, the rest of the batch still counts.
-      log.error({ error: messageOf(err), resource: decision.resource }, 'recording an audit change failed');
+      log.error({ error: messageOf(err), resource: change.resource }, 'recording an audit change failed');
     }
   }
+  // Counted per batch, not per event: a labelled counter's inc hashes its labels each time, which
+  // was a tenth of an audit batch's CPU in the benchmark's profile.
+  const triggers = decoded.changes.length;
   if (triggers > 0) countTrigger(metrics, 'audit', undefined, triggers);
-  for (const [reason, n] of ignored) countTrigger(metrics, 'audit', reason, n);
-  return { events: items.length, triggers };
-}
-
-/** When the write completed, as the apiserver saw it; arrival time when the event lacks one. */
-function eventTime(event: AuditEvent, now: () => Date): Date {
-  const stamp = event.stageTimestamp ?? event.requestReceivedTimestamp;
-  const at = stamp === undefined ? undefined : new Date(stamp);
-  return at === undefined || Number.isNaN(at.getTime()) ? now() : at;
+  for (const [reason, n] of decoded.ignored) countTrigger(metrics, 'audit', reason, n);
+  return { events: decoded.events, triggers };
 }

@@ -39,18 +39,28 @@ export function jsonBody(options: JsonBodyOptions): RequestHandler {
  * left unread, one refused while reading is drained.
  */
 export function readJsonBody(req: IncomingMessage, options: JsonBodyOptions): Promise<unknown> {
-  const refused = headerProblem(req.headers, options.expected);
-  if (refused !== undefined) return Promise.reject(refused);
   const scanner = new JsonShapeScanner({
     maxDepth: options.maxDepth,
     maxItems: options.maxItems?.limit ?? Number.POSITIVE_INFINITY,
   });
-  return readBody(req, { limit: options.limit, scanner }).then(
-    (bytes) => parseJsonObject(bytes, options.expected),
-    (err: unknown) => {
-      throw err instanceof BodyReadError ? describeBodyProblem(err.problem, options) : err;
-    },
-  );
+  return readJsonBytes(req, options, scanner).then((bytes) => parseJsonObject(bytes, options.expected));
+}
+
+/**
+ * The raw bytes of a JSON webhook body (headers checked, Content-Encoding decoded, byte limit
+ * kept); with a scanner the shape limits are kept as the bytes arrive, without one the caller
+ * scans them itself (the audit decode does, off the event loop).
+ */
+export function readJsonBytes(
+  req: IncomingMessage,
+  options: JsonBodyOptions,
+  scanner?: JsonShapeScanner,
+): Promise<Buffer> {
+  const refused = headerProblem(req.headers, options.expected);
+  if (refused !== undefined) return Promise.reject(refused);
+  return readBody(req, { limit: options.limit, scanner }).catch((err: unknown) => {
+    throw err instanceof BodyReadError ? describeBodyProblem(err.problem, options) : err;
+  });
 }
 
 /**
@@ -75,7 +85,7 @@ function headerProblem(headers: IncomingHttpHeaders, expected: string): HttpErro
 }
 
 /** JSON.parse of an object or array body; its messages are rephrased, as they may quote the body. */
-function parseJsonObject(bytes: Buffer, expected: string): unknown {
+export function parseJsonObject(bytes: Buffer, expected: string): unknown {
   const text = bytes.toString('utf8');
   const first = /\S/.exec(text)?.[0];
   if (first !== '{' && first !== '[')
@@ -91,7 +101,7 @@ function parseJsonObject(bytes: Buffer, expected: string): unknown {
   }
 }
 
-function describeBodyProblem(problem: BodyProblem, options: JsonBodyOptions): HttpError {
+export function describeBodyProblem(problem: BodyProblem, options: JsonBodyOptions): HttpError {
   switch (problem.kind) {
     case 'too-large':
       return new HttpError(

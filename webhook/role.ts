@@ -7,7 +7,8 @@ import type { Config } from '../core/config/index.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { createQueueRecorder, type QueueRecorder } from '../core/queue/index.js';
-import { createWebhookApp } from './app.js';
+import { auditDecodeLimits, createWebhookApp } from './app.js';
+import { AuditDecodePool } from './audit-decode-pool.js';
 import { DASHBOARD_PATH, dashboardEnabled, dashboardRouter } from './dashboard.js';
 import { startEtcdWatch, type EtcdWatch } from './etcd-watch.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -38,8 +39,19 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
     ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics })
     : undefined;
   const loginLimiter = new LoginLimiter();
+  const threads = config.webhook.auditDecodeThreads;
+  const auditDecodePool =
+    threads > 0
+      ? new AuditDecodePool({
+          threads,
+          limits: auditDecodeLimits(config.webhook),
+          filters: config.filters,
+          log: log.child({ component: 'audit-decode' }),
+        })
+      : undefined;
   const app = createWebhookApp({
     config,
+    auditDecodePool,
     recorder,
     log,
     metrics,
@@ -66,6 +78,7 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
       await watch?.stop();
       await recorder.flush();
       await recorder.close();
+      await auditDecodePool?.close();
     },
   };
 }

@@ -394,6 +394,14 @@ export const webhookSchema = z
       .describe(
         'Audit batches read and handled at once (each up to webhook.auditBodyLimit in memory); more get 429 with Retry-After (the apiserver retries with backoff), so an audit flood cannot slow admission answers or grow memory without bound. 8 leaves room for several apiservers sending batches in parallel.',
       ),
+    auditDecodeThreads: z
+      .number()
+      .int()
+      .min(0)
+      .default(2)
+      .describe(
+        'Worker threads that parse and filter audit batches, so that a flood of audit events uses more than one core and a large batch never delays admission answers on the event loop. 0 decodes on the event loop. A thread that dies fails only its in-flight batches (500; the apiserver retries) and is replaced.',
+      ),
     admissionConcurrency: z
       .number()
       .int()

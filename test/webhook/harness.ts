@@ -6,7 +6,8 @@ import { configSchema, type ConfigInput } from '../../core/config/index.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics, type Metrics } from '../../core/metrics.js';
 import type { Change, ChangeRecorder } from '../../core/queue/contract.js';
-import { createWebhookApp, type WebhookAppOptions } from '../../webhook/app.js';
+import { auditDecodeLimits, createWebhookApp, type WebhookAppOptions } from '../../webhook/app.js';
+import { AuditDecodePool } from '../../webhook/audit-decode-pool.js';
 
 export class RecordingRecorder implements ChangeRecorder {
   readonly changes: Change[] = [];
@@ -43,12 +44,25 @@ export async function startWebhook(options: HarnessOptions = {}): Promise<Harnes
       done();
     },
   });
+  const config = configSchema.parse(options.config ?? {});
+  const log = createLogger({ level: 'debug', destination: sink });
+  // The webhook role's own pool, as webhook/role.ts builds it from the config.
+  const pool =
+    config.webhook.auditDecodeThreads > 0
+      ? new AuditDecodePool({
+          threads: config.webhook.auditDecodeThreads,
+          limits: auditDecodeLimits(config.webhook),
+          filters: config.filters,
+          log,
+        })
+      : undefined;
   const app = createWebhookApp({
     ready: () => true,
+    auditDecodePool: pool,
     ...options,
     recorder: options.recorder ?? recorder,
-    config: configSchema.parse(options.config ?? {}),
-    log: createLogger({ level: 'debug', destination: sink }),
+    config,
+    log,
     metrics,
   });
   const server: Server = app.listen(0, '127.0.0.1');
@@ -66,7 +80,9 @@ export async function startWebhook(options: HarnessOptions = {}): Promise<Harnes
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
+        server.close((err) => {
+          void pool?.close().then(() => (err ? reject(err) : resolve()), reject);
+        });
       }),
   };
 }

@@ -1,0 +1,128 @@
+/**
+ * A few worker threads running decodeAuditBatch, so that parsing audit batches (most of the
+ * webhook's CPU under an audit flood) uses more than one core and never holds up the event loop
+ * that answers admission reviews. A thread that dies takes only its in-flight batches with it:
+ * they fail (the apiserver retries a failed batch) and a fresh thread takes its place.
+ */
+import { Worker } from 'node:worker_threads';
+import { messageOf } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { AuditDecodeLimits, AuditDecodeResult } from './audit-decode.js';
+import type { Filters } from './filters.js';
+
+/** What a thread gets once at start. */
+export interface ThreadData {
+  limits: AuditDecodeLimits;
+  filters: Filters;
+}
+export interface DecodeRequest {
+  id: number;
+  bytes: Uint8Array;
+  arrivalMs: number;
+}
+export type DecodeReply = { id: number; result: AuditDecodeResult } | { id: number; error: string };
+
+export interface AuditDecodePoolOptions {
+  /** Threads to run; at least 1. */
+  threads: number;
+  limits: AuditDecodeLimits;
+  filters: Filters;
+  log: Logger;
+  /**
+   * The thread's entry file; tests pass one that misbehaves.
+   * @defaultValue audit-decode-thread beside this module (.ts under tsx, .js compiled)
+   */
+  entry?: URL;
+}
+
+interface Pending {
+  resolve: (result: AuditDecodeResult) => void;
+  reject: (err: Error) => void;
+}
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/** Compiled, this module is a .js beside a .js entry; under tsx both are .ts. */
+const DEFAULT_ENTRY = new URL(
+  import.meta.url.endsWith('.ts') ? './audit-decode-thread.ts' : './audit-decode-thread.js',
+  import.meta.url,
+);
+
+export class AuditDecodePool {
+  private readonly slots: Slot[] = [];
+  private nextId = 0;
+  private closed = false;
+
+  constructor(private readonly options: AuditDecodePoolOptions) {
+    for (let i = 0; i < Math.max(1, options.threads); i++) this.slots.push(this.start());
+  }
+
+  /** Decodes on the least busy thread; rejects (a 500 to the sender) when that thread dies first. */
+  decode(bytes: Buffer, arrivalMs: number): Promise<AuditDecodeResult> {
+    if (this.closed) return Promise.reject(new Error('the audit decode threads are closed'));
+    const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const id = this.nextId++;
+    // A body that owns its whole ArrayBuffer moves to the thread without a copy; a slice of
+    // Node's shared pool must be copied (structured clone does that).
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return new Promise<AuditDecodeResult>((resolve, reject) => {
+      // A busy thread keeps the process alive until it answers; an idle one does not.
+      if (slot.pending.size === 0) slot.worker.ref();
+      slot.pending.set(id, { resolve, reject });
+      const request: DecodeRequest = { id, bytes: view, arrivalMs };
+      slot.worker.postMessage(request, whole && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
+    });
+  }
+
+  /** Ends the threads; batches still in flight fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+
+  private start(): Slot {
+    const { limits, filters, entry = DEFAULT_ENTRY } = this.options;
+    const data: ThreadData = { limits, filters };
+    // Under tsx (tests) a worker does not inherit the loader on Node 20: register it first.
+    const worker = entry.pathname.endsWith('.ts')
+      ? new Worker(
+          `import('tsx/esm/api').then((tsx) => tsx.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`,
+          {
+            eval: true,
+            workerData: data,
+          },
+        )
+      : new Worker(entry, { workerData: data });
+    const slot: Slot = { worker, pending: new Map() };
+    worker.unref();
+    worker.on('message', (reply: DecodeReply) => {
+      const pending = slot.pending.get(reply.id);
+      if (pending === undefined) return;
+      slot.pending.delete(reply.id);
+      if (slot.pending.size === 0) worker.unref();
+      if ('result' in reply) pending.resolve(reply.result);
+      else {
+        this.options.log.error({ error: reply.error }, 'decoding an audit batch failed');
+        pending.reject(new Error(`decoding an audit batch failed: ${reply.error}`));
+      }
+    });
+    let failed = false;
+    const fail = (why: string): void => {
+      if (failed) return;
+      failed = true;
+      const lost = slot.pending.size;
+      for (const pending of slot.pending.values()) pending.reject(new Error(`audit decode thread ended: ${why}`));
+      slot.pending.clear();
+      if (this.closed) return;
+      this.options.log.error({ error: why, lostBatches: lost }, 'audit decode thread ended; starting a new one');
+      const index = this.slots.indexOf(slot);
+      if (index !== -1) this.slots[index] = this.start();
+    };
+    worker.on('error', (err) => fail(messageOf(err)));
+    worker.on('exit', (code) => fail(`exit code ${code}`));
+    return slot;
+  }
+}
