@@ -44,6 +44,12 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
+/**
+ * tsx's API, loaded only for a .ts entry (tests under tsx); the compiled build loads the .js entry
+ * and never this dev dependency (test/image/dockerfile.test.ts checks what dist imports).
+ */
+const TSX_API = 'tsx/esm/api';
+
 /** Compiled, this module is a .js beside a .js entry; under tsx both are .ts. */
 const DEFAULT_ENTRY = new URL(
   import.meta.url.endsWith('.ts') ? './audit-decode-thread.ts' : './audit-decode-thread.js',
@@ -89,7 +95,7 @@ export class AuditDecodePool {
     // Under tsx (tests) a worker does not inherit the loader on Node 20: register it first.
     const worker = entry.pathname.endsWith('.ts')
       ? new Worker(
-          `import('tsx/esm/api').then((tsx) => tsx.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`,
+          `import(${JSON.stringify(TSX_API)}).then((tsx) => tsx.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`,
           {
             eval: true,
             workerData: data,
