@@ -20,7 +20,7 @@ import { bodySlots, createBodySlots } from './body-slots.js';
 import { jsonBody, type JsonBodyOptions } from './json-body.js';
 import { ADMISSION_PATH, admissionFastPath, type FastPath } from './admission-fast-path.js';
 import type { TriggerRouteOptions } from './route-options.js';
-import type { AuditDecodeLimits } from './audit-decode.js';
+import { auditDecodeLimits } from './audit-decode.js';
 
 export interface ExtraRoute {
   /** Mount path, e.g. `/queues`; also the `route` label of its requests in the metrics. */
@@ -168,9 +168,4 @@ function routeLabeler(exact: readonly string[], mounts: readonly string[]): (req
     if (exact.includes(path)) return path;
     return mounts.find((m) => path === m || path.startsWith(`${m}/`)) ?? 'other';
   };
-}
-
-/** The audit body limits of the webhook config. */
-export function auditDecodeLimits(webhook: Config['webhook']): AuditDecodeLimits {
-  return { limit: webhook.auditBodyLimit, maxDepth: webhook.maxJsonDepth, maxItems: webhook.auditMaxEvents };
 }

@@ -5,9 +5,10 @@
  * they fail (the apiserver retries a failed batch) and a fresh thread takes its place.
  */
 import { Worker } from 'node:worker_threads';
+import type { Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { AuditDecodeLimits, AuditDecodeResult } from './audit-decode.js';
+import { auditDecodeLimits, type AuditDecodeLimits, type AuditDecodeResult } from './audit-decode.js';
 import type { Filters } from './filters.js';
 
 /** What a thread gets once at start. */
@@ -55,6 +56,16 @@ const DEFAULT_ENTRY = new URL(
   import.meta.url.endsWith('.ts') ? './audit-decode-thread.ts' : './audit-decode-thread.js',
   import.meta.url,
 );
+
+/** The pool webhook.auditDecodeThreads asks for; none for 0 (batches are decoded on the event loop). */
+export function auditDecodePoolFor(
+  config: Pick<Config, 'webhook' | 'filters'>,
+  log: Logger,
+): AuditDecodePool | undefined {
+  const threads = config.webhook.auditDecodeThreads;
+  if (threads === 0) return undefined;
+  return new AuditDecodePool({ threads, limits: auditDecodeLimits(config.webhook), filters: config.filters, log });
+}
 
 export class AuditDecodePool {
   private readonly slots: Slot[] = [];

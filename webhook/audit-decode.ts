@@ -4,6 +4,7 @@
  * the same function runs on the event loop (webhook.auditDecodeThreads 0) or in a worker thread
  * (webhook/audit-decode-pool.ts), where a 3 MB batch cannot delay admission answers.
  */
+import type { Config } from '../core/config/index.js';
 import { filterAuditEvent, type Filters } from './filters.js';
 import { HttpError } from './errors.js';
 import { apiObject, describeBodyProblem, parseJsonObject, type JsonBodyOptions } from './json-body.js';
@@ -23,6 +24,11 @@ export interface AuditDecodeLimits {
   maxDepth: number;
   /** Most events in one EventList (webhook.auditMaxEvents). */
   maxItems: number;
+}
+
+/** The audit body limits of the webhook config. */
+export function auditDecodeLimits(webhook: Config['webhook']): AuditDecodeLimits {
+  return { limit: webhook.auditBodyLimit, maxDepth: webhook.maxJsonDepth, maxItems: webhook.auditMaxEvents };
 }
 
 /** A change the batch asks for; the time is epoch milliseconds so that it crosses threads as is. */

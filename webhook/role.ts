@@ -7,8 +7,8 @@ import type { Config } from '../core/config/index.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { createQueueRecorder, type QueueRecorder } from '../core/queue/index.js';
-import { auditDecodeLimits, createWebhookApp } from './app.js';
-import { AuditDecodePool } from './audit-decode-pool.js';
+import { createWebhookApp } from './app.js';
+import { auditDecodePoolFor } from './audit-decode-pool.js';
 import { DASHBOARD_PATH, dashboardEnabled, dashboardRouter } from './dashboard.js';
 import { startEtcdWatch, type EtcdWatch } from './etcd-watch.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -39,16 +39,7 @@ export function createWebhookRole(options: WebhookRoleOptions): WebhookRole {
     ? startEtcdWatch({ config, recorder, log: log.child({ component: 'etcd-watch' }), metrics })
     : undefined;
   const loginLimiter = new LoginLimiter();
-  const threads = config.webhook.auditDecodeThreads;
-  const auditDecodePool =
-    threads > 0
-      ? new AuditDecodePool({
-          threads,
-          limits: auditDecodeLimits(config.webhook),
-          filters: config.filters,
-          log: log.child({ component: 'audit-decode' }),
-        })
-      : undefined;
+  const auditDecodePool = auditDecodePoolFor(config, log.child({ component: 'audit-decode' }));
   const app = createWebhookApp({
     config,
     auditDecodePool,

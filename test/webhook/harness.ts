@@ -6,8 +6,8 @@ import { configSchema, type ConfigInput } from '../../core/config/index.js';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics, type Metrics } from '../../core/metrics.js';
 import type { Change, ChangeRecorder } from '../../core/queue/contract.js';
-import { auditDecodeLimits, createWebhookApp, type WebhookAppOptions } from '../../webhook/app.js';
-import { AuditDecodePool } from '../../webhook/audit-decode-pool.js';
+import { createWebhookApp, type WebhookAppOptions } from '../../webhook/app.js';
+import { auditDecodePoolFor } from '../../webhook/audit-decode-pool.js';
 
 export class RecordingRecorder implements ChangeRecorder {
   readonly changes: Change[] = [];
@@ -46,16 +46,8 @@ export async function startWebhook(options: HarnessOptions = {}): Promise<Harnes
   });
   const config = configSchema.parse(options.config ?? {});
   const log = createLogger({ level: 'debug', destination: sink });
-  // The webhook role's own pool, as webhook/role.ts builds it from the config.
-  const pool =
-    config.webhook.auditDecodeThreads > 0
-      ? new AuditDecodePool({
-          threads: config.webhook.auditDecodeThreads,
-          limits: auditDecodeLimits(config.webhook),
-          filters: config.filters,
-          log,
-        })
-      : undefined;
+  // The pool the webhook role builds from the same config.
+  const pool = auditDecodePoolFor(config, log);
   const app = createWebhookApp({
     ready: () => true,
     auditDecodePool: pool,
