@@ -54,7 +54,8 @@ export interface MultipartTarget {
   create(): Promise<string>;
   /** Uploads one part (1-based) and returns its ETag. The buffer is reused once this settles. */
   part(uploadId: string, num: number, data: Buffer): Promise<string>;
-  complete(uploadId: string, parts: { num: number; etag: string }[]): Promise<void>;
+  /** Commits the parts, in part order; `size` is the object's bytes, all parts together. */
+  complete(uploadId: string, parts: { num: number; etag: string }[], size: number): Promise<void>;
   /** Aborts and returns a suffix for the error message saying how that went. */
   abort(uploadId: string): Promise<string>;
   /** Deletes the committed object (an abort that arrived during the commit). */
@@ -147,7 +148,7 @@ export async function multipartPut(
       if (partFailure) throw partFailure;
       signal?.throwIfAborted();
       parts.sort((a, b) => a.num - b.num);
-      await target.complete(uploadId as string, parts);
+      await target.complete(uploadId as string, parts, size);
       committed = true;
     }
     if (signal?.aborted) {

@@ -163,8 +163,6 @@ export class S3Store implements Store {
     /** A part came back SSE-KMS or SSE-C encrypted: its ETag is then not the MD5 of its bytes. */
     let opaque = false;
     const token = randomBytes(16).toString('hex');
-    /** Bytes sent per part number, for the size check after a lost Complete answer. */
-    const partSizes = new Map<number, number>();
     // As in the OCI store: each part's request leaves promoted garbage that V8 alone let grow with
     // the snapshot (2 GiB to S3: 161 MiB peak RSS against 120 MiB at 256 MiB; core/garbage-bound.ts).
     const bound = new GarbageBound();
@@ -189,11 +187,10 @@ export class S3Store implements Store {
           );
           if (!out.ETag) throw new Error(`the service returned no ETag for part ${PartNumber}`);
           if (opaqueEncryption(out)) opaque = true;
-          partSizes.set(PartNumber, data.length);
           bound.observe(data.length);
           return out.ETag;
         },
-        complete: async (UploadId, parts) => {
+        complete: async (UploadId, parts, size) => {
           try {
             await this.client.send(
               new CompleteMultipartUploadCommand({
@@ -209,7 +206,6 @@ export class S3Store implements Store {
             // ours when it carries this upload's token and size (and, when the ETags are MD5s, the
             // multipart ETag of the parts we sent); anything else fails.
             if (errorName(err) !== 'NoSuchUpload') throw err;
-            const size = parts.reduce((sum, p) => sum + (partSizes.get(p.num) ?? 0), 0);
             const notOurs = await this.notCompletedFrom(Key, parts, { opaque, token, size });
             if (notOurs !== undefined)
               throw new Error(`CompleteMultipartUpload answered 404 NoSuchUpload and ${notOurs}`, { cause: err });
