@@ -23,10 +23,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 
 FROM ${NODE_IMAGE}
 # etcdctl (Debian's etcd-client) for `verify` and `restore`; etcd (etcd-server) for restore drills,
-# which boot it on loopback (docs/drills.md); zstd for the zstd codec (worker/codecs.ts runs it as a
-# child process); ca-certificates for S3/OCI/NCP over TLS.
+# which boot it on loopback (docs/drills.md); zstd for the zstd codec and isal (igzip) for gzip levels
+# 1-3 (worker/codecs.ts runs both as child processes); ca-certificates for S3/OCI/NCP over TLS.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends etcd-client etcd-server zstd ca-certificates \
+ && apt-get install -y --no-install-recommends etcd-client etcd-server zstd isal ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 etcd-autobackup \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/etcd-autobackup --create-home --shell /usr/sbin/nologin etcd-autobackup

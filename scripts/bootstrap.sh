@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what etcd-autobackup needs on a Debian/Ubuntu machine, only what is missing:
-# Debian's etcd-server, etcd-client, zstd, age, prometheus (for promtool) and redis-server, then the npm
+# Debian's etcd-server, etcd-client, zstd, isal, age, prometheus (for promtool) and redis-server, then the npm
 # packages. With --browser also Debian's chromium, which the browser tests drive through playwright-core (it never downloads one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The zstd codec (the default) runs Debian's zstd binary.
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# gzip levels 1-3 (gzip's default) run ISA-L's igzip (Debian's isal).
+command -v igzip >/dev/null 2>&1 || need+=(isal)
 # age: tests prove our objects decrypt with the reference tool, and that its files restore.
 command -v age >/dev/null 2>&1 || need+=(age)
 # promtool (in Debian's prometheus package): the chart's alert rules are checked and unit-tested with it.

@@ -7,6 +7,12 @@
  * it streams, compresses on several cores (`-T`), and keeps its buffers out of Node's heap. Node's
  * own zlib has zstd only from 22.15, single-threaded; @mongodb-js/zstd is buffer-only (a whole
  * snapshot in memory), so neither fits a bounded-memory stream.
+ *
+ * gzip levels 1-3 run as ISA-L's `igzip` (Debian `isal`), levels 4-9 as zlib blocks on libuv's
+ * thread pool (ParallelGzip). On etcd data igzip at level N stores less than zlib at the same
+ * level in a quarter to a third of the CPU (docs/architecture.md, "Compression"), but it has no
+ * level above 3, so a level zlib alone reaches stays with zlib. Reading needs neither: Node's
+ * gunzip reads both, so restore works where igzip is not installed.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { Duplex } from 'node:stream';
@@ -38,6 +44,17 @@ export interface Codec {
 
 /** The zstd binary; overridable for tests and unusual installs. */
 export const ZSTD_BINARY = process.env.ETCD_AUTOBACKUP_ZSTD ?? 'zstd';
+/** ISA-L's gzip binary, for gzip levels up to IGZIP_MAX_LEVEL; overridable like ZSTD_BINARY. */
+export const IGZIP_BINARY = process.env.ETCD_AUTOBACKUP_IGZIP ?? 'igzip';
+/** igzip's highest level; gzip levels above it are zlib's. */
+export const IGZIP_MAX_LEVEL = 3;
+
+/** The gzip compressor of a level: igzip up to its highest level, zlib blocks above. */
+export function gzipCompressor(level: number, igzip: string = IGZIP_BINARY): Duplex {
+  if (level > IGZIP_MAX_LEVEL) return new ParallelGzip({ level });
+  // -n: no name or time in the header, so the same snapshot gives the same bytes.
+  return new ChildStream(igzip, ['-q', '-c', '-n', `-${level}`], 'igzip', 'isal');
+}
 
 export const CODECS: Readonly<Record<CodecName, Codec>> = {
   none: {
@@ -53,10 +70,9 @@ export const CODECS: Readonly<Record<CodecName, Codec>> = {
     extension: '.gz',
     transform: 'gzip',
     levels: COMPRESSION_LEVELS.gzip,
-    // Blocks compressed on libuv's thread pool, concatenated as gzip members (RFC 1952 allows
-    // several): gzip's one core was the bottleneck of a snapshot.
-    compress: (level) => new ParallelGzip({ level }),
-    // Node's gunzip reads concatenated members, so old single-member objects read alike.
+    compress: (level) => gzipCompressor(level),
+    // Node's gunzip reads concatenated members (ParallelGzip's) and single ones (igzip's, and
+    // objects written before either) alike.
     decompress: () => createGunzip(),
   },
   zstd: {
@@ -65,11 +81,12 @@ export const CODECS: Readonly<Record<CodecName, Codec>> = {
     transform: 'zstd',
     levels: COMPRESSION_LEVELS.zstd,
     // -T0: one thread per core; --no-progress and -q keep stderr for errors only.
-    compress: (level) => new ChildStream(ZSTD_BINARY, ['-q', '-c', `-${level}`, '-T0', '--no-progress'], 'zstd'),
-    decompress: () => new ChildStream(ZSTD_BINARY, ['-q', '-d', '-c', '--no-progress'], 'zstd -d'),
+    compress: (level) =>
+      new ChildStream(ZSTD_BINARY, ['-q', '-c', `-${level}`, '-T0', '--no-progress'], 'zstd', 'zstd'),
+    decompress: () => new ChildStream(ZSTD_BINARY, ['-q', '-d', '-c', '--no-progress'], 'zstd -d', 'zstd'),
     // zstd writes the file: piping 318 MiB out of zstd and into a file through Node was most of a
     // restore's download.
-    decompressTo: (dest) => new ChildStream(ZSTD_BINARY, ['-q', '-d', '--no-progress', '-o', dest], 'zstd -d'),
+    decompressTo: (dest) => new ChildStream(ZSTD_BINARY, ['-q', '-d', '--no-progress', '-o', dest], 'zstd -d', 'zstd'),
   },
 };
 
@@ -103,6 +120,8 @@ export class ChildStream extends Duplex {
     command: string,
     args: string[],
     private readonly label: string,
+    /** The Debian package that installs `command`, named when it is missing. */
+    debianPackage: string,
   ) {
     // Room for a few pipe reads each way: with the 16 KiB default, stdout is paused and resumed
     // on every 64 KiB read, which halved zstd's throughput.
@@ -112,7 +131,7 @@ export class ChildStream extends Duplex {
     child.on('error', (err: NodeJS.ErrnoException) => {
       this.destroy(
         err.code === 'ENOENT'
-          ? new Error(`cannot run ${command}: not found; install zstd (Debian: apt-get install zstd)`)
+          ? new Error(`cannot run ${command}: not found; install it (Debian: apt-get install ${debianPackage})`)
           : err,
       );
     });

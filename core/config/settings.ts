@@ -156,7 +156,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: 'compression-level',
     path: 'snapshot.compressionLevel',
     kind: 'int',
-    help: 'zstd 1-19 (default 3) or gzip 1-9 (default 6)',
+    help: 'zstd 1-19 (default 3) or gzip 1-9 (default 3)',
   },
   {
     flag: 'snapshot-timeout',

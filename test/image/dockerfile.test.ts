@@ -64,6 +64,10 @@ test('Dockerfile: multi-stage on a Node LTS image, npm ci && build, production d
     runtime.some((i) => i.op === 'RUN' && /apt-get install .*\bzstd\b/.test(i.args)),
     "the zstd codec's binary from Debian's zstd",
   );
+  assert.ok(
+    runtime.some((i) => i.op === 'RUN' && /apt-get install .*\bisal\b/.test(i.args)),
+    "igzip, gzip's default levels, from Debian's isal",
+  );
 });
 
 test('Dockerfile: runs as a non-root user, with the CLI as its entrypoint', () => {

@@ -10,7 +10,7 @@ import { loadConfig } from '../../core/config/index.js';
 import { IntegrityError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { takeBackup } from '../../worker/backup.js';
-import { CODECS, type CodecName } from '../../worker/codecs.js';
+import { CODECS, gzipCompressor, IGZIP_MAX_LEVEL, type CodecName } from '../../worker/codecs.js';
 import { manifestKey, objectKey, type Manifest } from '../../worker/manifest.js';
 import { ParallelGzip } from '../../worker/parallel-gzip.js';
 import { restoreSnapshot } from '../../worker/restore.js';
@@ -70,6 +70,40 @@ test('zstd is the default for a new install, at level 3', () => {
     /gzip levels are 1-9/,
   );
   assert.equal(loadConfig({ env: {}, flags: { 'compression-level': '19' } }).snapshot.compressionLevel, 19);
+  assert.equal(CODECS.gzip.levels.default, 3);
+});
+
+test("gzip levels 1-3 store ISA-L igzip's own bytes; levels 4-9 zlib's, in 1 MiB members", async () => {
+  for (const level of [undefined, 1, 6, 9]) {
+    const manifest = await backup(file, 'gzip', level);
+    const stored = await readFile(join(work.path, 'store', manifest.key));
+    const snapshot = gunzipSync(stored);
+    assert.equal(sha256(snapshot.subarray(0, manifest.dbSize)), manifest.sha256);
+    const used = level ?? CODECS.gzip.levels.default;
+    let expected: Buffer;
+    if (used <= IGZIP_MAX_LEVEL) {
+      expected = execFileSync('igzip', ['-q', '-c', '-n', `-${used}`], { input: snapshot, maxBuffer: 64 << 20 });
+    } else {
+      const blocks: Buffer[] = [];
+      for (let at = 0; at < snapshot.length; at += 1024 * 1024)
+        blocks.push(gzipSync(snapshot.subarray(at, at + 1024 * 1024), { level: used, memLevel: 9 }));
+      expected = Buffer.concat(blocks);
+      assert.ok(blocks.length > 1, 'the test snapshot spans several members');
+    }
+    assert.ok(stored.equals(expected), `level ${level ?? 'default'}: stored bytes are the expected compressor's`);
+  }
+});
+
+test('gzip without igzip: levels 1-3 fail naming the Debian package, level 4 and up need no binary', async () => {
+  const missing = join(work.path, 'no-such-igzip');
+  await assert.rejects(readAll(Readable.from([Buffer.from('etcd')]).pipe(gzipCompressor(3, missing))), (err: Error) => {
+    assert.match(err.message, /cannot run .*no-such-igzip: not found; install it \(Debian: apt-get install isal\)/);
+    return true;
+  });
+  const out = await readAll(Readable.from([Buffer.from('etcd')]).pipe(gzipCompressor(4, missing)));
+  assert.equal(gunzipSync(out).toString(), 'etcd');
+  const empty = await readAll(Readable.from([]).pipe(gzipCompressor(2)));
+  assert.equal(gunzipSync(empty).length, 0);
 });
 
 for (const where of ['file', 's3'] as const) {
