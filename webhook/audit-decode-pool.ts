@@ -2,13 +2,17 @@
  * A few worker threads running decodeAuditBatch, so that parsing audit batches (most of the
  * webhook's CPU under an audit flood) uses more than one core and never holds up the event loop
  * that answers admission reviews. A thread that dies takes only its in-flight batches with it:
- * they fail (the apiserver retries a failed batch) and a fresh thread takes its place.
+ * they fail (the apiserver retries a failed batch) and a fresh thread takes its place: at once
+ * the first time, then after a delay that doubles while its threads keep dying without answering
+ * a batch (a missing or broken thread file would otherwise restart threads as fast as they fail).
+ * Batches go only to threads that said they loaded; while none has, they are decoded on the event
+ * loop, as with 0 threads: slower, but none is refused for it.
  */
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../core/config/index.js';
 import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { auditDecodeLimits, type AuditDecodeLimits, type AuditDecodeResult } from './audit-decode.js';
+import { auditDecodeLimits, decodeAuditBatch, type AuditDecodeLimits, type AuditDecodeResult } from './audit-decode.js';
 import type { Filters } from './filters.js';
 
 /** What a thread gets once at start. */
@@ -22,6 +26,10 @@ export interface DecodeRequest {
   arrivalMs: number;
 }
 export type DecodeReply = { id: number; result: AuditDecodeResult } | { id: number; error: string };
+/** A thread's first message: it loaded and listens. */
+export interface ThreadReady {
+  ready: true;
+}
 
 export interface AuditDecodePoolOptions {
   /** Threads to run; at least 1. */
@@ -34,6 +42,30 @@ export interface AuditDecodePoolOptions {
    * @defaultValue audit-decode-thread beside this module (.ts under tsx, .js compiled)
    */
   entry?: URL;
+  /**
+   * Delays before restarting a thread that died again without answering a batch.
+   * @defaultValue `{ initialMs: 1000, maxMs: 60000 }`
+   */
+  restartBackoff?: RestartBackoff;
+}
+
+export interface RestartBackoff {
+  /** The delay after the second death in a row; each further one doubles it. */
+  initialMs: number;
+  /** The longest delay. */
+  maxMs: number;
+}
+
+const DEFAULT_BACKOFF: RestartBackoff = { initialMs: 1000, maxMs: 60_000 };
+
+/**
+ * How long to wait before starting a thread after `deathsInARow` threads in that slot died
+ * without answering a batch: none after the first (a batch that killed one thread says nothing
+ * about the next), then initialMs, doubling, up to maxMs.
+ */
+export function restartDelayMs(deathsInARow: number, backoff: RestartBackoff): number {
+  if (deathsInARow <= 1) return 0;
+  return Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(deathsInARow - 2, 30));
 }
 
 interface Pending {
@@ -41,8 +73,14 @@ interface Pending {
   reject: (err: Error) => void;
 }
 interface Slot {
-  worker: Worker;
+  /** Undefined while waiting to restart. */
+  worker: Worker | undefined;
+  /** The worker said it loaded; until then batches go elsewhere. */
+  ready: boolean;
   pending: Map<number, Pending>;
+  /** Threads of this slot that died in a row without answering a batch. */
+  deaths: number;
+  restart?: NodeJS.Timeout;
 }
 
 /**
@@ -73,13 +111,23 @@ export class AuditDecodePool {
   private closed = false;
 
   constructor(private readonly options: AuditDecodePoolOptions) {
-    for (let i = 0; i < Math.max(1, options.threads); i++) this.slots.push(this.start());
+    for (let i = 0; i < Math.max(1, options.threads); i++) {
+      const slot: Slot = { worker: undefined, ready: false, pending: new Map(), deaths: 0 };
+      this.slots.push(slot);
+      this.start(slot);
+    }
   }
 
   /** Decodes on the least busy thread; rejects (a 500 to the sender) when that thread dies first. */
   decode(bytes: Buffer, arrivalMs: number): Promise<AuditDecodeResult> {
     if (this.closed) return Promise.reject(new Error('the audit decode threads are closed'));
-    const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const live = this.slots.filter((s) => s.ready);
+    if (live.length === 0) {
+      const { limits, filters } = this.options;
+      return Promise.resolve(decodeAuditBatch(bytes, limits, filters, arrivalMs));
+    }
+    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const worker = slot.worker as Worker;
     const id = this.nextId++;
     // A body that owns its whole ArrayBuffer moves to the thread without a copy; a slice of
     // Node's shared pool must be copied (structured clone does that).
@@ -87,20 +135,26 @@ export class AuditDecodePool {
     const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return new Promise<AuditDecodeResult>((resolve, reject) => {
       // A busy thread keeps the process alive until it answers; an idle one does not.
-      if (slot.pending.size === 0) slot.worker.ref();
+      if (slot.pending.size === 0) worker.ref();
       slot.pending.set(id, { resolve, reject });
       const request: DecodeRequest = { id, bytes: view, arrivalMs };
-      slot.worker.postMessage(request, whole && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
+      worker.postMessage(request, whole && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : []);
     });
+  }
+
+  /** Threads loaded and taking batches. */
+  get threadsReady(): number {
+    return this.slots.filter((s) => s.ready).length;
   }
 
   /** Ends the threads; batches still in flight fail. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+    for (const slot of this.slots) clearTimeout(slot.restart);
+    await Promise.all(this.slots.flatMap((slot) => (slot.worker ? [slot.worker.terminate()] : [])));
   }
 
-  private start(): Slot {
+  private start(slot: Slot): void {
     const { limits, filters, entry = DEFAULT_ENTRY } = this.options;
     const data: ThreadData = { limits, filters };
     // Under tsx (tests) a worker does not inherit the loader on Node 20: register it first.
@@ -113,9 +167,16 @@ export class AuditDecodePool {
           },
         )
       : new Worker(entry, { workerData: data });
-    const slot: Slot = { worker, pending: new Map() };
+    slot.worker = worker;
+    slot.ready = false;
     worker.unref();
-    worker.on('message', (reply: DecodeReply) => {
+    worker.on('message', (reply: DecodeReply | ThreadReady) => {
+      if ('ready' in reply) {
+        slot.ready = true;
+        return;
+      }
+      // An answer, even a failed decode, proves the thread loaded and runs.
+      slot.deaths = 0;
       const pending = slot.pending.get(reply.id);
       if (pending === undefined) return;
       slot.pending.delete(reply.id);
@@ -133,13 +194,27 @@ export class AuditDecodePool {
       const lost = slot.pending.size;
       for (const pending of slot.pending.values()) pending.reject(new Error(`audit decode thread ended: ${why}`));
       slot.pending.clear();
+      slot.worker = undefined;
+      slot.ready = false;
       if (this.closed) return;
-      this.options.log.error({ error: why, lostBatches: lost }, 'audit decode thread ended; starting a new one');
-      const index = this.slots.indexOf(slot);
-      if (index !== -1) this.slots[index] = this.start();
+      slot.deaths++;
+      const restartInMs = restartDelayMs(slot.deaths, this.options.restartBackoff ?? DEFAULT_BACKOFF);
+      this.options.log.error(
+        { error: why, lostBatches: lost, deathsInARow: slot.deaths, restartInMs },
+        restartInMs === 0
+          ? 'audit decode thread ended; starting a new one'
+          : 'audit decode thread ended again; starting a new one after a delay (batches meanwhile decode on the other threads, or the event loop)',
+      );
+      if (restartInMs === 0) this.start(slot);
+      else {
+        slot.restart = setTimeout(() => {
+          slot.restart = undefined;
+          if (!this.closed) this.start(slot);
+        }, restartInMs);
+        slot.restart.unref();
+      }
     };
     worker.on('error', (err) => fail(messageOf(err)));
     worker.on('exit', (code) => fail(`exit code ${code}`));
-    return slot;
   }
 }

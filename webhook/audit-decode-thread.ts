@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { messageOf } from '../core/errors.js';
 import { decodeAuditBatch } from './audit-decode.js';
-import type { DecodeReply, DecodeRequest, ThreadData } from './audit-decode-pool.js';
+import type { DecodeReply, DecodeRequest, ThreadData, ThreadReady } from './audit-decode-pool.js';
 
 const { limits, filters } = workerData as ThreadData;
 const port = parentPort;
@@ -19,3 +19,5 @@ port.on('message', ({ id, bytes, arrivalMs }: DecodeRequest) => {
   }
   port.postMessage(reply);
 });
+const ready: ThreadReady = { ready: true };
+port.postMessage(ready);

@@ -403,7 +403,7 @@ export const webhookSchema = z
       .min(0)
       .default(2)
       .describe(
-        'Worker threads that parse and filter audit batches, so that a flood of audit events uses more than one core and a large batch never delays admission answers on the event loop. 0 decodes on the event loop. A thread that dies fails only its in-flight batches (500; the apiserver retries) and is replaced.',
+        'Worker threads that parse and filter audit batches, so that a flood of audit events uses more than one core and a large batch never delays admission answers on the event loop. 0 decodes on the event loop. A thread that dies fails only its in-flight batches (500; the apiserver retries) and is replaced: at once, then after 1s, 2s, ... up to 60s while replacements keep dying before they answer a batch; batches are decoded on the event loop while no thread has loaded.',
       ),
     admissionConcurrency: z
       .number()

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { configSchema } from '../../core/config/index.js';
 import { createLogger } from '../../core/logger.js';
 import { decodeAuditBatch, type AuditDecodeLimits } from '../../webhook/audit-decode.js';
-import { AuditDecodePool } from '../../webhook/audit-decode-pool.js';
+import { AuditDecodePool, restartDelayMs } from '../../webhook/audit-decode-pool.js';
 import { fixture } from './harness.js';
 
 const filters = configSchema.parse({}).filters;
@@ -120,9 +120,14 @@ function quietLog(): { log: ReturnType<typeof createLogger>; text: () => string 
   return { log: createLogger({ level: 'debug', destination }), text: () => text };
 }
 
+async function untilReady(pool: AuditDecodePool, threads: number): Promise<void> {
+  while (pool.threadsReady < threads) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 test('the pool answers exactly as the inline decode for the same bodies', async () => {
   const pool = new AuditDecodePool({ threads: 2, limits, filters, log: quietLog().log });
   try {
+    await untilReady(pool, 2);
     const bodies = [mixed, list([untimed, 'junk']), list(null), ...REFUSED.map(([, body]) => body)];
     const inline = bodies.map((body) => decodeAuditBatch(body, limits, filters, ARRIVAL));
     // Copies: the pool may move a body's memory to its thread.
@@ -143,8 +148,10 @@ test('a thread that dies fails its batch, is logged, and a fresh thread answers 
     entry: new URL('../support/dying-audit-thread.ts', import.meta.url),
   });
   try {
+    await untilReady(pool, 1);
     await assert.rejects(pool.decode(Buffer.from('X'), ARRIVAL), /audit decode thread ended: exit code 3/);
     assert.match(text(), /audit decode thread ended; starting a new one/);
+    await untilReady(pool, 1);
     const next = await pool.decode(list([untimed]), ARRIVAL);
     assert.deepEqual(next, {
       ok: true,
@@ -152,6 +159,53 @@ test('a thread that dies fails its batch, is logged, and a fresh thread answers 
       changes: [{ resource: 'pods default/nginx', atMs: ARRIVAL }],
       ignored: [],
     });
+  } finally {
+    await pool.close();
+  }
+});
+
+test('restart delays: none after one death, then doubling from initialMs up to maxMs', () => {
+  const backoff = { initialMs: 1000, maxMs: 60_000 };
+  assert.deepEqual(
+    [1, 2, 3, 4, 7, 8, 100].map((deaths) => restartDelayMs(deaths, backoff)),
+    [0, 1000, 2000, 4000, 32_000, 60_000, 60_000],
+  );
+});
+
+test('a thread file that cannot load: restarts back off, batches decode on the event loop meanwhile', async () => {
+  const { log, text } = quietLog();
+  const pool = new AuditDecodePool({
+    threads: 1,
+    limits,
+    filters,
+    log,
+    entry: new URL('../support/no-such-audit-thread.js', import.meta.url),
+    restartBackoff: { initialMs: 100, maxMs: 200 },
+  });
+  try {
+    // Never ready, so never sent a batch: every one is answered, inline.
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(
+        await pool.decode(Buffer.from(mixed), ARRIVAL),
+        decodeAuditBatch(mixed, limits, filters, ARRIVAL),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    assert.equal(pool.threadsReady, 0);
+    const delays = text()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string; restartInMs?: number; error?: string })
+      .filter((entry) => entry.msg.startsWith('audit decode thread ended'))
+      .map((entry) => entry.restartInMs);
+    // Without the backoff a missing file fails and restarts hundreds of times in these 750 ms.
+    assert.ok(delays.length >= 3 && delays.length <= 8, `restarts: ${delays.join(', ')}`);
+    assert.deepEqual(delays.slice(0, 3), [0, 100, 200]);
+    assert.ok(
+      delays.every((d) => d === 0 || d === 100 || d === 200),
+      delays.join(', '),
+    );
+    assert.match(text(), /no-such-audit-thread/);
   } finally {
     await pool.close();
   }
