@@ -25,6 +25,7 @@ const COMMANDS: readonly (readonly [string, () => Promise<Register>])[] = [
   ['snapshot', async () => (await import('./commands/snapshot.js')).registerSnapshot],
   ['list|ls', async () => (await import('./commands/list.js')).registerList],
   ['verify', async () => (await import('./commands/verify.js')).registerVerify],
+  ['decrypt', async () => (await import('./commands/decrypt.js')).registerDecrypt],
   ['restore', async () => (await import('./commands/restore.js')).registerRestore],
   ['history', async () => (await import('./commands/history.js')).registerHistory],
   ['drill', async () => (await import('./commands/drill.js')).registerDrill],

@@ -11,6 +11,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export interface CliResult {
   code: number | null;
   stdout: string;
+  /** stdout as bytes, for commands that write binary data. */
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -20,6 +22,8 @@ export interface CliOptions {
   cwd?: string;
   /** Killed after this long, so a hung CLI fails its test instead of the whole run. */
   timeoutMs?: number;
+  /** Written to the child's stdin, which is otherwise closed. */
+  input?: Buffer;
 }
 
 export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
@@ -29,19 +33,25 @@ export async function runCli(args: readonly string[], options: CliOptions = {}):
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args], {
     cwd: options.cwd ?? ROOT,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
+  if (options.input) {
+    // A command that fails early stops reading; the rest of the input then has nowhere to go.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input);
+  }
+  const out: Buffer[] = [];
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout?.on('data', (d: Buffer) => out.push(d));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (c) => resolve(c));
     });
-    return { code, stdout, stderr };
+    const stdoutBytes = Buffer.concat(out);
+    return { code, stdout: stdoutBytes.toString(), stdoutBytes, stderr };
   } finally {
     clearTimeout(timer);
   }
